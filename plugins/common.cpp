@@ -1,0 +1,39 @@
+#include "plugins/common.h"
+
+namespace moeq::plugins {
+
+void embeddings_and_head(Rules& r, const std::string& prefix) {
+  r.push_back(linear(prefix + "embed_tokens.weight", Role::Embedding, "embed_tokens", "embed"));
+  r.push_back(aux(prefix + "norm.weight", Role::Norm, "final norm"));
+  r.push_back(linear("lm_head.weight", Role::LmHead, "lm_head", "lm_head"));
+}
+
+void llama_attention(Rules& r, const std::string& layers) {
+  const std::string a = layers + "self_attn.";
+  r.push_back(linear(a + "{P:q_proj|k_proj|v_proj|o_proj}.weight", Role::Attention, "layers.{L}.attn.{P}", "{P}",
+                     {{"q_proj", "q"}, {"k_proj", "k"}, {"v_proj", "v"}, {"o_proj", "o"}}));
+  r.push_back(aux(a + "{P:q_proj|k_proj|v_proj|o_proj}.bias", Role::Attention, "attention bias"));
+  r.push_back(aux(a + "{P:q_norm|k_norm}.weight", Role::Norm, "q/k norm"));
+}
+
+void layer_norms(Rules& r, const std::string& layers, const std::vector<std::string>& names) {
+  std::string alts;
+  for (const auto& n : names) alts += (alts.empty() ? "" : "|") + n;
+  r.push_back(aux(layers + "{P:" + alts + "}.weight", Role::Norm, "layer norm"));
+}
+
+void gated_mlp(Rules& r, const std::string& layers, const std::string& module, Role role, const std::string& site) {
+  r.push_back(linear(layers + module + ".{P:gate_proj|up_proj|down_proj}.weight", role, site + ".{P}", "{P}",
+                     {{"gate_proj", "gate"}, {"up_proj", "up"}, {"down_proj", "down"}}));
+}
+
+void experts(Rules& r, const std::string& layers, const std::string& module, const std::string& gate,
+             const std::string& up, const std::string& down) {
+  const std::string m = layers + module + ".";
+  r.push_back(linear(m + "{E}.{P:" + gate + "|" + up + "|" + down + "}.weight", Role::Expert,
+                     "layers.{L}.experts.{E}.{P}", "{P}", {{gate, "gate"}, {up, "up"}, {down, "down"}}));
+  r.push_back(fused_gate_up(m + "gate_up_proj", Role::Expert, "layers.{L}.experts.{E}"));
+  r.push_back(experts_3d(m + "down_proj", Role::Expert, "layers.{L}.experts.{E}.down", "down"));
+}
+
+}  // namespace moeq::plugins

@@ -1,0 +1,28 @@
+// gpt-oss: experts stored FUSED and TRANSPOSED on disk. gate_up_proj is [E, H, 2I] with
+// gate and up interleaved along the last dim (gate = [..., 0::2], up = [..., 1::2]);
+// down_proj is [E, I, H]. Each becomes a strided [out, in] view, no copy. Biases for
+// experts, router and attention, and attention sinks are claimed as aux tensors.
+// (Checkpoints published in MXFP4 `*_blocks`/`*_scales` are reported as unclaimed: decoding
+// MXFP4 input is not supported yet.)
+#include "model/plugin.h"
+#include "plugins/common.h"
+
+namespace moeq::plugins {
+namespace {
+Rules gpt_oss_rules(const ModelConfig&) {
+  Rules r;
+  const std::string L = "model.layers.{L}.";
+  embeddings_and_head(r, "model.");
+  llama_attention(r, L);
+  r.push_back(aux(L + "self_attn.sinks", Role::Attention, "attention sinks"));
+  layer_norms(r, L, {"input_layernorm", "post_attention_layernorm"});
+  r.push_back(fused_gate_up_interleaved_t(L + "mlp.experts.gate_up_proj", Role::Expert, "layers.{L}.experts.{E}"));
+  r.push_back(fused_down_t(L + "mlp.experts.down_proj", Role::Expert, "layers.{L}.experts.{E}"));
+  r.push_back(aux(L + "mlp.experts.{P:gate_up_proj_bias|down_proj_bias}", Role::Expert, "expert bias"));
+  r.push_back(linear(L + "mlp.router.weight", Role::Router, "layers.{L}.router", "router"));
+  r.push_back(aux(L + "mlp.router.bias", Role::Router, "router bias"));
+  return r;
+}
+}  // namespace
+MOEQ_PLUGIN("gpt-oss", gpt_oss_rules, "gpt_oss");
+}  // namespace moeq::plugins

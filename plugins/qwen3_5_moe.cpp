@@ -1,0 +1,37 @@
+// Qwen3.5-MoE / Qwen3-Next: hybrid layers, most with linear attention (gated delta net:
+// in_proj_qkv, in_proj_z, in_proj_a/b, conv1d, out_proj), some with full attention
+// (gated q_proj of twice the width); routed experts plus one shared expert with a
+// sigmoid gate. The multimodal checkpoint nests the text model under
+// `model.language_model.` and carries a vision tower (claimed as `other`).
+#include "model/plugin.h"
+#include "plugins/common.h"
+
+namespace moeq::plugins {
+namespace {
+void text_model(Rules& r, const std::string& prefix) {
+  const std::string L = prefix + "layers.{L}.";
+  embeddings_and_head(r, prefix);
+  llama_attention(r, L);
+  r.push_back(linear(L + "linear_attn.{P:in_proj_qkv|in_proj_z|in_proj_a|in_proj_b|in_proj_qkvz|in_proj_ba|out_proj}.weight",
+                     Role::Attention, "layers.{L}.linear_attn.{P}", "{P}"));
+  r.push_back(aux(L + "linear_attn.{P:conv1d}.weight", Role::Attention, "linear attention conv1d"));
+  r.push_back(aux(L + "linear_attn.{P:A_log|dt_bias}", Role::Attention, "linear attention decay"));
+  r.push_back(aux(L + "linear_attn.norm.weight", Role::Norm, "linear attention norm"));
+  layer_norms(r, L, {"input_layernorm", "post_attention_layernorm"});
+  experts(r, L, "mlp.experts");
+  gated_mlp(r, L, "mlp.shared_expert", Role::SharedExpert, "layers.{L}.shared_experts");
+  r.push_back(linear(L + "mlp.shared_expert_gate.weight", Role::Router, "layers.{L}.shared_expert_gate", "router"));
+  r.push_back(linear(L + "mlp.gate.weight", Role::Router, "layers.{L}.router", "router"));
+}
+
+Rules qwen3_5_moe_rules(const ModelConfig&) {
+  Rules r;
+  text_model(r, "model.");
+  text_model(r, "model.language_model.");
+  r.push_back(aux("model.visual.**", Role::Other, "vision tower (not quantized)"));
+  r.push_back(aux("mtp.**", Role::Other, "multi-token prediction head (not quantized)"));
+  return r;
+}
+}  // namespace
+MOEQ_PLUGIN("Qwen3.5-MoE", qwen3_5_moe_rules, "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next");
+}  // namespace moeq::plugins

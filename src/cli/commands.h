@@ -1,0 +1,12 @@
+#pragma once
+// One function per `moeq` subcommand; each returns the process exit code and throws
+// moeq::Error on failure (main turns it into one line on stderr and exit code 1).
+#include <string>
+#include <vector>
+
+namespace moeq::cli {
+
+int cmd_inspect(const std::vector<std::string>& args);
+int cmd_make_demo(const std::vector<std::string>& args);
+
+}  // namespace moeq::cli

@@ -1,0 +1,146 @@
+// `moeq inspect MODEL_DIR`: what moeq sees in a checkpoint, site by site.
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/format_util.h"
+#include "io/checkpoint.h"
+#include "model/config.h"
+#include "model/plugin.h"
+
+namespace moeq::cli {
+namespace {
+
+struct RoleStats {
+  int64_t sites = 0, aux = 0, params = 0;
+  uint64_t bytes = 0;
+};
+
+std::string view_text(const Site& s) {
+  const WeightView& v = s.view;
+  if (!s.fused && !v.transpose) return v.tensor;
+  std::string t = v.tensor;
+  if (v.expert >= 0) t += "[" + std::to_string(v.expert) + "]";
+  if (v.transpose) t += ".T";
+  if (v.row_step != 1 || v.row_start != 0 || v.transpose || s.fused)
+    t += "[" + std::to_string(v.row_start) + ":" + std::to_string(v.row_start + v.rows * v.row_step) +
+         (v.row_step != 1 ? ":" + std::to_string(v.row_step) : "") + "]";
+  return t;
+}
+
+}  // namespace
+
+int cmd_inspect(const std::vector<std::string>& argv) {
+  Args args(argv, {"json", "summary", "strict"}, {});
+  args.expect_positional(1, "moeq inspect MODEL_DIR [--json] [--summary] [--strict]");
+  const std::string dir = args.positional()[0];
+  const ModelConfig cfg = load_config(dir);
+  const ArchPlugin& plugin = plugin_for(cfg);
+  auto ckpt = Checkpoint::open(dir);
+  const SiteMap map = map_sites(plugin, cfg, *ckpt);
+  const auto missing = missing_experts(map, cfg);
+
+  std::map<Role, RoleStats> roles;
+  std::set<std::string> site_tensors;
+  for (const auto& s : map.sites) {
+    auto& r = roles[s.role];
+    r.sites++;
+    r.params += s.view.rows * s.view.cols;
+    r.bytes += static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ckpt->info(s.view.tensor).dtype);
+    site_tensors.insert(s.view.tensor);
+  }
+  for (const auto& a : map.aux) {
+    auto& r = roles[a.role];
+    r.aux++;
+    r.params += ckpt->info(a.tensor).numel();
+    r.bytes += ckpt->info(a.tensor).nbytes();
+  }
+  uint64_t unclaimed_bytes = 0;
+  for (const auto& n : map.unclaimed) unclaimed_bytes += ckpt->info(n).nbytes();
+  std::set<int64_t> expert_layers;
+  for (const auto& s : map.sites)
+    if (s.role == Role::Expert) expert_layers.insert(s.layer);
+  const size_t claimed = site_tensors.size() + map.aux.size();
+
+  if (args.flag("json")) {
+    nlohmann::ordered_json j;
+    j["model"] = dir;
+    j["model_type"] = cfg.model_type;
+    j["plugin"] = plugin.family;
+    j["layers"] = cfg.num_layers;
+    j["hidden_size"] = cfg.hidden_size;
+    j["num_experts"] = cfg.num_experts;
+    j["top_k"] = cfg.num_experts_per_tok;
+    j["expert_layers"] = expert_layers;
+    j["expert_layout"] = map.expert_layout;
+    j["tensor_count"] = ckpt->names().size();
+    j["tensors_claimed"] = claimed;
+    j["unclaimed"] = map.unclaimed;
+    j["missing_experts"] = missing;
+    j["total_bytes"] = ckpt->total_bytes();
+    for (const auto& [role, r] : roles)
+      j["roles"][role_name(role)] = {{"sites", r.sites}, {"aux_tensors", r.aux}, {"params", r.params}, {"bytes", r.bytes}};
+    if (!args.flag("summary")) {
+      j["sites"] = nlohmann::ordered_json::array();
+      for (const auto& s : map.sites) {
+        const WeightView& v = s.view;
+        j["sites"].push_back({{"name", s.name}, {"role", role_name(s.role)}, {"layer", s.layer}, {"expert", s.expert},
+                              {"proj", s.proj}, {"shape", {v.rows, v.cols}},
+                              {"dtype", dtype_name(ckpt->info(v.tensor).dtype)}, {"tensor", v.tensor},
+                              {"expert_index", v.expert}, {"transpose", v.transpose}, {"row_start", v.row_start},
+                              {"row_step", v.row_step}});
+      }
+      j["aux"] = nlohmann::ordered_json::array();
+      for (const auto& a : map.aux) j["aux"].push_back({{"tensor", a.tensor}, {"role", role_name(a.role)}, {"what", a.what}});
+    }
+    std::printf("%s\n", j.dump(1).c_str());
+  } else {
+    std::printf("model          %s\n", dir.c_str());
+    std::printf("architecture   %s (model_type %s%s)\n", cfg.architectures.empty() ? "?" : cfg.architectures[0].c_str(),
+                cfg.model_type.c_str(), cfg.text_model_type != cfg.model_type ? (", text " + cfg.text_model_type).c_str() : "");
+    std::printf("plugin         %s\n", plugin.family.c_str());
+    std::printf("layers         %lld (hidden %lld), %zu with routed experts\n", (long long)cfg.num_layers,
+                (long long)cfg.hidden_size, expert_layers.size());
+    std::printf("experts        %lld per MoE layer, top-%lld, intermediate %lld, shared %lld\n",
+                (long long)cfg.num_experts, (long long)cfg.num_experts_per_tok, (long long)cfg.moe_intermediate_size,
+                (long long)cfg.num_shared_experts);
+    std::printf("on-disk layout %s\n", map.expert_layout.c_str());
+    std::printf("tensors        %zu in checkpoint, %zu claimed (%zu holding sites, %zu aux), %zu unclaimed\n",
+                ckpt->names().size(), claimed, site_tensors.size(), map.aux.size(), map.unclaimed.size());
+    std::printf("sites          %zu linear weights\n\n", map.sites.size());
+    std::printf("%-15s %7s %7s %14s %12s %6s\n", "role", "sites", "aux", "params", "bytes", "share");
+    RoleStats total;
+    for (const auto& [role, r] : roles) {
+      total.sites += r.sites; total.aux += r.aux; total.params += r.params; total.bytes += r.bytes;
+    }
+    for (const auto& [role, r] : roles)
+      std::printf("%-15s %7lld %7lld %14lld %12s %5.1f%%\n", role_name(role), (long long)r.sites, (long long)r.aux,
+                  (long long)r.params, human_bytes(r.bytes).c_str(), 100.0 * r.bytes / std::max<uint64_t>(1, ckpt->total_bytes()));
+    if (!map.unclaimed.empty())
+      std::printf("%-15s %7s %7zu %14s %12s\n", "UNCLAIMED", "-", map.unclaimed.size(), "-", human_bytes(unclaimed_bytes).c_str());
+    std::printf("%-15s %7lld %7lld %14lld %12s\n", "total", (long long)total.sites, (long long)total.aux,
+                (long long)total.params, human_bytes(total.bytes + unclaimed_bytes).c_str());
+    if (!args.flag("summary")) {
+      std::printf("\n%-34s %-14s %-13s %-6s %s\n", "site", "role", "shape [out,in]", "dtype", "stored as");
+      for (const auto& s : map.sites) {
+        const std::string shape = "[" + std::to_string(s.view.rows) + ", " + std::to_string(s.view.cols) + "]";
+        std::printf("%-34s %-14s %-13s %-6s %s\n", s.name.c_str(), role_name(s.role), shape.c_str(),
+                    dtype_name(ckpt->info(s.view.tensor).dtype), view_text(s).c_str());
+      }
+    }
+  }
+  for (const auto& n : map.unclaimed)
+    std::fprintf(stderr, "warning: tensor '%s' is not claimed by plugin %s (it would be copied unchanged)\n", n.c_str(),
+                 plugin.family.c_str());
+  for (const auto& m : missing) std::fprintf(stderr, "warning: %s\n", m.c_str());
+  if (args.flag("strict") && (!map.unclaimed.empty() || !missing.empty()))
+    throw Error(dir + ": " + std::to_string(map.unclaimed.size()) + " unclaimed tensors, " +
+                std::to_string(missing.size()) + " incomplete expert layers (--strict)");
+  return 0;
+}
+
+}  // namespace moeq::cli

@@ -1,0 +1,52 @@
+// moeq: calibration and post-training quantization for Mixture-of-Experts checkpoints.
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const std::vector<std::string>&);
+  const char* help;
+};
+
+const Command kCommands[] = {
+    {"inspect", moeq::cli::cmd_inspect, "MODEL_DIR [--json] [--summary] [--strict]: architecture, sites, bytes per role"},
+    {"make-demo", moeq::cli::cmd_make_demo, "OUT_DIR [--overwrite]: write the embedded demo MoE checkpoints"},
+};
+
+void usage(FILE* to) {
+  std::fprintf(to, "usage: moeq COMMAND [ARGS]\n\ncommands:\n");
+  for (const auto& c : kCommands) std::fprintf(to, "  %-10s %s\n", c.name, c.help);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& c : kCommands) {
+    if (name != c.name) continue;
+    try {
+      return c.run(args);
+    } catch (const moeq::Error& e) {
+      std::fprintf(stderr, "moeq %s: error: %s\n", c.name, e.what());
+      return 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moeq %s: internal error: %s\n", c.name, e.what());
+      return 3;
+    }
+  }
+  std::fprintf(stderr, "moeq: unknown command '%s'\n", name.c_str());
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,54 @@
+#include "formats/format.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace moeq {
+namespace {
+std::vector<std::unique_ptr<QuantFormat>>& registry() {
+  static std::vector<std::unique_ptr<QuantFormat>> r;
+  return r;
+}
+}  // namespace
+
+bool register_format(std::unique_ptr<QuantFormat> f) {
+  registry().push_back(std::move(f));
+  return true;
+}
+
+const QuantFormat& format_by_name(const std::string& name) {
+  for (const auto& f : registry())
+    if (f->name() == name) return *f;
+  std::string known;
+  for (const auto& n : format_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error("unknown format '" + name + "' (known: " + known + ")");
+}
+
+std::vector<std::string> format_names() {
+  std::vector<std::string> n;
+  for (const auto& f : registry()) n.push_back(f->name());
+  std::sort(n.begin(), n.end());
+  return n;
+}
+
+void check_weight(const at::Tensor& w, const std::string& format, int64_t block) {
+  if (w.dim() != 2 && w.dim() != 3)
+    throw Error(format + ": expected a 2D [out, in] weight or a 3D [E, out, in] stack, got " + std::to_string(w.dim()) + "D");
+  const auto t = w.scalar_type();
+  if (t != at::kBFloat16 && t != at::kHalf && t != at::kFloat)
+    throw Error(format + ": weights must be bf16, f16 or f32, got " + std::string(c10::toString(t)));
+  if (block > 0 && w.size(-1) % block != 0)
+    throw Error(format + ": input dimension " + std::to_string(w.size(-1)) + " is not divisible by block size " +
+                std::to_string(block));
+}
+
+void throw_non_finite(const std::string& format) {
+  throw Error(format + ": weight contains NaN or Inf; refusing to quantize it");
+}
+
+void require_finite(const at::Tensor& w, const std::string& format) {
+  if (!at::isfinite(w).all().item<bool>()) throw_non_finite(format);
+}
+
+}  // namespace moeq

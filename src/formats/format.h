@@ -1,0 +1,71 @@
+#pragma once
+// Quantization formats as a library layer: each format quantizes a 2D weight [out, in]
+// or a stack of experts [E, out, in] in one call, dequantizes, and names its output
+// tensors ("parts") so the export writers can lay them out for each consumer.
+//
+// One file per format (src/formats/<name>.cpp) registers it with MOEQ_FORMAT; its CPU
+// kernel lives beside it, its CUDA kernel in src/formats/<name>_kernels.cu.
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moeq {
+
+// Parameters a recipe can set; each format reads the ones it uses and validate() rejects
+// values it cannot honour.
+struct FormatParams {
+  int64_t block_size = 0;          // 0: the format's default (NVFP4 16, NF4 64, MXFP4 32, INT 128)
+  bool double_quant = false;       // NF4/FP4: 8-bit quantized absmax (bitsandbytes compress_statistics)
+  bool symmetric = true;           // INT4/INT8: symmetric, or asymmetric with zero points
+  std::string granularity = "tensor";  // FP8: "tensor" or "channel"
+};
+
+// The result of quantizing one weight or one expert stack. For a stack every part has a
+// leading expert dimension E (also the per-tensor scalars, which become [E]).
+struct QuantizedTensor {
+  std::string format;
+  std::vector<int64_t> shape;               // the original [out, in] or [E, out, in]
+  at::ScalarType orig_dtype = at::kBFloat16;
+  FormatParams params;
+  std::map<std::string, at::Tensor> parts;  // e.g. weight, weight_scale, weight_scale_2
+};
+
+class QuantFormat {
+ public:
+  virtual ~QuantFormat() = default;
+  virtual std::string name() const = 0;
+  // Throws moeq::Error saying why the shape or params do not fit (e.g. in % block != 0).
+  virtual void validate(const std::vector<int64_t>& shape, const FormatParams& p) const = 0;
+  // w: [out, in] or [E, out, in], bf16/f16/f32, on CPU or CUDA (the kernel follows the
+  // device). amax: optional per-tensor amax ([] or [E]) replacing the weights' own, where
+  // the format has a per-tensor scale (NVFP4 global scale, FP8 tensor scale).
+  virtual QuantizedTensor quantize(const at::Tensor& w, const FormatParams& p,
+                                   const std::optional<at::Tensor>& amax = std::nullopt) const = 0;
+  // Back to floating point, shape q.shape, on the device of q's parts.
+  virtual at::Tensor dequantize(const QuantizedTensor& q, at::ScalarType out = at::kFloat) const = 0;
+  // Storage cost including scales, in bits per weight element, for this shape.
+  virtual double bits_per_weight(const std::vector<int64_t>& shape, const FormatParams& p) const = 0;
+};
+
+bool register_format(std::unique_ptr<QuantFormat> f);
+// Throws moeq::Error listing the known formats when the name is unknown.
+const QuantFormat& format_by_name(const std::string& name);
+std::vector<std::string> format_names();
+
+// Shared checks: 2D or 3D, bf16/f16/f32, last dim divisible by `block`. Throws moeq::Error.
+void check_weight(const at::Tensor& w, const std::string& format, int64_t block);
+// Throws moeq::Error when w holds NaN or Inf. Costs a pass over w: kernels that already
+// read every element should detect non-finite values themselves and throw the same error.
+void require_finite(const at::Tensor& w, const std::string& format);
+[[noreturn]] void throw_non_finite(const std::string& format);
+
+}  // namespace moeq
+
+#define MOEQ_FORMAT(cls) \
+  static const bool MOEQ_FORMAT_CONCAT(moeq_format_registered_, __LINE__) = ::moeq::register_format(std::make_unique<cls>())
+#define MOEQ_FORMAT_CONCAT_INNER(a, b) a##b
+#define MOEQ_FORMAT_CONCAT(a, b) MOEQ_FORMAT_CONCAT_INNER(a, b)

@@ -1,0 +1,86 @@
+#include "model/config.h"
+
+#include <fstream>
+
+#include "core/error.h"
+
+namespace moeq {
+namespace {
+
+const nlohmann::json* lookup(const ModelConfig& c, const std::string& key) {
+  for (const nlohmann::json* j : {&c.text, &c.raw}) {
+    auto it = j->find(key);
+    if (it != j->end() && !it->is_null()) return &*it;
+  }
+  return nullptr;
+}
+
+int64_t first_int(const ModelConfig& c, std::initializer_list<const char*> keys, int64_t fallback) {
+  for (const char* k : keys) {
+    const nlohmann::json* v = lookup(c, k);
+    if (!v) continue;
+    if (!v->is_number_integer())
+      throw Error(c.path + ": key '" + k + "' should be an integer, got " + v->dump());
+    return v->get<int64_t>();
+  }
+  return fallback;
+}
+
+}  // namespace
+
+int64_t ModelConfig::get_int(const std::string& key, int64_t fallback) const {
+  const nlohmann::json* v = lookup(*this, key);
+  if (!v) return fallback;
+  if (!v->is_number_integer()) throw Error(path + ": key '" + key + "' should be an integer, got " + v->dump());
+  return v->get<int64_t>();
+}
+
+bool ModelConfig::has(const std::string& key) const { return lookup(*this, key) != nullptr; }
+
+ModelConfig parse_config(const nlohmann::json& j, const std::string& path) {
+  ModelConfig c;
+  c.path = path;
+  if (!j.is_object()) throw Error(path + ": not a JSON object");
+  c.raw = j;
+  auto tc = j.find("text_config");
+  c.text = (tc != j.end() && tc->is_object()) ? *tc : j;
+  auto mt = j.find("model_type");
+  if (mt == j.end() || !mt->is_string()) throw Error(path + ": missing string key 'model_type'");
+  c.model_type = mt->get<std::string>();
+  auto tmt = c.text.find("model_type");
+  c.text_model_type = (tmt != c.text.end() && tmt->is_string()) ? tmt->get<std::string>() : c.model_type;
+  if (auto a = j.find("architectures"); a != j.end() && a->is_array())
+    for (const auto& s : *a)
+      if (s.is_string()) c.architectures.push_back(s.get<std::string>());
+  c.num_layers = first_int(c, {"num_hidden_layers", "n_layer", "num_layers"}, 0);
+  if (c.num_layers <= 0) throw Error(path + ": missing or non-positive 'num_hidden_layers'");
+  c.hidden_size = first_int(c, {"hidden_size", "d_model", "n_embd"}, 0);
+  if (c.hidden_size <= 0) throw Error(path + ": missing or non-positive 'hidden_size'");
+  c.vocab_size = first_int(c, {"vocab_size"}, 0);
+  c.num_heads = first_int(c, {"num_attention_heads", "n_head"}, 0);
+  c.num_kv_heads = first_int(c, {"num_key_value_heads"}, c.num_heads);
+  c.head_dim = first_int(c, {"head_dim"}, c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+  c.intermediate_size = first_int(c, {"intermediate_size", "ffn_dim"}, 0);
+  c.num_experts = first_int(c, {"num_experts", "num_local_experts", "n_routed_experts"}, 0);
+  c.moe_intermediate_size =
+      first_int(c, {"moe_intermediate_size", "expert_intermediate_size"}, c.num_experts > 0 ? c.intermediate_size : 0);
+  c.num_experts_per_tok = first_int(c, {"num_experts_per_tok", "top_k_experts", "experts_per_token"}, 0);
+  c.num_shared_experts = first_int(c, {"n_shared_experts", "num_shared_experts"}, 0);
+  c.first_k_dense_replace = first_int(c, {"first_k_dense_replace"}, 0);
+  for (const nlohmann::json* src : {&c.text, &c.raw}) {
+    auto t = src->find("tie_word_embeddings");
+    if (t != src->end() && t->is_boolean()) { c.tie_word_embeddings = t->get<bool>(); break; }
+  }
+  return c;
+}
+
+ModelConfig load_config(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open (is this a Hugging Face model directory?)");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) throw Error(path + ": not valid JSON");
+  return parse_config(j, path);
+}
+
+}  // namespace moeq

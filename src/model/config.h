@@ -1,0 +1,43 @@
+#pragma once
+// config.json as a typed model description. Multimodal checkpoints (Gemma4, Qwen3.5)
+// nest the language model's fields under `text_config`; those take precedence.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace moeq {
+
+struct ModelConfig {
+  std::string path;                    // the config.json read
+  std::string model_type;              // top-level model_type
+  std::string text_model_type;         // text_config.model_type, or model_type
+  std::vector<std::string> architectures;
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;
+  int64_t vocab_size = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t intermediate_size = 0;       // dense MLP
+  int64_t moe_intermediate_size = 0;   // per expert (0 when the model has no experts)
+  int64_t num_experts = 0;             // routed experts per MoE layer
+  int64_t num_experts_per_tok = 0;     // top-k
+  int64_t num_shared_experts = 0;
+  int64_t first_k_dense_replace = 0;   // leading dense layers (DeepSeek, GLM)
+  bool tie_word_embeddings = false;
+  nlohmann::json raw;   // the whole file
+  nlohmann::json text;  // text_config when present, else raw
+
+  // An integer field looked up in text_config first, then at top level.
+  int64_t get_int(const std::string& key, int64_t fallback) const;
+  bool has(const std::string& key) const;
+};
+
+// Reads MODEL_DIR/config.json. Throws moeq::Error naming the file and key when a required
+// field is missing or has the wrong type.
+ModelConfig load_config(const std::string& model_dir);
+ModelConfig parse_config(const nlohmann::json& j, const std::string& path);
+
+}  // namespace moeq

@@ -1,0 +1,171 @@
+#include "model/plugin.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+
+namespace moeq {
+namespace {
+
+std::vector<ArchPlugin>& registry() {
+  static std::vector<ArchPlugin> r;
+  return r;
+}
+
+int role_rank(Role r) { return static_cast<int>(r); }
+
+int proj_rank(const std::string& p) {
+  static const char* order[] = {"q", "q_a", "q_b", "k", "v", "kv_a", "kv_b", "o", "router", "gate", "up", "down"};
+  for (int i = 0; i < static_cast<int>(sizeof order / sizeof *order); ++i)
+    if (p == order[i]) return i;
+  return 100;
+}
+
+[[noreturn]] void shape_error(const TensorInfo& t, const std::string& expected) {
+  std::string got = "[";
+  for (size_t i = 0; i < t.shape.size(); ++i) got += (i ? ", " : "") + std::to_string(t.shape[i]);
+  got += "]";
+  throw Error("tensor '" + t.name + "': shape " + got + " does not fit the plugin layout (expected " + expected + ")");
+}
+
+Site make_site(const Rule& r, const Captures& c, const std::string& tensor, const std::string& name_templ,
+               const std::string& proj) {
+  Site s;
+  s.name = expand_template(name_templ, c, r.alias);
+  s.role = r.role;
+  s.layer = c.layer;
+  s.expert = c.expert;
+  s.proj = expand_template(proj, c, r.alias);
+  s.view.tensor = tensor;
+  return s;
+}
+
+void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const ModelConfig& cfg, SiteMap* out) {
+  const auto& sh = t.shape;
+  switch (r.layout) {
+    case Layout::Aux:
+      out->aux.push_back(AuxTensor{t.name, r.role, cap.layer, r.what});
+      return;
+    case Layout::Linear: {
+      if (sh.size() != 2) shape_error(t, "2D [out, in]");
+      Site s = make_site(r, cap, t.name, r.site, r.proj);
+      s.view.rows = sh[0];
+      s.view.cols = sh[1];
+      out->sites.push_back(std::move(s));
+      return;
+    }
+    default: break;
+  }
+  // 3D expert stacks: one or two sites per expert, all views into the same tensor.
+  if (sh.size() != 3) shape_error(t, "3D [experts, ...]");
+  if (cfg.num_experts > 0 && sh[0] != cfg.num_experts)
+    shape_error(t, std::to_string(cfg.num_experts) + " experts (config.json) on dim 0");
+  for (int64_t e = 0; e < sh[0]; ++e) {
+    Captures c = cap;
+    c.expert = e;
+    auto add = [&](const std::string& suffix, const std::string& proj, bool transpose, int64_t start, int64_t step,
+                   int64_t rows, int64_t cols) {
+      Site s = make_site(r, c, t.name, r.site + suffix, proj);
+      s.fused = true;
+      s.view.expert = e;
+      s.view.transpose = transpose;
+      s.view.row_start = start;
+      s.view.row_step = step;
+      s.view.rows = rows;
+      s.view.cols = cols;
+      out->sites.push_back(std::move(s));
+    };
+    switch (r.layout) {
+      case Layout::Linear3DPerExpert: add("", r.proj, false, 0, 1, sh[1], sh[2]); break;
+      case Layout::FusedGateUp:
+        if (sh[1] % 2) shape_error(t, "[E, 2*I, in] with an even dim 1");
+        add(".gate", "gate", false, 0, 1, sh[1] / 2, sh[2]);
+        add(".up", "up", false, sh[1] / 2, 1, sh[1] / 2, sh[2]);
+        break;
+      case Layout::FusedGateUpInterleavedT:
+        if (sh[2] % 2) shape_error(t, "[E, in, 2*I] with an even dim 2");
+        add(".gate", "gate", true, 0, 2, sh[2] / 2, sh[1]);
+        add(".up", "up", true, 1, 2, sh[2] / 2, sh[1]);
+        break;
+      case Layout::FusedDownT: add(".down", "down", true, 0, 1, sh[2], sh[1]); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+
+bool register_plugin(ArchPlugin plugin) {
+  registry().push_back(std::move(plugin));
+  return true;
+}
+
+const std::vector<ArchPlugin>& all_plugins() { return registry(); }
+
+const ArchPlugin& plugin_for(const ModelConfig& config) {
+  for (const std::string& mt : {config.model_type, config.text_model_type})
+    for (const auto& p : registry())
+      if (std::find(p.model_types.begin(), p.model_types.end(), mt) != p.model_types.end()) return p;
+  std::set<std::string> known;
+  for (const auto& p : registry()) known.insert(p.model_types.begin(), p.model_types.end());
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  throw Error(config.path + ": no moeq plugin for model_type '" + config.model_type + "'" +
+              (config.text_model_type != config.model_type ? " (text: '" + config.text_model_type + "')" : "") +
+              "; known model types: " + list);
+}
+
+SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const Checkpoint& ckpt) {
+  const std::vector<Rule> rules = plugin.rules(config);
+  SiteMap out;
+  for (const std::string& name : ckpt.names()) {
+    const auto segs = split_name(name);
+    bool claimed = false;
+    for (const Rule& r : rules) {
+      Captures c;
+      if (!r.pattern.match(segs, &c)) continue;
+      apply_rule(r, c, ckpt.info(name), config, &out);
+      claimed = true;
+      break;
+    }
+    if (!claimed) out.unclaimed.push_back(name);
+  }
+  std::stable_sort(out.sites.begin(), out.sites.end(), [](const Site& a, const Site& b) {
+    if (a.layer != b.layer) return a.layer < b.layer;
+    if (a.role != b.role) return role_rank(a.role) < role_rank(b.role);
+    if (a.expert != b.expert) return a.expert < b.expert;
+    if (proj_rank(a.proj) != proj_rank(b.proj)) return proj_rank(a.proj) < proj_rank(b.proj);
+    return a.name < b.name;
+  });
+  std::set<std::string> seen;
+  for (const auto& s : out.sites)
+    if (!seen.insert(s.name).second)
+      throw Error(ckpt.dir() + ": two tensors map to site '" + s.name + "' (plugin " + plugin.family + ")");
+  bool fused = false, flat = false;
+  for (const auto& s : out.sites)
+    if (s.role == Role::Expert) (s.fused ? fused : flat) = true;
+  out.expert_layout = fused && flat ? "mixed" : fused ? "fused 3D" : flat ? "per-expert 2D" : "none";
+  return out;
+}
+
+std::vector<std::string> missing_experts(const SiteMap& map, const ModelConfig& config) {
+  std::vector<std::string> problems;
+  if (config.num_experts <= 0) return problems;
+  std::map<int64_t, std::map<std::string, std::set<int64_t>>> by_layer;
+  for (const auto& s : map.sites)
+    if (s.role == Role::Expert) by_layer[s.layer][s.proj].insert(s.expert);
+  for (const auto& [layer, projs] : by_layer) {
+    for (const char* p : {"gate", "up", "down"}) {
+      auto it = projs.find(p);
+      const size_t have = it == projs.end() ? 0 : it->second.size();
+      if (have != static_cast<size_t>(config.num_experts))
+        problems.push_back("layer " + std::to_string(layer) + ": " + std::to_string(have) + " of " +
+                           std::to_string(config.num_experts) + " experts have a " + p + " projection");
+    }
+  }
+  return problems;
+}
+
+}  // namespace moeq

@@ -1,0 +1,55 @@
+#pragma once
+// Canonical sites: every 2D weight moeq may quantize, named independently of the
+// checkpoint (`layers.3.experts.17.gate`), with a zero-copy recipe for its [out, in] view
+// inside a stored tensor (which may be a fused 3D expert stack).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moeq {
+
+enum class Role { Attention, DenseMlp, Expert, SharedExpert, Router, Embedding, LmHead, Norm, Other };
+const char* role_name(Role r);
+constexpr Role kAllRoles[] = {Role::Attention, Role::DenseMlp, Role::Expert, Role::SharedExpert, Role::Router,
+                              Role::Embedding, Role::LmHead, Role::Norm, Role::Other};
+
+// How the [out, in] matrix of a site sits in its stored tensor:
+// t = stored; if expert >= 0: t = t[expert]; if transpose: t = t^T;
+// t = t[row_start : row_start + rows * row_step : row_step, :]
+struct WeightView {
+  std::string tensor;
+  int64_t expert = -1;
+  bool transpose = false;
+  int64_t row_start = 0;
+  int64_t row_step = 1;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+struct Site {
+  std::string name;     // canonical, e.g. layers.3.experts.17.gate
+  Role role = Role::Other;
+  int64_t layer = -1;   // -1 outside decoder layers
+  int64_t expert = -1;  // -1 for non-expert sites
+  std::string proj;     // gate, up, down, q, k, v, o, router, ...
+  WeightView view;      // out = view.rows, in = view.cols
+  bool fused = false;   // the stored tensor holds several sites (3D expert stack)
+};
+
+// A stored tensor that is not a 2D linear weight (norms, biases, router extras, ...),
+// claimed by a rule so it is never dropped.
+struct AuxTensor {
+  std::string tensor;
+  Role role = Role::Other;
+  int64_t layer = -1;
+  std::string what;  // e.g. "norm weight", "expert bias"
+};
+
+struct SiteMap {
+  std::vector<Site> sites;              // ordered by layer, role, expert, projection
+  std::vector<AuxTensor> aux;
+  std::vector<std::string> unclaimed;   // tensors that no rule of the plugin claims
+  std::string expert_layout;            // "fused 3D", "per-expert 2D", "mixed", or "none"
+};
+
+}  // namespace moeq
