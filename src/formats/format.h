@@ -45,6 +45,11 @@ class QuantFormat {
   // the format has a per-tensor scale (NVFP4 global scale, FP8 tensor scale).
   virtual QuantizedTensor quantize(const at::Tensor& w, const FormatParams& p,
                                    const std::optional<at::Tensor>& amax = std::nullopt) const = 0;
+  // The same math written with ATen tensor ops only (no custom kernel): the baseline the
+  // benchmarks compare against, and a second implementation the tests hold the kernels to.
+  // Must produce the same parts, byte for byte.
+  virtual QuantizedTensor quantize_torch_ops(const at::Tensor& w, const FormatParams& p,
+                                             const std::optional<at::Tensor>& amax = std::nullopt) const = 0;
   // Back to floating point, shape q.shape, on the device of q's parts.
   virtual at::Tensor dequantize(const QuantizedTensor& q, at::ScalarType out = at::kFloat) const = 0;
   // Storage cost including scales, in bits per weight element, for this shape.

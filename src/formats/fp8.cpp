@@ -86,6 +86,28 @@ class Fp8Format : public QuantFormat {
     return out;
   }
 
+  QuantizedTensor quantize_torch_ops(const at::Tensor& w, const FormatParams& p,
+                                     const std::optional<at::Tensor>& amax) const override {
+    validate(w.sizes().vec(), p);
+    check_weight(w, "fp8", 0);
+    const bool per_channel = p.granularity == "channel";
+    const bool was_2d = w.dim() == 2;
+    at::Tensor x = (was_2d ? w.unsqueeze(0) : w).to(at::kFloat);
+    at::Tensor a = amax ? amax->to(x.options()).reshape({-1, 1, 1})
+                        : (per_channel ? x.abs().amax({2}, true) : x.abs().amax({1, 2}, true));
+    at::Tensor scale = at::where(a > 0, a / kFp8Max, at::ones_like(a));
+    at::Tensor q = (x / scale).clamp(-kFp8Max, kFp8Max).to(at::kFloat8_e4m3fn);
+    QuantizedTensor out;
+    out.format = name();
+    out.shape = w.sizes().vec();
+    out.orig_dtype = w.scalar_type();
+    out.params = p;
+    out.parts["weight"] = like_input(q, was_2d);
+    if (per_channel) out.parts["weight_scale"] = like_input(scale, was_2d);
+    else out.parts["weight_scale"] = was_2d ? scale.reshape({}) : scale.reshape({-1});
+    return out;
+  }
+
   at::Tensor dequantize(const QuantizedTensor& q, at::ScalarType out) const override {
     const at::Tensor& w = q.parts.at("weight");
     at::Tensor s = q.parts.at("weight_scale");
