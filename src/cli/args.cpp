@@ -7,7 +7,8 @@ namespace moeq::cli {
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& flags,
            const std::set<std::string>& options) {
   for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
+    std::string a = argv[i];
+    if (a.size() == 2 && a[0] == '-' && a[1] != '-') a = "-" + a;  // -o is --o
     if (a.rfind("--", 0) != 0 || a == "--") {
       positional_.push_back(a);
       continue;

@@ -4,9 +4,14 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace moeq::cli {
 
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_make_demo(const std::vector<std::string>& args);
+int cmd_quantize(const std::vector<std::string>& args);
+int cmd_verify(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
 
 }  // namespace moeq::cli

@@ -18,6 +18,9 @@ struct Command {
 const Command kCommands[] = {
     {"inspect", moeq::cli::cmd_inspect, "MODEL_DIR [--json] [--summary] [--strict]: architecture, sites, bytes per role"},
     {"make-demo", moeq::cli::cmd_make_demo, "OUT_DIR [--overwrite]: write the embedded demo MoE checkpoints"},
+    {"quantize", moeq::cli::cmd_quantize, "MODEL_DIR --recipe R.yaml -o OUT [--device cpu|cuda]: quantize and export"},
+    {"verify", moeq::cli::cmd_verify, "EXPORT_DIR [--source MODEL_DIR] [--json]: check every expert weight and scale"},
+    {"report", moeq::cli::cmd_report, "EXPORT_DIR [--json]: print the skipped-layers report"},
 };
 
 void usage(FILE* to) {
@@ -42,7 +45,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "moeq %s: error: %s\n", c.name, e.what());
       return 1;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "moeq %s: internal error: %s\n", c.name, e.what());
+      std::string msg = e.what();  // libtorch messages span lines: keep the first
+      msg = msg.substr(0, msg.find('\n'));
+      std::fprintf(stderr, "moeq %s: internal error: %s\n", c.name, msg.c_str());
       return 3;
     }
   }

@@ -51,6 +51,8 @@ void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const M
     case Layout::Linear: {
       if (sh.size() != 2) shape_error(t, "2D [out, in]");
       Site s = make_site(r, cap, t.name, r.site, r.proj);
+      s.module = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0
+                     ? t.name.substr(0, t.name.size() - 7) : t.name;
       s.view.rows = sh[0];
       s.view.cols = sh[1];
       out->sites.push_back(std::move(s));
@@ -69,6 +71,7 @@ void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const M
                    int64_t rows, int64_t cols) {
       Site s = make_site(r, c, t.name, r.site + suffix, proj);
       s.fused = true;
+      s.module = t.name.substr(0, t.name.rfind('.')) + "." + std::to_string(e) + "." + s.proj + "_proj";
       s.view.expert = e;
       s.view.transpose = transpose;
       s.view.row_start = start;
@@ -118,15 +121,23 @@ const ArchPlugin& plugin_for(const ModelConfig& config) {
 }
 
 SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const Checkpoint& ckpt) {
+  std::vector<const TensorInfo*> infos;
+  for (const std::string& name : ckpt.names()) infos.push_back(&ckpt.info(name));
+  return map_sites(plugin, config, infos, ckpt.dir());
+}
+
+SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std::vector<const TensorInfo*>& tensors,
+                  const std::string& where) {
   const std::vector<Rule> rules = plugin.rules(config);
   SiteMap out;
-  for (const std::string& name : ckpt.names()) {
+  for (const TensorInfo* info : tensors) {
+    const std::string& name = info->name;
     const auto segs = split_name(name);
     bool claimed = false;
     for (const Rule& r : rules) {
       Captures c;
       if (!r.pattern.match(segs, &c)) continue;
-      apply_rule(r, c, ckpt.info(name), config, &out);
+      apply_rule(r, c, *info, config, &out);
       claimed = true;
       break;
     }
@@ -142,7 +153,7 @@ SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const Che
   std::set<std::string> seen;
   for (const auto& s : out.sites)
     if (!seen.insert(s.name).second)
-      throw Error(ckpt.dir() + ": two tensors map to site '" + s.name + "' (plugin " + plugin.family + ")");
+      throw Error(where + ": two tensors map to site '" + s.name + "' (plugin " + plugin.family + ")");
   bool fused = false, flat = false;
   for (const auto& s : out.sites)
     if (s.role == Role::Expert) (s.fused ? fused : flat) = true;

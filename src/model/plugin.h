@@ -27,6 +27,9 @@ const ArchPlugin& plugin_for(const ModelConfig& config);
 // Applies the plugin's rules to every tensor of the checkpoint. Checks shapes against the
 // layout (throws naming the tensor), and lists tensors that no rule claims.
 SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const Checkpoint& ckpt);
+// The same over a chosen subset of tensors (verify maps an export's `*.weight` tensors).
+SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std::vector<const TensorInfo*>& tensors,
+                  const std::string& where);
 
 // Expert sites per layer that the checkpoint lacks (config says num_experts); one line
 // per layer with gaps. Empty when complete.

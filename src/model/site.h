@@ -33,6 +33,9 @@ struct Site {
   int64_t expert = -1;  // -1 for non-expert sites
   std::string proj;     // gate, up, down, q, k, v, o, router, ...
   WeightView view;      // out = view.rows, in = view.cols
+  // The module name a per-linear export uses (`model.layers.0.mlp.experts.3.gate_proj`):
+  // the stored name without `.weight`, or for a fused stack `<stack parent>.<E>.<proj>_proj`.
+  std::string module;
   bool fused = false;   // the stored tensor holds several sites (3D expert stack)
 };
 

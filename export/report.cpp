@@ -1,0 +1,100 @@
+#include "export/report.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/format_util.h"
+
+namespace moeq {
+
+void write_report(const std::string& dir, const ReportData& d, const Plan& plan, const SiteMap& map,
+                  const Checkpoint& ck) {
+  struct RoleTotals { int64_t sites = 0, quantized = 0; uint64_t before = 0, after = 0; };
+  std::map<std::string, RoleTotals> roles;
+  nlohmann::ordered_json sites = nlohmann::ordered_json::array();
+  int64_t experts = 0, experts_q = 0;
+  std::map<std::string, int64_t> skip_reasons;
+  for (const auto& sp : plan.sites) {
+    const Site& s = *sp.site;
+    const uint64_t before = static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
+    auto it = d.bytes_after.find(s.name);
+    const uint64_t after = it != d.bytes_after.end() ? it->second : before;
+    auto& r = roles[role_name(s.role)];
+    r.sites++;
+    r.quantized += sp.quantize;
+    r.before += before;
+    r.after += after;
+    if (s.role == Role::Expert) { experts++; experts_q += sp.quantize; }
+    if (!sp.quantize) skip_reasons[sp.reason]++;
+    sites.push_back({{"site", s.name}, {"role", role_name(s.role)}, {"tensor", s.view.tensor}, {"module", s.module},
+                     {"format", sp.quantize ? nlohmann::ordered_json(sp.format) : nlohmann::ordered_json(nullptr)},
+                     {"input_quant", sp.input_quant}, {"reason", sp.reason}, {"bytes_before", before}, {"bytes_after", after}});
+  }
+  nlohmann::ordered_json others = nlohmann::ordered_json::array();
+  for (const auto& a : map.aux) {
+    const uint64_t b = ck.info(a.tensor).nbytes();
+    auto& r = roles[role_name(a.role)];
+    r.before += b;
+    r.after += b;
+    others.push_back({{"tensor", a.tensor}, {"role", role_name(a.role)}, {"what", a.what}, {"bytes", b},
+                      {"action", "copied unchanged (not a linear weight)"}});
+  }
+  nlohmann::ordered_json unclaimed = nlohmann::ordered_json::array();
+  for (const auto& u : map.unclaimed) {
+    const uint64_t b = ck.info(u).nbytes();
+    roles["unclaimed"].before += b;
+    roles["unclaimed"].after += b;
+    unclaimed.push_back({{"tensor", u}, {"bytes", b}, {"action", "copied unchanged: no rule of plugin " + d.plugin + " claims it"}});
+  }
+  const std::string coverage = "experts quantized: " + std::to_string(experts_q) + " / " + std::to_string(experts);
+  nlohmann::ordered_json j;
+  j["model"] = d.model;
+  j["plugin"] = d.plugin;
+  j["recipe"] = {{"name", d.recipe.name}, {"path", d.recipe.path}, {"weight_only", d.recipe.weight_only}};
+  j["export"] = d.export_format;
+  j["device"] = d.device;
+  j["source_bytes"] = d.source_bytes;
+  j["export_bytes"] = d.export_bytes;
+  j["size_ratio"] = static_cast<double>(d.source_bytes) / std::max<uint64_t>(1, d.export_bytes);
+  j["experts"] = {{"quantized", experts_q}, {"total", experts}};
+  j["coverage"] = coverage;
+  for (const auto& [role, r] : roles)
+    j["roles"][role] = {{"sites", r.sites}, {"quantized", r.quantized}, {"bytes_before", r.before}, {"bytes_after", r.after}};
+  j["skipped_by_reason"] = skip_reasons;
+  j["warnings"] = d.warnings;
+  j["sites"] = sites;
+  j["other_tensors"] = others;
+  j["unclaimed"] = unclaimed;
+  std::ofstream(dir + "/report.json") << j.dump(1) << "\n";
+
+  std::ofstream md(dir + "/report.md");
+  md << "# moeq quantization report\n\n";
+  md << "- model: `" << d.model << "` (plugin " << d.plugin << ")\n";
+  md << "- recipe: `" << d.recipe.name << "` (" << d.recipe.path << ")" << (d.recipe.weight_only ? ", weight-only" : "") << "\n";
+  md << "- export: " << d.export_format << ", device " << d.device << "\n";
+  md << "- size: " << human_bytes(d.source_bytes) << " -> " << human_bytes(d.export_bytes) << " ("
+     << j["size_ratio"].get<double>() << "x smaller)\n";
+  md << "- **" << coverage << "**\n\n";
+  md << "## Per role\n\n| role | sites | quantized | bytes before | bytes after |\n|---|---:|---:|---:|---:|\n";
+  for (const auto& [role, r] : roles)
+    md << "| " << role << " | " << r.sites << " | " << r.quantized << " | " << human_bytes(r.before) << " | "
+       << human_bytes(r.after) << " |\n";
+  md << "\n## Skipped, by reason\n\n";
+  if (skip_reasons.empty()) md << "Nothing skipped.\n";
+  for (const auto& [reason, n] : skip_reasons) md << "- " << n << " x " << reason << "\n";
+  md << "\n## Warnings\n\n";
+  if (d.warnings.empty()) md << "None.\n";
+  for (const auto& w : d.warnings) md << "- " << w << "\n";
+  if (!map.unclaimed.empty()) {
+    md << "\n## Tensors no plugin rule claims (copied unchanged)\n\n";
+    for (const auto& u : map.unclaimed) md << "- `" << u << "`\n";
+  }
+  md << "\n## Every weight\n\n| site | role | format | reason | before | after |\n|---|---|---|---|---:|---:|\n";
+  for (const auto& s : sites)
+    md << "| " << s["site"].get<std::string>() << " | " << s["role"].get<std::string>() << " | "
+       << (s["format"].is_null() ? "-" : s["format"].get<std::string>()) << " | " << s["reason"].get<std::string>() << " | "
+       << s["bytes_before"].get<uint64_t>() << " | " << s["bytes_after"].get<uint64_t>() << " |\n";
+  md << "\nOther tensors (" << others.size() << ": norms, biases, router extras) are copied unchanged; report.json lists them.\n";
+}
+
+}  // namespace moeq

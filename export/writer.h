@@ -1,0 +1,48 @@
+#pragma once
+// Export writers: how quantized sites are named and laid out for one consumer
+// (ModelOpt HF for vLLM/TensorRT-LLM, compressed-tensors, bitsandbytes). One file each,
+// registered by name; the quantize pipeline is the same for all.
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "export/shard_writer.h"
+#include "formats/format.h"
+#include "model/config.h"
+#include "recipe/recipe.h"
+
+namespace moeq {
+
+// One quantized linear as the pipeline hands it to a writer.
+struct QuantizedSite {
+  const Site* site = nullptr;
+  const QuantizedTensor* q = nullptr;
+  int64_t index = -1;                 // position in a stacked q (its expert), -1 for 2D
+  std::optional<float> input_scale;   // from calibration, when the recipe quantizes activations
+};
+
+class ExportWriter {
+ public:
+  virtual ~ExportWriter() = default;
+  virtual std::string name() const = 0;
+  // Refuses formats this consumer cannot load (throws moeq::Error naming site and format).
+  virtual void check(const SitePlan& p) const = 0;
+  // Writes the tensors of one quantized site; returns their total bytes.
+  virtual uint64_t write(const QuantizedSite& s, ShardWriter& out) const = 0;
+  // config.json changes and side files (hf_quant_config.json, ...).
+  virtual void finish(const std::string& dir, nlohmann::json& config, const Plan& plan, const Recipe& recipe) const = 0;
+};
+
+bool register_writer(std::unique_ptr<ExportWriter> w);
+const ExportWriter& writer_by_name(const std::string& name);
+
+// The part of a possibly stacked quantized tensor for one expert.
+at::Tensor part_of(const QuantizedSite& s, const std::string& part);
+
+}  // namespace moeq
+
+#define MOEQ_WRITER(cls) \
+  static const bool MOEQ_WRITER_CAT(moeq_writer_registered_, __LINE__) = ::moeq::register_writer(std::make_unique<cls>())
+#define MOEQ_WRITER_CAT_INNER(a, b) a##b
+#define MOEQ_WRITER_CAT(a, b) MOEQ_WRITER_CAT_INNER(a, b)

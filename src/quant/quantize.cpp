@@ -1,0 +1,199 @@
+#include "quant/quantize.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "core/format_util.h"
+#include "core/progress.h"
+#include "export/report.h"
+#include "export/writer.h"
+#include "io/aten_view.h"
+#include "io/safetensors_writer.h"
+#include "io/checkpoint.h"
+#include "model/plugin.h"
+#include "recipe/recipe.h"
+
+namespace fs = std::filesystem;
+
+namespace moeq {
+namespace {
+
+// Sites quantized together: the same projection of every expert of one layer becomes one
+// [E, out, in] stack; any other site is a batch of one.
+struct Batch {
+  std::vector<const SitePlan*> sites;
+  std::string key;
+};
+
+std::string batch_key(const SitePlan& p) {
+  const Site& s = *p.site;
+  std::string k = std::to_string(s.layer) + "|" + role_name(s.role) + "|" + p.format + "|" +
+                  std::to_string(p.params.block_size) + p.params.granularity + (p.params.double_quant ? "d" : "") +
+                  (p.params.symmetric ? "s" : "a") + "|" + std::to_string(s.view.rows) + "x" + std::to_string(s.view.cols);
+  return s.expert >= 0 ? k + "|" + s.proj : k + "|" + s.name;
+}
+
+bool has_tensor_scale(const SitePlan& p) {
+  return p.format == "nvfp4" || (p.format == "fp8" && p.params.granularity == "tensor");
+}
+
+at::Tensor load_stack(const Checkpoint& ck, const Batch& b, const at::Device& dev) {
+  std::vector<at::Tensor> views;
+  for (const auto* p : b.sites) views.push_back(site_weight(ck, *p->site));
+  at::Tensor w = b.sites.size() == 1 ? views[0].contiguous() : at::stack(views);
+  return w.to(dev);
+}
+
+uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
+  return static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
+}
+
+}  // namespace
+
+void quantize_checkpoint(const QuantizeOptions& opt) {
+  const ModelConfig cfg = load_config(opt.model);
+  const ArchPlugin& plugin = plugin_for(cfg);
+  auto ck = Checkpoint::open(opt.model);
+  const SiteMap map = map_sites(plugin, cfg, *ck);
+  Recipe recipe = load_recipe(opt.recipe);
+  if (opt.weight_only) recipe.weight_only = true;
+  const Plan plan = make_plan(recipe, map.sites, opt.strict);
+  const ExportWriter& writer = writer_by_name(recipe.export_format);
+
+  // Nothing silent: an expert left in bf16 needs a rule that says so.
+  std::vector<std::string> unruled;
+  size_t input_quant_sites = 0;
+  for (const auto& sp : plan.sites) {
+    if (sp.site->role == Role::Expert && !sp.quantize && !sp.rule) unruled.push_back(sp.site->name);
+    if (sp.quantize) writer.check(sp);
+    if (sp.input_quant) ++input_quant_sites;
+  }
+  if (!unruled.empty())
+    throw Error(opt.recipe + ": " + std::to_string(unruled.size()) + " expert sites match no rule and would stay " +
+                "unquantized (first: " + unruled[0] + "); add a rule for them, or one with enable: false to keep them");
+  if (input_quant_sites && opt.calib.empty())
+    throw Error(opt.recipe + ": the recipe quantizes activations of " + std::to_string(input_quant_sites) +
+                " sites (input_quant), which needs input scales from calibration: pass --calib CALIB.h5, or set "
+                "weight_only: true in the recipe for a weight-only export");
+  if (!opt.calib.empty()) throw Error("--calib: reading calibration files is not implemented yet (moeq calibrate is pending)");
+  if (!map.unclaimed.empty() && opt.strict)
+    throw Error(opt.model + ": " + std::to_string(map.unclaimed.size()) + " tensors not claimed by plugin " +
+                plugin.family + " (first: " + map.unclaimed[0] + ") (--strict)");
+  const at::Device dev = opt.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  if (opt.device != "cpu" && opt.device != "cuda") throw Error("--device must be cpu or cuda, got '" + opt.device + "'");
+  if (dev.is_cuda() && !at::hasCUDA()) throw Error("--device cuda: no CUDA device is available (use --device cpu)");
+
+  AtomicDir out(opt.out, opt.overwrite);
+  ShardWriter sw(out.path(), opt.max_shard_bytes);
+  Progress progress("quantize", ck->total_bytes());
+  ReportData report;
+  report.model = opt.model;
+  report.recipe = recipe;
+  report.plugin = plugin.family;
+  report.export_format = recipe.export_format;
+  report.warnings = plan.warnings;
+  report.device = opt.device;
+
+  // Which stored tensors hold a quantized site.
+  std::map<std::string, std::vector<const SitePlan*>> by_tensor;
+  for (const auto& sp : plan.sites) by_tensor[sp.site->view.tensor].push_back(&sp);
+  auto any_quantized = [&](const std::string& t) {
+    auto it = by_tensor.find(t);
+    if (it == by_tensor.end()) return false;
+    for (const auto* p : it->second)
+      if (p->quantize) return true;
+    return false;
+  };
+
+  // 1. Copy-through: tensors with no quantized site keep their name and bytes.
+  for (const auto& name : ck->names()) {
+    if (any_quantized(name)) continue;
+    const TensorInfo& info = ck->info(name);
+    sw.add_raw(name, dtype_name(info.dtype), info.shape, ck->data(name), info.nbytes());
+    progress.advance(info.nbytes());
+  }
+  // 2. Unquantized sites inside partly quantized fused stacks: written per expert.
+  for (const auto& sp : plan.sites) {
+    if (sp.quantize || !sp.site->fused || !any_quantized(sp.site->view.tensor)) continue;
+    at::Tensor w = site_weight(*ck, *sp.site).contiguous();
+    sw.add(sp.site->module + ".weight", w);
+    report.bytes_after[sp.site->name] = w.nbytes();
+    progress.advance(w.nbytes());
+  }
+  // 3. Quantized sites, batched; gate and up of the same experts share their per-tensor amax.
+  std::map<std::string, Batch> batches;
+  std::vector<std::string> order;
+  for (const auto& sp : plan.sites) {
+    if (!sp.quantize) continue;
+    const std::string k = batch_key(sp);
+    if (!batches.count(k)) order.push_back(k);
+    batches[k].sites.push_back(&sp);
+    batches[k].key = k;
+  }
+  std::set<std::string> done;
+  auto partner_key = [&](const Batch& b) -> std::string {
+    const Site& s = *b.sites[0]->site;
+    if (s.proj != "gate" && s.proj != "up") return "";
+    std::string k = b.key;
+    if (s.expert >= 0) return k.substr(0, k.rfind('|')) + "|" + (s.proj == "gate" ? "up" : "gate");
+    // Dense pairs: same module path with up_proj <-> gate_proj.
+    std::string other = s.name.substr(0, s.name.rfind('.')) + (s.proj == "gate" ? ".up" : ".gate");
+    return k.substr(0, k.rfind('|')) + "|" + other;
+  };
+  for (const auto& k : order) {
+    if (done.count(k)) continue;
+    std::vector<const Batch*> job = {&batches[k]};
+    const std::string pk = partner_key(batches[k]);
+    if (!pk.empty() && batches.count(pk) && !done.count(pk) && batches[pk].sites.size() == batches[k].sites.size())
+      job.push_back(&batches[pk]);
+    std::vector<at::Tensor> stacks;
+    for (const Batch* b : job) stacks.push_back(load_stack(*ck, *b, dev));
+    std::optional<at::Tensor> amax;
+    if (job.size() == 2 && has_tensor_scale(*job[0]->sites[0])) {
+      auto a = [](const at::Tensor& w) { return w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax(); };
+      amax = at::maximum(a(stacks[0]), a(stacks[1])).to(at::kFloat);
+    }
+    for (size_t j = 0; j < job.size(); ++j) {
+      const Batch& b = *job[j];
+      const SitePlan& first = *b.sites[0];
+      const QuantFormat& fmt = format_by_name(first.format);
+      QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
+      for (size_t i = 0; i < b.sites.size(); ++i) {
+        QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt};
+        report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
+        progress.advance(site_bytes(*ck, *b.sites[i]->site));
+      }
+      done.insert(b.key);
+    }
+  }
+  // Stored tensors whose every site was quantized are fully accounted for; fused
+  // tensors with a mix were split above.
+  std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
+  sw.finish(meta);
+  progress.done();
+
+  // config.json with the consumer's quantization_config; other files copied unchanged.
+  nlohmann::json config = cfg.raw;
+  writer.finish(out.path(), config, plan, recipe);
+  std::ofstream(out.path() + "/config.json") << config.dump(2) << "\n";
+  for (const auto& e : fs::directory_iterator(opt.model)) {
+    const std::string f = e.path().filename();
+    if (!e.is_regular_file() || e.path().extension() == ".safetensors" || f == "config.json" ||
+        f == "model.safetensors.index.json" || f == "hf_quant_config.json" || f.rfind("report.", 0) == 0)
+      continue;
+    fs::copy_file(e.path(), out.path() + "/" + f);
+  }
+  report.source_bytes = ck->total_bytes();
+  report.export_bytes = sw.bytes_written();
+  write_report(out.path(), report, plan, map, *ck);
+  out.commit();
+  std::printf("wrote %s: %s -> %s (%.2fx smaller); report: %s/report.md\n", opt.out.c_str(),
+              human_bytes(report.source_bytes).c_str(), human_bytes(report.export_bytes).c_str(),
+              static_cast<double>(report.source_bytes) / std::max<uint64_t>(1, report.export_bytes), opt.out.c_str());
+}
+
+}  // namespace moeq

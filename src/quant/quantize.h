@@ -1,0 +1,19 @@
+#pragma once
+// `moeq quantize`: plan every site from a recipe, stream tensors from the source
+// checkpoint, quantize on the chosen device (expert stacks in one call), and write an
+// export for one consumer plus the skipped-layers report. Atomic: OUT.tmp-* then rename.
+#include <string>
+
+namespace moeq {
+
+struct QuantizeOptions {
+  std::string model, recipe, out, calib;
+  std::string device = "cpu";   // cpu | cuda
+  bool overwrite = false, strict = false;
+  bool weight_only = false;     // override the recipe: no activation quantization
+  uint64_t max_shard_bytes = 5ull << 30;
+};
+
+void quantize_checkpoint(const QuantizeOptions& opt);
+
+}  // namespace moeq

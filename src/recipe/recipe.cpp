@@ -1,0 +1,327 @@
+#include "recipe/recipe.h"
+
+#include <fnmatch.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace moeq {
+namespace {
+
+int edit_distance(const std::string& a, const std::string& b) {
+  std::vector<int> d(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) d[j] = static_cast<int>(j);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    int prev = d[0];
+    d[0] = static_cast<int>(i);
+    for (size_t j = 1; j <= b.size(); ++j) {
+      int cur = d[j];
+      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1])});
+      prev = cur;
+    }
+  }
+  return d[b.size()];
+}
+
+struct Ctx {
+  std::string path;
+  [[noreturn]] void fail(const YAML::Node& n, const std::string& msg) const {
+    throw Error(path + ":" + std::to_string(n.Mark().line + 1) + ": " + msg);
+  }
+  void check_keys(const YAML::Node& map, const std::vector<std::string>& known, const std::string& where) const {
+    if (!map.IsMap()) fail(map, where + " must be a mapping");
+    for (const auto& kv : map) {
+      const std::string k = kv.first.as<std::string>();
+      if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+      std::string best;
+      int best_d = 1 << 30;
+      for (const auto& c : known)
+        if (int d = edit_distance(k, c); d < best_d) best_d = d, best = c;
+      std::string list;
+      for (const auto& c : known) list += (list.empty() ? "" : ", ") + c;
+      fail(kv.first, "unknown key '" + k + "' in " + where +
+                         (best_d <= 3 ? " (did you mean '" + best + "'?)" : "") + "; known keys: " + list);
+    }
+  }
+  template <typename T>
+  T get(const YAML::Node& n, const std::string& what) const {
+    try {
+      return n.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(n, "'" + what + "' has the wrong type");
+    }
+  }
+  std::vector<std::string> strings(const YAML::Node& n, const std::string& what) const {
+    std::vector<std::string> out;
+    if (n.IsSequence())
+      for (const auto& x : n) out.push_back(get<std::string>(x, what));
+    else
+      out.push_back(get<std::string>(n, what));
+    for (const auto& p : out)
+      if (p.rfind("re:", 0) == 0) {
+        try {
+          std::regex re(p.substr(3));
+        } catch (const std::regex_error& e) {
+          fail(n, "bad regular expression in '" + what + "': " + p + " (" + e.what() + ")");
+        }
+      }
+    return out;
+  }
+};
+
+void check_format(const Ctx& c, const YAML::Node& node, const std::string& fmt) {
+  const auto names = format_names();
+  if (std::find(names.begin(), names.end(), fmt) != names.end()) return;
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  c.fail(node, "unknown format '" + fmt + "'; known formats: " + list);
+}
+
+void parse_params(const Ctx& c, const YAML::Node& n, RecipeRule* r) {
+  c.check_keys(n, {"block_size", "group_size", "double_quant", "symmetric", "granularity"}, "params");
+  if (n["block_size"]) r->params.block_size = c.get<int64_t>(n["block_size"], "block_size");
+  if (n["group_size"]) r->params.block_size = c.get<int64_t>(n["group_size"], "group_size");
+  if (n["double_quant"]) r->params.double_quant = c.get<bool>(n["double_quant"], "double_quant");
+  if (n["symmetric"]) r->params.symmetric = c.get<bool>(n["symmetric"], "symmetric");
+  if (n["granularity"]) r->params.granularity = c.get<std::string>(n["granularity"], "granularity");
+  if (r->params.block_size < 0) c.fail(n, "block_size must be positive");
+}
+
+RecipeRule parse_native_rule(const Ctx& c, const YAML::Node& n, int index) {
+  c.check_keys(n, {"sites", "modules", "roles", "enable", "format", "params", "input_quant"}, "rule " + std::to_string(index));
+  RecipeRule r;
+  r.index = index;
+  r.line = n.Mark().line + 1;
+  if (n["sites"]) r.sites = c.strings(n["sites"], "sites");
+  if (n["modules"]) r.modules = c.strings(n["modules"], "modules");
+  if (n["roles"])
+    for (const auto& s : c.strings(n["roles"], "roles")) {
+      Role role;
+      if (!parse_role(s, &role))
+        c.fail(n["roles"], "unknown role '" + s + "' (known: attention, dense_mlp, experts, shared_experts, router, "
+                           "embeddings, lm_head, other)");
+      r.roles.push_back(role);
+    }
+  if (r.sites.empty() && r.modules.empty() && r.roles.empty())
+    c.fail(n, "rule " + std::to_string(index) + " selects nothing: give 'sites', 'modules' or 'roles'");
+  if (n["enable"]) r.enable = c.get<bool>(n["enable"], "enable");
+  if (n["format"]) {
+    r.format = c.get<std::string>(n["format"], "format");
+    check_format(c, n["format"], r.format);
+  } else if (r.enable) {
+    c.fail(n, "rule " + std::to_string(index) + " enables quantization but names no 'format' (or set enable: false)");
+  }
+  if (n["params"]) parse_params(c, n["params"], &r);
+  if (n["input_quant"]) r.input_quant = c.get<bool>(n["input_quant"], "input_quant");
+  return r;
+}
+
+// ModelOpt quant_cfg entry -> rule. Its quantizer_name globs match
+// `<module>.weight_quantizer` / `<module>.input_quantizer`, so moeq keeps them as module
+// patterns and records which quantizer the entry is about.
+RecipeRule parse_modelopt_entry(const Ctx& c, const YAML::Node& n, int index) {
+  c.check_keys(n, {"quantizer_name", "enable", "cfg", "parent_class"}, "quant_cfg entry " + std::to_string(index));
+  if (!n["quantizer_name"]) c.fail(n, "quant_cfg entry needs 'quantizer_name'");
+  RecipeRule r;
+  r.index = index;
+  r.line = n.Mark().line + 1;
+  std::string q = c.get<std::string>(n["quantizer_name"], "quantizer_name");
+  r.modules = {q};
+  r.enable = n["enable"] ? c.get<bool>(n["enable"], "enable") : true;
+  const bool input = q.find("input_quantizer") != std::string::npos;
+  const bool weight = q.find("weight_quantizer") != std::string::npos;
+  if (input && !weight) {
+    r.input_quant = r.enable;
+    r.format = "@input";  // decides only the activation quantizer
+    return r;
+  }
+  if (!r.enable || !n["cfg"]) {
+    r.enable = false;
+    return r;
+  }
+  const YAML::Node cfg = n["cfg"];
+  std::string bits;
+  if (cfg["num_bits"].IsSequence()) {
+    bits = "[" + cfg["num_bits"][0].as<std::string>() + "," + cfg["num_bits"][1].as<std::string>() + "]";
+  } else if (cfg["num_bits"]) {
+    bits = cfg["num_bits"].as<std::string>();
+  }
+  int64_t block = 0;
+  std::string scale_bits;
+  if (cfg["block_sizes"]) {
+    for (const auto& kv : cfg["block_sizes"]) {
+      const std::string k = kv.first.as<std::string>();
+      if (k == "-1") block = kv.second.as<int64_t>();
+      if (k == "scale_bits") scale_bits = kv.second.IsSequence() ? "[" + kv.second[0].as<std::string>() + "," + kv.second[1].as<std::string>() + "]"
+                                                                : kv.second.as<std::string>();
+    }
+  }
+  if ((bits == "e2m1" || bits == "[2,1]") && block == 16) r.format = "nvfp4";
+  else if ((bits == "e2m1" || bits == "[2,1]") && block == 32) r.format = "mxfp4";
+  else if ((bits == "e4m3" || bits == "[4,3]") && block == 0) {
+    r.format = "fp8";
+    if (cfg["axis"] && !cfg["axis"].IsNull()) r.params.granularity = "channel";
+  } else if (bits == "4" && block > 0) {
+    r.format = "int4";
+    r.params.block_size = block;
+  } else if (bits == "8" && block > 0) {
+    r.format = "int8";
+    r.params.block_size = block;
+  } else {
+    c.fail(n, "quant_cfg entry " + std::to_string(index) + ": num_bits " + bits + " with block size " +
+                  std::to_string(block) + " has no moeq format (supported: e2m1/16 nvfp4, e2m1/32 mxfp4, e4m3 fp8, "
+                  "4 or 8 bits with a block size: int4/int8)");
+  }
+  if (!weight) r.input_quant = true;  // a pattern for both quantizers of a module
+  return r;
+}
+
+}  // namespace
+
+std::string RecipeRule::describe() const {
+  return "rule " + std::to_string(index) + " (line " + std::to_string(line) + ")";
+}
+
+bool is_protected_role(Role r) { return r == Role::Router || r == Role::Embedding || r == Role::LmHead; }
+
+bool parse_role(const std::string& s, Role* out) {
+  for (Role r : kAllRoles)
+    if (s == role_name(r)) { *out = r; return true; }
+  return false;
+}
+
+bool pattern_matches(const std::string& pattern, const std::string& text) {
+  if (pattern.rfind("re:", 0) == 0) return std::regex_match(text, std::regex(pattern.substr(3)));
+  return ::fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
+}
+
+Recipe parse_recipe(const std::string& text, const std::string& path) {
+  Ctx c{path};
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw Error(path + ": a recipe is a YAML mapping with a 'rules' list (or ModelOpt 'quantize')");
+  Recipe r;
+  r.path = path;
+  if (root["quantize"]) {  // ModelOpt style
+    c.check_keys(root, {"quantize", "name", "description", "export", "weight_only"}, "the recipe");
+    const YAML::Node q = root["quantize"];
+    c.check_keys(q, {"algorithm", "quant_cfg"}, "quantize");
+    if (q["algorithm"] && q["algorithm"].as<std::string>() != "max")
+      c.fail(q["algorithm"], "calibration algorithm '" + q["algorithm"].as<std::string>() + "' is not supported (moeq: max)");
+    if (!q["quant_cfg"] || !q["quant_cfg"].IsSequence()) c.fail(q, "'quant_cfg' must be a list");
+    int i = 0;
+    for (const auto& e : q["quant_cfg"]) r.rules.push_back(parse_modelopt_entry(c, e, ++i));
+    r.modelopt_style = true;
+  } else {
+    c.check_keys(root, {"recipe", "name", "description", "export", "weight_only", "rules"}, "the recipe");
+    if (!root["rules"] || !root["rules"].IsSequence()) c.fail(root, "a recipe needs a 'rules' list");
+    int i = 0;
+    for (const auto& e : root["rules"]) r.rules.push_back(parse_native_rule(c, e, ++i));
+  }
+  for (const char* k : {"recipe", "name"})
+    if (root[k]) r.name = c.get<std::string>(root[k], k);
+  if (r.name.empty()) {
+    std::string base = path.substr(path.rfind('/') + 1);
+    r.name = base.substr(0, base.rfind('.'));
+  }
+  if (root["description"]) r.description = c.get<std::string>(root["description"], "description");
+  if (root["weight_only"]) r.weight_only = c.get<bool>(root["weight_only"], "weight_only");
+  if (root["export"]) {
+    r.export_format = c.get<std::string>(root["export"], "export");
+    if (r.export_format != "modelopt" && r.export_format != "compressed-tensors" && r.export_format != "bnb")
+      c.fail(root["export"], "unknown export '" + r.export_format + "' (known: modelopt, compressed-tensors, bnb)");
+  }
+  return r;
+}
+
+Recipe load_recipe(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open recipe");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_recipe(ss.str(), path);
+}
+
+namespace {
+bool rule_matches(const RecipeRule& r, const Site& s, const char* quantizer) {
+  if (!r.roles.empty() && std::find(r.roles.begin(), r.roles.end(), s.role) == r.roles.end()) return false;
+  bool named = r.sites.empty() && r.modules.empty();  // roles alone select
+  for (const auto& p : r.sites) named = named || pattern_matches(p, s.name);
+  const std::string target = quantizer ? s.module + "." + quantizer : s.module;
+  for (const auto& p : r.modules) named = named || pattern_matches(p, target) || (!quantizer && pattern_matches(p, s.module + ".weight"));
+  return named;
+}
+}  // namespace
+
+Plan make_plan(const Recipe& recipe, const std::vector<Site>& sites, bool strict) {
+  Plan plan;
+  std::vector<size_t> hits(recipe.rules.size(), 0);
+  const bool modelopt = recipe.modelopt_style;
+  std::map<const RecipeRule*, std::vector<std::string>> misfits;
+  for (const Site& s : sites) {
+    SitePlan sp;
+    sp.site = &s;
+    sp.reason = "no rule matched";
+    const RecipeRule* input_rule = nullptr;
+    for (size_t i = 0; i < recipe.rules.size(); ++i) {
+      const RecipeRule& r = recipe.rules[i];
+      if (r.format == "@input") {
+        if (rule_matches(r, s, modelopt ? "input_quantizer" : nullptr)) { input_rule = &r; hits[i]++; }
+        continue;
+      }
+      if (!rule_matches(r, s, modelopt ? "weight_quantizer" : nullptr)) continue;
+      hits[i]++;
+      sp.rule = &r;
+      if (r.input_quant || !modelopt) input_rule = &r;
+    }
+    if (sp.rule) {
+      const RecipeRule& r = *sp.rule;
+      const bool role_named = std::find(r.roles.begin(), r.roles.end(), s.role) != r.roles.end();
+      if (!r.enable) {
+        sp.reason = "excluded by " + r.describe();
+      } else if (is_protected_role(s.role) && !role_named) {
+        sp.reason = std::string("protected role ") + role_name(s.role) + " (name it in a rule's roles: to quantize)";
+      } else {
+        const QuantFormat& fmt = format_by_name(r.format);  // unknown: an error, not a misfit
+        try {
+          fmt.validate({s.view.rows, s.view.cols}, r.params);
+          sp.quantize = true;
+          sp.format = r.format;
+          sp.params = r.params;
+          sp.input_quant = !recipe.weight_only && input_rule && input_rule->input_quant && input_rule->enable;
+          sp.reason = r.describe();
+        } catch (const Error& e) {
+          sp.reason = std::string("shape not supported: ") + e.what();
+          misfits[&r].push_back(s.name);
+        }
+      }
+    }
+    plan.sites.push_back(sp);
+  }
+  for (size_t i = 0; i < recipe.rules.size(); ++i)
+    if (hits[i] == 0)
+      plan.warnings.push_back(recipe.path + ": " + recipe.rules[i].describe() + " matched no site");
+  for (const auto& [rule, names] : misfits) {
+    size_t matched = hits[rule->index - 1];
+    std::string w = recipe.path + ": " + rule->describe() + ": " + std::to_string(names.size()) + " of " +
+                    std::to_string(matched) + " sites do not fit " + rule->format + " (first: " + names[0] + ")";
+    if (names.size() == matched)
+      throw Error(w + "; check the block size against the model's dimensions");
+    plan.warnings.push_back(w);
+  }
+  if (strict && !plan.warnings.empty()) throw Error(plan.warnings[0] + " (--strict)");
+  return plan;
+}
+
+}  // namespace moeq

@@ -1,0 +1,134 @@
+// quantize -> export -> verify on real checkpoints, and verify catching broken exports.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "export/verify.h"
+#include "io/aten_view.h"
+#include "io/checkpoint.h"
+#include "io/safetensors_writer.h"
+#include "model/demo_checkpoint.h"
+#include "quant/quantize.h"
+#include "test_util.h"
+
+using namespace moeq;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string recipes_dir() { return std::string(MOEQ_SOURCE_DIR) + "/recipes"; }
+
+// Rewrites a single-shard export, letting `edit` drop (return false) or change tensors.
+void rewrite_export(const std::string& dir, const std::function<bool(const std::string&, at::Tensor&)>& edit) {
+  auto ck = Checkpoint::open(dir);
+  std::vector<std::pair<std::string, at::Tensor>> keep;
+  for (const auto& n : ck->names()) {
+    at::Tensor t = tensor_view(*ck, n).clone();
+    if (edit(n, t)) keep.emplace_back(n, t);
+  }
+  ck.reset();
+  fs::remove(dir + "/model.safetensors");
+  std::vector<TensorSpec> specs;
+  for (auto& [n, t] : keep) {
+    TensorSpec s{n, DType::U8, t.sizes().vec()};
+    const std::string dt = t.scalar_type() == at::kFloat ? "F32" : t.scalar_type() == at::kFloat8_e4m3fn ? "F8_E4M3"
+                         : t.scalar_type() == at::kByte ? "U8" : "BF16";
+    parse_dtype(dt, &s.dtype);
+    specs.push_back(s);
+  }
+  SafetensorsWriter w(dir, specs, ~0ull);
+  for (auto& [n, t] : keep) w.write(n, t.data_ptr(), t.nbytes());
+  w.finish();
+}
+
+std::string hash_dir(const std::string& dir) {
+  std::string all;
+  for (const auto& e : fs::directory_iterator(dir)) all += e.path().filename().string() + test::read_file(e.path());
+  return std::to_string(std::hash<std::string>{}(all));
+}
+
+}  // namespace
+
+TEST_CASE("quantize + verify: fp8 experts on the demo checkpoint, both layouts") {
+  test::TempDir tmp;
+  DemoShape shape;
+  shape.layers = 2;
+  shape.experts = 4;
+  for (bool fused : {false, true}) {
+    const std::string src = tmp.path + (fused ? "/fused" : "/flat");
+    write_demo_checkpoint(src, fused, shape, 3, false);
+    const std::string before = hash_dir(src);
+    QuantizeOptions o;
+    o.model = src;
+    o.recipe = recipes_dir() + "/fp8_experts_weight_only.yaml";
+    o.out = src + "-fp8";
+    quantize_checkpoint(o);
+    CHECK(hash_dir(src) == before);  // the source is never touched
+    VerifyResult r = verify_export(o.out, src);
+    for (const auto& p : r.problems) UNSCOPED_INFO(p);
+    CHECK(r.problems.empty());
+    CHECK(r.experts_expected == 2 * 4 * 3);
+    CHECK(r.experts_quantized == 2 * 4 * 3);
+    const auto rep = nlohmann::json::parse(test::read_file(o.out + "/report.json"));
+    CHECK(rep["coverage"] == "experts quantized: 24 / 24");
+    CHECK(rep["roles"]["attention"]["quantized"] == 0);
+    CHECK(rep["export_bytes"].get<double>() < rep["source_bytes"].get<double>());
+    // Gate and up of each expert share one weight_scale (max of their amax).
+    auto ck = Checkpoint::open(o.out);
+    for (int e = 0; e < 4; ++e) {
+      const std::string p = "model.layers.1.mlp.experts." + std::to_string(e) + ".";
+      CHECK(at::equal(tensor_view(*ck, p + "gate_proj.weight_scale"), tensor_view(*ck, p + "up_proj.weight_scale")));
+    }
+  }
+}
+
+TEST_CASE("verify: a deleted expert scale and a gate/up scale mismatch fail with the expert named") {
+  test::TempDir tmp;
+  DemoShape shape;
+  shape.layers = 1;
+  shape.experts = 3;
+  write_demo_checkpoint(tmp.path + "/m", true, shape, 5, false);
+  QuantizeOptions o;
+  o.model = tmp.path + "/m";
+  o.recipe = recipes_dir() + "/fp8_experts_weight_only.yaml";
+  o.out = tmp.path + "/q";
+  quantize_checkpoint(o);
+  REQUIRE(verify_export(o.out, o.model).problems.empty());
+  rewrite_export(o.out, [](const std::string& n, at::Tensor& t) {
+    if (n == "model.layers.0.mlp.experts.1.down_proj.weight_scale") return false;
+    if (n == "model.layers.0.mlp.experts.2.up_proj.weight_scale") t.mul_(2);
+    return true;
+  });
+  VerifyResult r = verify_export(o.out, o.model);
+  REQUIRE(r.problems.size() >= 2);
+  std::string all;
+  for (const auto& p : r.problems) all += p + "\n";
+  INFO(all);
+  CHECK_THAT(all, Catch::Matchers::ContainsSubstring("model.layers.0.mlp.experts.1.down_proj"));
+  CHECK_THAT(all, Catch::Matchers::ContainsSubstring("experts.2.gate_proj / model.layers.0.mlp.experts.2.up_proj: gate and up carry different"));
+}
+
+TEST_CASE("quantize: refuses silent expert skips and unsupported exports; failures leave nothing behind") {
+  test::TempDir tmp;
+  DemoShape shape;
+  shape.layers = 1;
+  shape.experts = 2;
+  write_demo_checkpoint(tmp.path + "/m", false, shape, 5, false);
+  auto write_recipe = [&](const std::string& text) {
+    test::write_file(tmp.path + "/r.yaml", text);
+    return tmp.path + "/r.yaml";
+  };
+  QuantizeOptions o;
+  o.model = tmp.path + "/m";
+  o.out = tmp.path + "/q";
+  o.recipe = write_recipe("weight_only: true\nrules:\n  - roles: [attention]\n    format: fp8\n");
+  REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "expert sites match no rule", "layers.0.experts.0.gate");
+  o.recipe = write_recipe("rules:\n  - roles: [experts]\n    format: fp8\n    input_quant: true\n");
+  REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "input_quant", "--calib");
+  o.recipe = write_recipe("weight_only: true\nrules:\n  - roles: [experts]\n    format: fp8\n    params: {granularity: channel}\n");
+  REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "per-channel fp8 is not a ModelOpt layout");
+  CHECK_FALSE(fs::exists(o.out));
+  for (const auto& e : fs::directory_iterator(tmp.path)) CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
+}
