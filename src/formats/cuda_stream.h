@@ -4,4 +4,5 @@
 namespace moeq {
 void* current_cuda_stream();  // a cudaStream_t
 bool built_with_cuda();
+void cuda_synchronize();  // waits for the current device (no-op without CUDA)
 }  // namespace moeq

@@ -20,16 +20,21 @@ float load_host(const WeightBatch& b, int64_t i) {
 void amax_per_expert_cpu(const WeightBatch& b, float* amax, const char* format) {
   const int64_t n = b.rows * b.cols;
   bool finite = true;
-  for (int64_t e = 0; e < b.experts; ++e) {
-    float m = 0.f;
+  dispatch_in_type(b.type, [&](auto in) {
+    using L = decltype(in);
+    const auto* p = static_cast<const typename L::T*>(b.data);
+    for (int64_t e = 0; e < b.experts; ++e) {
+      float m = 0.f;
+      // NaN fails v <= FLT_MAX, Inf fails it too: one compare finds both.
 #pragma omp parallel for reduction(max : m) reduction(&& : finite)
-    for (int64_t i = 0; i < n; ++i) {
-      const float v = std::fabs(load_host(b, e * n + i));
-      finite = finite && std::isfinite(v);
-      m = v > m ? v : m;
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = std::fabs(L::load(p, e * n + i));
+        finite = finite && (v <= 3.4028234663852886e38f);
+        m = v > m ? v : m;
+      }
+      amax[e] = m;
     }
-    amax[e] = m;
-  }
+  });
   if (!finite) throw_non_finite(format);
 }
 

@@ -2,6 +2,8 @@
 // Helpers shared by the format files: the ATen <-> kernel boundary.
 #include <ATen/ATen.h>
 
+#include <c10/util/Half.h>
+
 #include "core/error.h"
 #include "formats/kernel_types.h"
 
@@ -25,6 +27,21 @@ inline at::Tensor like_input(const at::Tensor& t, bool was_2d) { return was_2d ?
 
 // Float conversion of one element on the host (f16 through c10 for exact IEEE semantics).
 float load_host(const WeightBatch& b, int64_t i);
+
+// Typed element loads, so hot loops dispatch on the input type once, not per element.
+struct Bf16In { using T = uint16_t; static float load(const T* p, int64_t i) { return bf16_bits_to_float(p[i]); } };
+struct F16In { using T = c10::Half; static float load(const T* p, int64_t i) { return static_cast<float>(p[i]); } };
+struct F32In { using T = float; static float load(const T* p, int64_t i) { return p[i]; } };
+// Calls fn(Loader{}) with the loader for b.type; fn uses Loader::load(ptr, i) on
+// static_cast<const typename Loader::T*>(b.data).
+template <typename Fn>
+auto dispatch_in_type(InType t, Fn&& fn) {
+  switch (t) {
+    case InType::BF16: return fn(Bf16In{});
+    case InType::F16: return fn(F16In{});
+    default: return fn(F32In{});
+  }
+}
 
 // Per-expert amax ([E] float) of the batch on the host; throws on NaN/Inf.
 void amax_per_expert_cpu(const WeightBatch& b, float* amax, const char* format);

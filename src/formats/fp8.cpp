@@ -17,16 +17,20 @@ constexpr float kFp8Max = 448.f;
 
 void quantize_cpu(const WeightBatch& w, bool per_channel, const float* scales, uint8_t* q) {
   const int64_t n = w.rows * w.cols;
+  dispatch_in_type(w.type, [&](auto in) {
+    using L = decltype(in);
+    const auto* p = static_cast<const typename L::T*>(w.data);
 #pragma omp parallel for collapse(2)
-  for (int64_t e = 0; e < w.experts; ++e)
-    for (int64_t r = 0; r < w.rows; ++r) {
-      const float s = per_channel ? scales[e * w.rows + r] : scales[e];
-      const int64_t base = e * n + r * w.cols;
-      for (int64_t c = 0; c < w.cols; ++c) {
-        const float x = std::clamp(load_host(w, base + c) / s, -kFp8Max, kFp8Max);
-        q[base + c] = c10::Float8_e4m3fn(x).x;
+    for (int64_t e = 0; e < w.experts; ++e)
+      for (int64_t r = 0; r < w.rows; ++r) {
+        const float s = per_channel ? scales[e * w.rows + r] : scales[e];
+        const int64_t base = e * n + r * w.cols;
+        for (int64_t c = 0; c < w.cols; ++c) {
+          const float x = std::clamp(L::load(p, base + c) / s, -kFp8Max, kFp8Max);
+          q[base + c] = c10::detail::fp8e4m3fn_from_fp32_value(x);
+        }
       }
-    }
+  });
 }
 
 class Fp8Format : public QuantFormat {

@@ -1,0 +1,112 @@
+// `moeq bench formats`: quantize throughput of every registered format's kernel against
+// the torch-op implementation of the same math, in the same run, on one expert stack.
+// GB/s counts the bf16 input bytes (numel * 2) per second; on CUDA the device-to-device
+// copy bandwidth measured in the same run (bytes read + written) gives "% of copy BW".
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "formats/cuda_stream.h"
+#include "formats/format.h"
+#include <ATen/Parallel.h>
+
+namespace moeq::cli {
+namespace {
+
+double median_seconds(const std::function<void()>& fn, bool cuda, int iters) {
+  fn();  // warm-up (allocator, module load)
+  if (cuda) cuda_synchronize();
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    fn();
+    if (cuda) cuda_synchronize();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+bool same_parts(const QuantizedTensor& a, const QuantizedTensor& b) {
+  if (a.parts.size() != b.parts.size()) return false;
+  for (const auto& [k, v] : a.parts) {
+    auto it = b.parts.find(k);
+    if (it == b.parts.end() || v.sizes() != it->second.sizes() || v.scalar_type() != it->second.scalar_type()) return false;
+    if (!at::equal(v.contiguous().view(at::kByte), it->second.contiguous().view(at::kByte))) return false;
+  }
+  return true;
+}
+
+std::vector<int64_t> parse_shape(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) out.push_back(std::stoll(tok));
+  if (out.size() != 3) throw Error("--shape wants E,out,in (e.g. 128,1408,2816)");
+  return out;
+}
+
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& argv) {
+  Args args(argv, {}, {"device", "shape", "formats", "iters", "json", "threads"});
+  args.expect_positional(1, "moeq bench formats [--device cpu|cuda] [--shape E,out,in] [--formats a,b] [--iters N] [--json F]");
+  if (args.positional()[0] != "formats") throw Error("moeq bench: only 'formats' is available");
+  const bool cuda = args.get("device", "cpu") == "cuda";
+  if (cuda && !at::hasCUDA()) throw Error("--device cuda: no CUDA device");
+  const auto shape = parse_shape(args.get("shape", cuda ? "128,1408,2816" : "8,1408,2816"));
+  const int iters = std::stoi(args.get("iters", cuda ? "20" : "3"));
+  if (args.has("threads")) at::set_num_threads(std::stoi(args.get("threads")));
+  std::vector<std::string> formats = format_names();
+  if (args.has("formats")) {
+    formats.clear();
+    std::stringstream ss(args.get("formats"));
+    std::string f;
+    while (std::getline(ss, f, ',')) formats.push_back(f);
+  }
+  const at::Device dev = cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  at::manual_seed(0);
+  at::Tensor w = (at::randn(shape, at::TensorOptions().dtype(at::kFloat).device(dev)) * 0.02).to(at::kBFloat16);
+  const double in_bytes = static_cast<double>(w.numel()) * 2;
+  double copy_gbs = 0;
+  if (cuda) {
+    at::Tensor dst = at::empty_like(w);
+    const double t = median_seconds([&] { dst.copy_(w); }, true, iters);
+    copy_gbs = 2 * in_bytes / t / 1e9;
+  }
+  std::printf("moeq bench formats: device %s, shape [%lld, %lld, %lld] bf16 (%.2f GB), %d iterations, median\n",
+              cuda ? "cuda" : "cpu", (long long)shape[0], (long long)shape[1], (long long)shape[2], in_bytes / 1e9, iters);
+  if (cuda) std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copy_gbs);
+  std::printf("%-8s %12s %12s %10s %12s %12s %10s\n", "format", "kernel GB/s", "torch GB/s", "speedup", "% copy BW",
+              "same bytes", "kernel ms");
+  nlohmann::ordered_json j;
+  j["device"] = cuda ? "cuda" : "cpu";
+  j["shape"] = shape;
+  j["copy_gbs"] = copy_gbs;
+  j["threads"] = at::get_num_threads();
+  for (const auto& name : formats) {
+    const QuantFormat& f = format_by_name(name);
+    FormatParams p;
+    QuantizedTensor qk, qt;
+    const double tk = median_seconds([&] { qk = f.quantize(w, p); }, cuda, iters);
+    const double tt = median_seconds([&] { qt = f.quantize_torch_ops(w, p); }, cuda, iters);
+    const bool same = same_parts(qk, qt);
+    const double gk = in_bytes / tk / 1e9, gt = in_bytes / tt / 1e9;
+    const double pct = cuda ? 100.0 * gk / copy_gbs : 0;
+    std::printf("%-8s %12.1f %12.1f %9.1fx %11.0f%% %12s %10.3f\n", name.c_str(), gk, gt, gk / gt, pct, same ? "yes" : "NO",
+                tk * 1e3);
+    j["formats"][name] = {{"kernel_gbs", gk}, {"torch_ops_gbs", gt}, {"speedup", gk / gt}, {"pct_copy_bw", pct},
+                          {"same_bytes", same}, {"kernel_ms", tk * 1e3}, {"torch_ops_ms", tt * 1e3}};
+  }
+  if (args.has("json")) std::ofstream(args.get("json")) << j.dump(1) << "\n";
+  return 0;
+}
+
+}  // namespace moeq::cli
