@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // The skipped-layers report: for every weight of the source checkpoint, its site, role,
 // format or the reason it was skipped, bytes before and after; totals per role; the
 // expert coverage line; warnings. Written as report.json and report.md beside the export.

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // Streams named tensors into safetensors shards of bounded size: tensors are buffered
 // until a shard is full, then that shard is written, so memory holds at most one shard.
 // Shards are renamed to model-0000K-of-0000N.safetensors (or model.safetensors) with an

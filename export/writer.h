@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // Export writers: how quantized sites are named and laid out for one consumer
 // (ModelOpt HF for vLLM/TensorRT-LLM, compressed-tensors, bitsandbytes). One file each,
 // registered by name; the quantize pipeline is the same for all.

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // Progress for long work: a bar with rate and ETA on a terminal, plain lines (every 10%)
 // otherwise, on stderr.
 #include <chrono>

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // Quantization formats as a library layer: each format quantizes a 2D weight [out, in]
 // or a stack of experts [E, out, in] in one call, dequantizes, and names its output
 // tensors ("parts") so the export writers can lay them out for each consumer.

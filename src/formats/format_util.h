@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // Helpers shared by the format files: the ATen <-> kernel boundary.
 #include <ATen/ATen.h>
 

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // Device helpers shared by the CUDA format kernels.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // A Hugging Face checkpoint directory: one or more safetensors shards (with
 // model.safetensors.index.json when sharded) seen as one name -> tensor table.
 #include <memory>

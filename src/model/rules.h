@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // The rule language plugins use to map checkpoint tensor names to sites.
 // A pattern is matched segment by segment on the dot-separated name:
 //   literal      must be equal

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 // `moeq quantize`: plan every site from a recipe, stream tensors from the source
 // checkpoint, quantize on the chosen device (expert stacks in one call), and write an
 // export for one consumer plus the skipped-layers report. Atomic: OUT.tmp-* then rename.
