@@ -212,3 +212,22 @@ TEST_CASE("mxfp4 on CUDA gives the CPU bytes", "[mxfp4][cuda]") {
   bad.index_put_({1, 3, 7}, INFINITY);
   REQUIRE_ERROR_MENTIONS(kernel_q(bad), "mxfp4", "NaN or Inf");
 }
+
+TEST_CASE("mxfp4 on CUDA matches the spec-derived reference", "[mxfp4][oracle][cuda]") {
+  if (!at::hasCUDA()) SKIP("no CUDA device");
+  const auto ck = Checkpoint::open_file(test::oracle_dir() + "/mxfp4.safetensors");
+  const auto keys = test::oracle_cases(*ck);
+  REQUIRE(keys.size() == 22);
+  for (const auto& key : keys) {
+    INFO("case " << key);
+    const at::Tensor w = tensor_view(*ck, key + ".input").cuda();
+    for (bool torch_ops : {false, true}) {
+      INFO((torch_ops ? "torch-op path" : "kernel"));
+      const QuantizedTensor q = torch_ops ? torch_q(w) : kernel_q(w);
+      CHECK(q.parts.at("weight").is_cuda());
+      for (const char* part : {"weight", "weight_scale"})
+        CHECK(byte_diff(q.parts.at(part), tensor_view(*ck, key + "." + part)) == "");
+      CHECK(byte_diff(mxfp4().dequantize(q, at::kFloat), tensor_view(*ck, key + ".deq")) == "");
+    }
+  }
+}

@@ -220,3 +220,24 @@ TEST_CASE("nvfp4 on CUDA gives the CPU bytes", "[nvfp4][cuda]") {
   REQUIRE_ERROR_MENTIONS(kernel_q(bad), "nvfp4", "NaN or Inf");
   REQUIRE_ERROR_MENTIONS(kernel_q(bad, {}, at::ones({2})), "nvfp4", "NaN or Inf");
 }
+
+TEST_CASE("nvfp4 on CUDA matches ModelOpt byte for byte", "[nvfp4][oracle][cuda]") {
+  if (!at::hasCUDA()) SKIP("no CUDA device");
+  const auto ck = Checkpoint::open_file(test::oracle_dir() + "/nvfp4.safetensors");
+  const auto keys = test::oracle_cases(*ck);
+  REQUIRE(keys.size() == 32);
+  for (const auto& key : keys) {
+    INFO("case " << key);
+    const at::Tensor w = tensor_view(*ck, key + ".input").cuda();
+    std::optional<at::Tensor> amax;
+    if (ck->has(key + ".amax")) amax = tensor_view(*ck, key + ".amax").cuda();
+    for (bool torch_ops : {false, true}) {
+      INFO((torch_ops ? "torch-op path" : "kernel"));
+      const QuantizedTensor q = torch_ops ? torch_q(w, {}, amax) : kernel_q(w, {}, amax);
+      CHECK(q.parts.at("weight").is_cuda());
+      for (const char* part : {"weight", "weight_scale", "weight_scale_2"})
+        CHECK(byte_diff(q.parts.at(part), tensor_view(*ck, key + "." + part)) == "");
+      CHECK(byte_diff(nvfp4().dequantize(q, at::kFloat), tensor_view(*ck, key + ".deq")) == "");
+    }
+  }
+}
