@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 
 #include "formats/cuda_stream.h"
 #include "formats/format.h"
@@ -15,21 +17,61 @@ namespace {
 
 constexpr float kFp8Max = 448.f;
 
-void quantize_cpu(const WeightBatch& w, bool per_channel, const float* scales, uint8_t* q) {
+// ModelOpt's export (TensorQuantizer.export_amax, get_scaling_factor): a zero amax exports
+// as 448 (scale 1, so dequantization of zeros stays exact), amax is clamped to
+// [FLT_MIN, FLT_MAX] (a subnormal amax must not make the scale 0), scale = amax / 448.
+// The divisor is a 0-d tensor on amax's device: CUDA would multiply a CPU scalar's
+// reciprocal, which differs from the CPU division in the last bit.
+at::Tensor scale_from_amax(const at::Tensor& amax) {
+  const at::Tensor a = at::where(amax == 0, at::full_like(amax, kFp8Max), amax)
+                           .clamp(std::numeric_limits<float>::min(), std::numeric_limits<float>::max());
+  return a / at::full({}, kFp8Max, a.options());
+}
+
+// A given per-tensor amax ([] or [E]) as float [E] on `device`, checked.
+at::Tensor given_amax(const at::Tensor& amax, int64_t experts, const at::Device& device) {
+  if (amax.numel() != experts)
+    throw Error("fp8: given amax has " + std::to_string(amax.numel()) + " values, expected one per expert (" +
+                std::to_string(experts) + ")");
+  at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
+  if (!at::isfinite(a).all().item<bool>() || (a < 0).any().item<bool>())
+    throw Error("fp8: given amax must be finite and non-negative");
+  return a;
+}
+
+// Returns false when w holds NaN/Inf (it reads every element, so it checks).
+bool quantize_cpu(const WeightBatch& w, bool per_channel, const float* scales, uint8_t* q) {
   const int64_t n = w.rows * w.cols;
+  bool finite = true;
   dispatch_in_type(w.type, [&](auto in) {
     using L = decltype(in);
     const auto* p = static_cast<const typename L::T*>(w.data);
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) reduction(&& : finite)
     for (int64_t e = 0; e < w.experts; ++e)
       for (int64_t r = 0; r < w.rows; ++r) {
         const float s = per_channel ? scales[e * w.rows + r] : scales[e];
         const int64_t base = e * n + r * w.cols;
         for (int64_t c = 0; c < w.cols; ++c) {
-          const float x = std::clamp(L::load(p, base + c) / s, -kFp8Max, kFp8Max);
-          q[base + c] = c10::detail::fp8e4m3fn_from_fp32_value(x);
+          const float v = L::load(p, base + c);
+          finite = finite && std::fabs(v) <= std::numeric_limits<float>::max();
+          q[base + c] = c10::detail::fp8e4m3fn_from_fp32_value(std::clamp(v / s, -kFp8Max, kFp8Max));
         }
       }
+  });
+  return finite;
+}
+
+// Per-row amax of all E*rows rows, one parallel loop (the quantize pass checks finiteness).
+void amax_rows_cpu(const WeightBatch& w, float* amax) {
+  dispatch_in_type(w.type, [&](auto in) {
+    using L = decltype(in);
+    const auto* p = static_cast<const typename L::T*>(w.data);
+#pragma omp parallel for
+    for (int64_t r = 0; r < w.experts * w.rows; ++r) {
+      float m = 0.f;
+      for (int64_t c = 0; c < w.cols; ++c) m = std::max(m, std::fabs(L::load(p, r * w.cols + c)));
+      amax[r] = m;
+    }
   });
 }
 
@@ -54,31 +96,35 @@ class Fp8Format : public QuantFormat {
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(w.device());
     at::Tensor amax_t;
     if (amax) {
-      amax_t = amax->to(f32).reshape({b.experts}).contiguous();
-      if (!at::isfinite(amax_t).all().item<bool>() || (amax_t < 0).any().item<bool>())
-        throw Error("fp8: given amax must be finite and non-negative");
+      amax_t = given_amax(*amax, b.experts, w.device());
     } else if (w.is_cuda()) {
       amax_t = at::zeros({per_channel ? b.experts * b.rows : b.experts}, f32);
       at::Tensor bad = at::zeros({1}, f32.dtype(at::kInt));
+#ifdef MOEQ_WITH_CUDA
       absmax_cuda(b, per_channel, amax_t.data_ptr<float>(), bad.data_ptr<int>(), current_cuda_stream());
+#endif
       if (bad.item<int>()) throw_non_finite("fp8");
     } else if (per_channel) {
       amax_t = at::empty({b.experts * b.rows}, f32);
-      WeightBatch rows = b;  // each row is its own "expert" for the amax
-      rows.experts = b.experts * b.rows;
-      rows.rows = 1;
-      amax_per_expert_cpu(rows, amax_t.data_ptr<float>(), "fp8");
+      amax_rows_cpu(b, amax_t.data_ptr<float>());
     } else {
       amax_t = at::empty({b.experts}, f32);
       amax_per_expert_cpu(b, amax_t.data_ptr<float>(), "fp8");
     }
-    // An all-zero tensor or row gets scale 1 so that dequantization stays exact (0 * 1).
-    at::Tensor scale = at::where(amax_t > 0, amax_t / kFp8Max, at::ones_like(amax_t)).contiguous();
+    at::Tensor scale = scale_from_amax(amax_t).contiguous();
     at::Tensor q = at::empty(w3.sizes(), w3.options().dtype(at::kFloat8_e4m3fn));
-    if (w.is_cuda())
-      fp8_quantize_cuda(b, per_channel, scale.data_ptr<float>(), static_cast<uint8_t*>(q.data_ptr()), current_cuda_stream());
-    else
-      quantize_cpu(b, per_channel, scale.data_ptr<float>(), static_cast<uint8_t*>(q.data_ptr()));
+    uint8_t* qp = static_cast<uint8_t*>(q.data_ptr());
+    if (w.is_cuda()) {
+#ifdef MOEQ_WITH_CUDA
+      at::Tensor bad = at::zeros({1}, f32.dtype(at::kInt));
+      fp8_quantize_cuda(b, per_channel, scale.data_ptr<float>(), qp, bad.data_ptr<int>(), current_cuda_stream());
+      if (bad.item<int>()) throw_non_finite("fp8");
+#else
+      throw Error("fp8: moeq was built without CUDA; move the weight to the CPU");
+#endif
+    } else if (!quantize_cpu(b, per_channel, scale.data_ptr<float>(), qp)) {
+      throw_non_finite("fp8");
+    }
     QuantizedTensor out;
     out.format = name();
     out.shape = w.sizes().vec();
@@ -95,11 +141,13 @@ class Fp8Format : public QuantFormat {
     validate(w.sizes().vec(), p);
     check_weight(w, "fp8", 0);
     const bool per_channel = p.granularity == "channel";
+    if (per_channel && amax) throw Error("fp8: a given amax only applies to per-tensor scales");
+    require_finite(w, "fp8");
     const bool was_2d = w.dim() == 2;
     at::Tensor x = (was_2d ? w.unsqueeze(0) : w).to(at::kFloat);
-    at::Tensor a = amax ? amax->to(x.options()).reshape({-1, 1, 1})
+    at::Tensor a = amax ? given_amax(*amax, x.size(0), x.device()).reshape({-1, 1, 1})
                         : (per_channel ? x.abs().amax({2}, true) : x.abs().amax({1, 2}, true));
-    at::Tensor scale = at::where(a > 0, a / kFp8Max, at::ones_like(a));
+    at::Tensor scale = scale_from_amax(a);
     at::Tensor q = (x / scale).clamp(-kFp8Max, kFp8Max).to(at::kFloat8_e4m3fn);
     QuantizedTensor out;
     out.format = name();
@@ -120,8 +168,9 @@ class Fp8Format : public QuantFormat {
   }
 
   double bits_per_weight(const std::vector<int64_t>& shape, const FormatParams& p) const override {
-    const double in = static_cast<double>(shape.back());
-    return 8.0 + (p.granularity == "channel" ? 32.0 / in : 0.0);
+    // One fp32 scale per row (channel) or per matrix (tensor).
+    const double in = static_cast<double>(shape.back()), rows = static_cast<double>(shape[shape.size() - 2]);
+    return 8.0 + (p.granularity == "channel" ? 32.0 / in : 32.0 / (rows * in));
   }
 };
 

@@ -31,14 +31,17 @@ __global__ void absmax_kernel(WeightBatch w, bool per_row, float* amax, int* bad
   if (threadIdx.x == 0) atomic_max_nonneg(&amax[per_row ? e * w.rows + seg : e], m);
 }
 
-__global__ void fp8_kernel(WeightBatch w, bool per_channel, const float* scales, uint8_t* q) {
+__global__ void fp8_kernel(WeightBatch w, bool per_channel, const float* scales, uint8_t* q, int* bad) {
   const int64_t total = w.numel();
+  bool finite = true;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t row = i / w.cols;  // global row over experts
     const float s = per_channel ? scales[row] : scales[row / w.rows];
-    const float x = fminf(fmaxf(load_elem(w, i) / s, -448.f), 448.f);
-    q[i] = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
+    const float v = load_elem(w, i);
+    finite &= isfinite(v);
+    q[i] = __nv_cvt_float_to_fp8(fminf(fmaxf(v / s, -448.f), 448.f), __NV_SATFINITE, __NV_E4M3);
   }
+  if (!finite) atomicExch(bad, 1);
 }
 
 }  // namespace
@@ -50,9 +53,9 @@ void absmax_cuda(const WeightBatch& w, bool per_row, float* amax, int* bad, void
   cuda_check_last("absmax kernel");
 }
 
-void fp8_quantize_cuda(const WeightBatch& w, bool per_channel, const float* scales, uint8_t* q, void* stream) {
+void fp8_quantize_cuda(const WeightBatch& w, bool per_channel, const float* scales, uint8_t* q, int* bad, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  fp8_kernel<<<4096, 256, 0, s>>>(w, per_channel, scales, q);
+  fp8_kernel<<<4096, 256, 0, s>>>(w, per_channel, scales, q, bad);
   cuda_check_last("fp8 quantize kernel");
 }
 
