@@ -19,6 +19,9 @@ Rules gpt_oss_rules(const ModelConfig&) {
   r.push_back(fused_gate_up_interleaved_t(L + "mlp.experts.gate_up_proj", Role::Expert, "layers.{L}.experts.{E}"));
   r.push_back(fused_down_t(L + "mlp.experts.down_proj", Role::Expert, "layers.{L}.experts.{E}"));
   r.push_back(aux(L + "mlp.experts.{P:gate_up_proj_bias|down_proj_bias}", Role::Expert, "expert bias"));
+  // Per-expert [out, in] linears, as per-linear exports (ModelOpt, compressed-tensors) write them.
+  r.push_back(linear(L + "mlp.experts.{E}.{P:gate_proj|up_proj|down_proj}.weight", Role::Expert,
+                     "layers.{L}.experts.{E}.{P}", "{P}", {{"gate_proj", "gate"}, {"up_proj", "up"}, {"down_proj", "down"}}));
   r.push_back(linear(L + "mlp.router.weight", Role::Router, "layers.{L}.router", "router"));
   r.push_back(aux(L + "mlp.router.bias", Role::Router, "router bias"));
   return r;

@@ -132,3 +132,52 @@ TEST_CASE("quantize: refuses silent expert skips and unsupported exports; failur
   CHECK_FALSE(fs::exists(o.out));
   for (const auto& e : fs::directory_iterator(tmp.path)) CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
 }
+
+TEST_CASE("quantize + verify: ModelOpt recipes on every family's tiny transformers checkpoint", "[tiny]") {
+  const std::string root = test::tiny_dir();
+  test::TempDir tmp;
+  for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
+    for (const char* recipe : {"nvfp4_experts_only", "nvfp4_mlp_only", "nvfp4_all", "fp8"}) {
+      DYNAMIC_SECTION(fam << " " << recipe) {
+        const std::string src = root + "/" + fam + "/model";
+        QuantizeOptions o;
+        o.model = src;
+        o.recipe = recipes_dir() + "/" + recipe + ".yaml";
+        o.out = tmp.path + "/" + fam + "-" + recipe;
+        o.weight_only = true;  // no calibration yet: weight-only exports
+        quantize_checkpoint(o);
+        VerifyResult r = verify_export(o.out, src);
+        for (const auto& p : r.problems) UNSCOPED_INFO(p);
+        CHECK(r.problems.empty());
+        CHECK(r.experts_expected > 0);
+        CHECK(r.experts_quantized == r.experts_expected);
+        const auto rep = nlohmann::json::parse(test::read_file(o.out + "/report.json"));
+        CHECK(rep["experts"]["quantized"] == rep["experts"]["total"]);
+        CHECK(rep["size_ratio"].get<double>() > 1.0);
+      }
+    }
+  }
+}
+
+TEST_CASE("quantize: NVFP4 experts of a fused Gemma4-layout checkpoint: every expert, shared gate/up scales", "[tiny]") {
+  const std::string src = test::tiny_dir() + "/gemma4/model";
+  test::TempDir tmp;
+  QuantizeOptions o;
+  o.model = src;
+  o.recipe = recipes_dir() + "/nvfp4_experts_only.yaml";
+  o.out = tmp.path + "/g4";
+  o.weight_only = true;
+  quantize_checkpoint(o);
+  const auto rep = nlohmann::json::parse(test::read_file(o.out + "/report.json"));
+  CHECK(rep["coverage"] == "experts quantized: 48 / 48");
+  CHECK(rep["roles"]["dense_mlp"]["quantized"] == 0);
+  auto ck = Checkpoint::open(o.out);
+  for (int l = 0; l < 2; ++l)
+    for (int e = 0; e < 8; ++e) {
+      const std::string p = "model.layers." + std::to_string(l) + ".experts." + std::to_string(e) + ".";
+      REQUIRE(ck->has(p + "gate_proj.weight_scale_2"));
+      CHECK(at::equal(tensor_view(*ck, p + "gate_proj.weight_scale_2"), tensor_view(*ck, p + "up_proj.weight_scale_2")));
+      CHECK(ck->info(p + "down_proj.weight").dtype == DType::U8);
+    }
+  CHECK_FALSE(ck->has("model.layers.0.experts.gate_up_proj"));  // the fused stack is exported per expert
+}
