@@ -1,8 +1,6 @@
 // bitsandbytes NF4 / FP4 (see bnb4.h for the format, bnb4_kernels.h for the arithmetic).
 #include "formats/bnb4.h"
 
-#include <c10/util/Half.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -39,13 +37,10 @@ at::Tensor table(const uint32_t* bits, int64_t n, const at::Device& device) {
 
 // ---- CPU kernel ----------------------------------------------------------------------
 
-inline float to_f32(uint16_t bf16) { return bf16_bits_to_float(bf16); }
-inline float to_f32(c10::Half h) { return static_cast<float>(h); }
-inline float to_f32(float f) { return f; }
-
 // One OpenMP task per block of every expert: absmax, scale, codes, packed bytes.
-template <typename T>
-bool quantize_cpu(const T* w, const Layout& l, bool nf4, uint8_t* q, float* absmax) {
+template <typename In>
+bool quantize_cpu(const typename In::T* w, const Layout& l, bool nf4, uint8_t* q, float* absmax) {
+  using T = typename In::T;
   const int64_t nb = l.blocks(), total = l.experts * nb;
   bool finite = true;
 #pragma omp parallel for reduction(&& : finite) schedule(static)
@@ -55,7 +50,7 @@ bool quantize_cpu(const T* w, const Layout& l, bool nf4, uint8_t* q, float* absm
     float m = 0.f;
     bool ok = true;
     for (int64_t i = start; i < end; ++i) {
-      const float v = to_f32(x[i]);
+      const float v = In::load(x, i);
       ok = ok && std::isfinite(v);
       m = std::max(m, std::fabs(bnb::ftz(v)));
     }
@@ -64,8 +59,8 @@ bool quantize_cpu(const T* w, const Layout& l, bool nf4, uint8_t* q, float* absm
     const float inv = bnb::rcp_bnb(m, kTables);
     uint8_t* out = q + e * l.bytes();
     for (int64_t i = start; i < end; i += 2) {
-      const float hi = bnb::ftz(bnb::ftz(to_f32(x[i])) * inv);
-      const float lo = bnb::ftz(bnb::ftz(i + 1 < end ? to_f32(x[i + 1]) : 0.f) * inv);  // odd n pads 0
+      const float hi = bnb::ftz(bnb::ftz(In::load(x, i)) * inv);
+      const float lo = bnb::ftz(bnb::ftz(i + 1 < end ? In::load(x, i + 1) : 0.f) * inv);  // odd n pads 0
       out[i / 2] = static_cast<uint8_t>(bnb::code4(hi, nf4, kTables) << 4 | bnb::code4(lo, nf4, kTables));
     }
   }
@@ -212,12 +207,10 @@ class Bnb4Format : public QuantFormat {
       bnb::bnb4_quantize_cuda(b, l, nf4_, qp, ap, bad.data_ptr<int>(), current_cuda_stream());
       if (bad.item<int>()) throw_non_finite(name());
     } else {
-      bool finite = true;
-      switch (b.type) {
-        case InType::BF16: finite = quantize_cpu(static_cast<const uint16_t*>(b.data), l, nf4_, qp, ap); break;
-        case InType::F16: finite = quantize_cpu(static_cast<const c10::Half*>(b.data), l, nf4_, qp, ap); break;
-        case InType::F32: finite = quantize_cpu(static_cast<const float*>(b.data), l, nf4_, qp, ap); break;
-      }
+      const bool finite = dispatch_in_type(b.type, [&](auto in) {
+        using In = decltype(in);
+        return quantize_cpu<In>(static_cast<const typename In::T*>(b.data), l, nf4_, qp, ap);
+      });
       if (!finite) throw_non_finite(name());
     }
     return finish(w, p, q, absmax, nested_kernel);

@@ -10,7 +10,8 @@
 // per byte with the FIRST element in the HIGH nibble (an odd n pads a zero).
 // Double quantization: offset = mean(absmax) (torch's mean on the quantizing device, as
 // bitsandbytes computes it), then absmax - offset is quantized to 8 bits in blocks of 256
-// with bitsandbytes' signed dynamic map.
+// with bitsandbytes' signed dynamic map. Dequantize: code value * absmax in fp32 (FP4 takes
+// its sign from bit 3, so code 8 gives -0.0, as bitsandbytes' kernels do), then the cast.
 //
 // Parts (QuantState.as_dict(packed=True) names; a 3D stack adds a leading E dim to each):
 //   weight            uint8 [ceil(n/2), 1]

@@ -18,7 +18,7 @@ src/formats/bnb4_kernels.h. moeq follows the CUDA kernels, which wrote the check
 circulation, so their output is the reference: `--device cuda` on a GPU machine wrote
 tests/data/bnb4_cuda_ref.safetensors (bitsandbytes 0.50.2, torch 2.11.0+cu130, H200).
 On CPU (the ctest fixture) this script quantizes that file's inputs again, adds <case>.deq,
-bitsandbytes' own dequantize_4bit of the CUDA parts (input dtype), and copies the reference
+bitsandbytes' own dequantize_4bit of the CUDA parts (float32), and copies the reference
 into OUT_DIR.
 """
 import os
@@ -148,8 +148,9 @@ def quantize_one(w, qt, bs, dq):
     return {k: v.detach().cpu().clone() for k, v in parts.items()}, d[f"quant_state.bitsandbytes__{qt}"].cpu()
 
 
-def dequantize_one(parts, qt, bs, shape, dtype, device):
-    """bitsandbytes' own dequantize_4bit of one expert's parts."""
+def dequantize_one(parts, qt, bs, shape, device):
+    """bitsandbytes' own dequantize_4bit of one expert's parts, to float32. (Its CPU library
+    rounds to fp16 in a CPU-dependent way: on an AVX512 host a few values differ.)"""
     p = {k: v.to(device) for k, v in parts.items()}
     state2, offset = None, None
     if "nested_absmax" in p:
@@ -157,7 +158,7 @@ def dequantize_one(parts, qt, bs, shape, dtype, device):
                               dtype=torch.float32)
         offset = p["nested_offset"]
     st = F.QuantState(absmax=p["absmax"], shape=torch.Size(shape), code=p["quant_map"], blocksize=bs,
-                      quant_type=qt, dtype=dtype, offset=offset, state2=state2)
+                      quant_type=qt, dtype=torch.float32, offset=offset, state2=state2)
     return F.dequantize_4bit(p["weight"], st).cpu()
 
 
@@ -184,10 +185,10 @@ def dequantize_ref(r):
         keys = [k for k in ("weight", "absmax", "quant_map", "nested_absmax", "nested_quant_map", "nested_offset")
                 if f"{name}.{k}" in r]
         if w.dim() == 2:
-            deq[f"{name}.deq"] = dequantize_one({k: r[f"{name}.{k}"] for k in keys}, qt, bs, w.shape, w.dtype, "cpu")
+            deq[f"{name}.deq"] = dequantize_one({k: r[f"{name}.{k}"] for k in keys}, qt, bs, w.shape, "cpu")
         else:
             deq[f"{name}.deq"] = torch.stack([
-                dequantize_one({k: r[f"{name}.{k}"][e] for k in keys}, qt, bs, w.shape[1:], w.dtype, "cpu")
+                dequantize_one({k: r[f"{name}.{k}"][e] for k in keys}, qt, bs, w.shape[1:], "cpu")
                 for e in range(w.shape[0])])
     return deq
 
