@@ -10,12 +10,16 @@
 namespace moeq::cli {
 
 int cmd_make_demo(const std::vector<std::string>& argv) {
-  Args args(argv, {"overwrite"}, {"seed"});
-  args.expect_positional(1, "moeq make-demo OUT_DIR [--overwrite] [--seed N]");
+  Args args(argv, {"overwrite"}, {"seed", "layers", "experts"});
+  args.expect_positional(1, "moeq make-demo OUT_DIR [--overwrite] [--seed N] [--layers N] [--experts N]");
   const std::string out = args.positional()[0];
   const uint64_t seed = std::stoull(args.get("seed", "1234"));
   std::filesystem::create_directories(out);
   DemoShape shape;
+  shape.layers = std::stoll(args.get("layers", std::to_string(shape.layers)));
+  shape.experts = std::stoll(args.get("experts", std::to_string(shape.experts)));
+  if (shape.layers < 1 || shape.experts < shape.top_k)
+    throw Error("make-demo: need --layers >= 1 and --experts >= " + std::to_string(shape.top_k) + " (top_k)");
   for (bool fused : {false, true}) {
     const std::string dir = out + (fused ? "/qwen3_moe_fused" : "/qwen3_moe_per_expert");
     write_demo_checkpoint(dir, fused, shape, seed, args.flag("overwrite"));

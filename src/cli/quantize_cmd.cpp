@@ -6,7 +6,7 @@
 namespace moeq::cli {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
-  Args args(argv, {"overwrite", "strict", "weight-only"}, {"recipe", "o", "out", "calib", "device", "max-shard-gb"});
+  Args args(argv, {"overwrite", "strict", "weight-only"}, {"recipe", "o", "out", "calib", "device", "max-shard-gb", "dump-dequant"});
   const std::string usage = "moeq quantize MODEL_DIR --recipe R.yaml -o OUT_DIR [--calib CALIB.h5] [--device cpu|cuda] "
                             "[--weight-only] [--overwrite] [--strict] [--max-shard-gb N]";
   args.expect_positional(1, usage);
@@ -21,6 +21,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   o.strict = args.flag("strict");
   o.weight_only = args.flag("weight-only");
   if (args.has("max-shard-gb")) o.max_shard_bytes = static_cast<uint64_t>(std::stod(args.get("max-shard-gb")) * (1ull << 30));
+  o.dump_dequant = args.get("dump-dequant");  // testing aid, not in the usage line
   quantize_checkpoint(o);
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
@@ -89,6 +90,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
 
   AtomicDir out(opt.out, opt.overwrite);
   ShardWriter sw(out.path(), opt.max_shard_bytes);
+  std::unique_ptr<ShardWriter> dump;
+  if (!opt.dump_dequant.empty()) {
+    fs::create_directories(opt.dump_dequant);
+    dump = std::make_unique<ShardWriter>(opt.dump_dequant, ~0ull);
+  }
   Progress progress("quantize", ck->total_bytes());
   ReportData report;
   report.model = opt.model;
@@ -162,9 +168,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       const SitePlan& first = *b.sites[0];
       const QuantFormat& fmt = format_by_name(first.format);
       QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
+      const at::Tensor deq = dump ? fmt.dequantize(q, at::kFloat) : at::Tensor();
       for (size_t i = 0; i < b.sites.size(); ++i) {
         QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt};
         report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
+        if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? deq.select(0, qs.index) : deq);
         progress.advance(site_bytes(*ck, *b.sites[i]->site));
       }
       done.insert(b.key);
@@ -174,6 +182,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   // tensors with a mix were split above.
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
   sw.finish(meta);
+  if (dump) dump->finish();
   progress.done();
 
   // config.json with the consumer's quantization_config; other files copied unchanged.

@@ -13,6 +13,10 @@ struct QuantizeOptions {
   bool overwrite = false, strict = false;
   bool weight_only = false;     // override the recipe: no activation quantization
   uint64_t max_shard_bytes = 5ull << 30;
+  // Also write moeq's own dequantization of every quantized site (float32, named
+  // `<module>.weight`) to DIR/model.safetensors: what a consumer of the export must decode
+  // to (the compressed-tensors consumer test compares against it).
+  std::string dump_dequant;
 };
 
 void quantize_checkpoint(const QuantizeOptions& opt);

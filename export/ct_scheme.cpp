@@ -1,0 +1,89 @@
+#include "export/ct_scheme.h"
+
+#include "core/error.h"
+
+namespace moeq {
+namespace {
+
+using nlohmann::json;
+
+json fp8_args(const std::string& strategy) {
+  return {{"dynamic", false}, {"group_size", nullptr}, {"num_bits", 8},   {"strategy", strategy},
+          {"symmetric", true}, {"type", "float"}};
+}
+
+json nvfp4_args() {
+  return {{"dynamic", false},    {"group_size", 16},  {"num_bits", 4},   {"scale_dtype", "torch.float8_e4m3fn"},
+          {"strategy", "tensor_group"}, {"symmetric", true}, {"type", "float"}};
+}
+
+std::string str(const json& j, const char* key) { return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : ""; }
+int64_t num(const json& j, const char* key) { return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : -1; }
+
+}  // namespace
+
+CtScheme ct_scheme_for(const std::string& format, const FormatParams& p, bool input_quant) {
+  CtScheme s;
+  s.input = nullptr;
+  if (format == "int4" || format == "int8") {
+    if (input_quant)
+      throw Error("compressed-tensors export writes " + format + " weight-only (W" + format.substr(3) +
+                  "A16): drop input_quant from the rule, or set weight_only: true");
+    s.format = "pack-quantized";
+    s.weights = {{"dynamic", false}, {"group_size", p.block_size == 0 ? 128 : p.block_size},
+                 {"num_bits", format == "int4" ? 4 : 8}, {"strategy", "group"}, {"symmetric", p.symmetric}, {"type", "int"}};
+  } else if (format == "nvfp4") {
+    s.format = "nvfp4-pack-quantized";
+    s.weights = nvfp4_args();
+    if (input_quant) {  // the NVFP4 preset: per-tensor global scale, dynamic per-block scales
+      s.input = nvfp4_args();
+      s.input["dynamic"] = "local";
+      s.input["observer"] = "static_minmax";
+    }
+  } else if (format == "mxfp4") {
+    if (input_quant)
+      throw Error("compressed-tensors export writes mxfp4 weight-only (MXFP4A16): drop input_quant from the rule, or set weight_only: true");
+    s.format = "mxfp4-pack-quantized";
+    s.weights = {{"dynamic", false}, {"group_size", 32},  {"num_bits", 4},   {"scale_dtype", "torch.uint8"},
+                 {"strategy", "group"}, {"symmetric", true}, {"type", "float"}};
+  } else if (format == "fp8") {
+    s.weights = fp8_args(p.granularity == "channel" ? "channel" : "tensor");
+    // compressed-tensors picks float-quantized only when activations are quantized too.
+    s.format = input_quant ? "float-quantized" : "naive-quantized";
+    if (input_quant) {
+      s.input = fp8_args("tensor");
+      s.input["observer"] = "static_minmax";
+    }
+  } else {
+    throw Error("format " + format + " has no compressed-tensors layout in moeq (int4, int8, nvfp4, mxfp4, fp8; use export: bnb for nf4/fp4)");
+  }
+  return s;
+}
+
+CtGroupFormat moeq_format_of(const std::string& name, const nlohmann::json& group) {
+  const json w = group.value("weights", json());
+  if (!w.is_object()) throw Error("quantization_config group " + name + ": no weights scheme");
+  const std::string type = str(w, "type"), strategy = str(w, "strategy");
+  const int64_t bits = num(w, "num_bits"), gs = num(w, "group_size");
+  CtGroupFormat f;
+  if (type == "int" && (bits == 4 || bits == 8) && strategy == "group" && gs > 0) {
+    f.format = bits == 4 ? "int4" : "int8";
+    f.params.block_size = gs;
+    f.params.symmetric = w.value("symmetric", true);
+  } else if (type == "float" && bits == 4 && gs == 16 && strategy == "tensor_group") {
+    f.format = "nvfp4";
+  } else if (type == "float" && bits == 4 && gs == 32 && strategy == "group") {
+    f.format = "mxfp4";
+  } else if (type == "float" && bits == 8 && (strategy == "tensor" || strategy == "channel")) {
+    f.format = "fp8";
+    f.params.granularity = strategy;
+  } else {
+    throw Error("quantization_config group " + name + ": weights " + w.dump() +
+                " match no moeq format (int4/int8 group, nvfp4, mxfp4, fp8 tensor/channel): not verifiable");
+  }
+  const json in = group.value("input_activations", json());
+  f.input_quant = in.is_object() && !(in.contains("dynamic") && in["dynamic"].is_boolean() && in["dynamic"].get<bool>());
+  return f;
+}
+
+}  // namespace moeq
