@@ -15,4 +15,4 @@ moeq_configure_and_build -DMOEQ_BUILD_TESTS=OFF
 ./$MOEQ_BUILD/moeq quantize demo/qwen3_moe_fused --recipe recipes/nvfp4_experts_only.yaml --weight-only \
   -o demo/qwen3_moe_nvfp4 --overwrite
 ./$MOEQ_BUILD/moeq verify demo/qwen3_moe_nvfp4 --source demo/qwen3_moe_fused
-./$MOEQ_BUILD/moeq report demo/qwen3_moe_nvfp4 | head -25
+./$MOEQ_BUILD/moeq report demo/qwen3_moe_nvfp4 | sed -n 1,25p  # sed reads it all: no SIGPIPE under pipefail
