@@ -272,7 +272,8 @@ Plan make_plan(const Recipe& recipe, const std::vector<Site>& sites, bool strict
   for (const Site& s : sites) {
     SitePlan sp;
     sp.site = &s;
-    sp.reason = "no rule matched";
+    sp.reason = is_protected_role(s.role) ? std::string("protected role ") + role_name(s.role) + " (not quantized by default)"
+                                          : "no rule matched";
     const RecipeRule* input_rule = nullptr;
     for (size_t i = 0; i < recipe.rules.size(); ++i) {
       const RecipeRule& r = recipe.rules[i];
