@@ -103,15 +103,17 @@ Pick pick_variant(const CompareResult& r, double within_db) {
   for (size_t k = 0; k < p.pareto.size(); ++k) t << (k ? ", " : "") << desc(p.pareto[k]);
   t << ".";
   // The next step down in size along the front, and what it costs.
+  int next = -1;
   for (int i : p.pareto)
-    if (vs[i].expected_bytes < vs[p.chosen].expected_bytes) {
-      const double saved = static_cast<double>(vs[p.chosen].expected_bytes - vs[i].expected_bytes);
-      const double cost = headline_sqnr(vs[p.chosen]) - headline_sqnr(vs[i]);
-      t << " Smaller on the front: " << vs[i].name << " saves " << human_bytes(static_cast<uint64_t>(saved)) << " ("
-        << svg::number(100.0 * saved / static_cast<double>(vs[p.chosen].expected_bytes), 1) << "%) for "
-        << svg::number(cost, 2) << " dB less SQNR (--within-db " << svg::number(std::ceil(cost * 10) / 10, 1)
-        << " picks it).";
-    }
+    if (vs[i].expected_bytes < vs[p.chosen].expected_bytes) next = i;
+  if (next >= 0) {
+    const double saved = static_cast<double>(vs[p.chosen].expected_bytes - vs[next].expected_bytes);
+    const double cost = headline_sqnr(vs[p.chosen]) - headline_sqnr(vs[next]);
+    t << " Next smaller on the front: " << vs[next].name << " saves " << human_bytes(static_cast<uint64_t>(saved))
+      << " (" << svg::number(100.0 * saved / static_cast<double>(vs[p.chosen].expected_bytes), 1) << "%) for "
+      << svg::number(cost, 2) << " dB less SQNR (--within-db " << svg::number(std::ceil(cost * 10) / 10, 1)
+      << " picks it).";
+  }
   p.text = t.str();
   return p;
 }

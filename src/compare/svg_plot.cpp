@@ -197,15 +197,31 @@ std::string scatter_plot(const Frame& f, const std::vector<Point>& points) {
   p.yr = axis(yl - ypad, yh + ypad, 6, false);
   std::ostringstream o;
   o << open_svg(f) << frame_axes(f, p);
+  // Labels take the first of four spots around their point that overlaps no earlier label.
+  struct Box { double x0, y0, x1, y1; };
+  std::vector<Box> placed;
   for (size_t k = 0; k < points.size(); ++k) {
     const auto& q = points[k];
     if (!std::isfinite(q.x) || !std::isfinite(q.y)) continue;
     const double X = p.px(q.x), Y = p.py(q.y);
-    const bool left = X > p.x0 + p.w * 0.8;  // labels near the right edge go left of the point
+    const double tw = 7.0 * static_cast<double>(q.label.size()), th = 13;
+    const bool prefer_left = X > p.x0 + p.w * 0.8;  // near the right edge, labels go left
+    Box best{};
+    bool anchor_end = prefer_left;
+    for (int spot = 0; spot < 4; ++spot) {
+      const bool left = (spot >= 2) != prefer_left, below = spot % 2 == 1;
+      const double bx = left ? X - 9 - tw : X + 9, by = below ? Y + 7 : Y - 7 - th;
+      const Box b{bx, by, bx + tw, by + th};
+      bool clash = false;
+      for (const Box& o2 : placed) clash = clash || (b.x0 < o2.x1 && o2.x0 < b.x1 && b.y0 < o2.y1 && o2.y0 < b.y1);
+      if (spot == 0 || !clash) { best = b; anchor_end = left; }
+      if (!clash) break;
+    }
+    placed.push_back(best);
     o << "<circle cx=\"" << number(X, 1) << "\" cy=\"" << number(Y, 1) << "\" r=\"6\" fill=\"" << palette(k)
       << "\" stroke=\"#333\"><title>" << escape(q.label) << "</title></circle>"
-      << "<text x=\"" << number(left ? X - 9 : X + 9, 1) << "\" y=\"" << number(Y - 7, 1) << "\" text-anchor=\""
-      << (left ? "end" : "start") << "\" font-size=\"12\">" << escape(q.label) << "</text>";
+      << "<text x=\"" << number(anchor_end ? best.x1 : best.x0, 1) << "\" y=\"" << number(best.y1 - 2, 1)
+      << "\" text-anchor=\"" << (anchor_end ? "end" : "start") << "\" font-size=\"12\">" << escape(q.label) << "</text>";
   }
   o << "</svg>";
   return o.str();
