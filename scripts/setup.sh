@@ -9,8 +9,9 @@ VENV=$MOEQ_CACHE/venv
 mkdir -p "$MOEQ_CACHE"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 
+# chromium: headless screenshots of moeq compare's report.html in the tests.
 APT_PKGS="build-essential cmake ninja-build ccache pkg-config libyaml-cpp-dev libhdf5-dev \
-libeigen3-dev nlohmann-json3-dev libomp-dev"
+libeigen3-dev nlohmann-json3-dev libomp-dev chromium"
 # Python packages: torch is pinned to the GPU machine's version; the others are oracles.
 PY_PKGS="torch==2.11.0 transformers==5.17.0 safetensors==0.8.0 numpy bitsandbytes==0.50.2 \
 compressed-tensors==0.20.0 nvidia-modelopt==0.47.0 requests pyyaml"

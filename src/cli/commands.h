@@ -14,5 +14,6 @@ int cmd_quantize(const std::vector<std::string>& args);
 int cmd_verify(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
+int cmd_compare(const std::vector<std::string>& args);
 
 }  // namespace moeq::cli

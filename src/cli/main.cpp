@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"quantize", moeq::cli::cmd_quantize, "MODEL_DIR --recipe R.yaml -o OUT [--device cpu|cuda]: quantize and export"},
     {"verify", moeq::cli::cmd_verify, "EXPORT_DIR [--source MODEL_DIR] [--json]: check every expert weight and scale"},
     {"report", moeq::cli::cmd_report, "EXPORT_DIR [--json]: print the skipped-layers report"},
+    {"compare", moeq::cli::cmd_compare, "MODEL_DIR (--recipes R.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR: weight error and size side by side"},
     {"bench", moeq::cli::cmd_bench, "formats [--device cpu|cuda] [--shape E,out,in]: kernel vs torch-op throughput"},
 };
 

@@ -16,38 +16,13 @@
 #include "io/safetensors_writer.h"
 #include "io/checkpoint.h"
 #include "model/plugin.h"
+#include "quant/batches.h"
 #include "recipe/recipe.h"
 
 namespace fs = std::filesystem;
 
 namespace moeq {
 namespace {
-
-// Sites quantized together: the same projection of every expert of one layer becomes one
-// [E, out, in] stack; any other site is a batch of one.
-struct Batch {
-  std::vector<const SitePlan*> sites;
-  std::string key;
-};
-
-std::string batch_key(const SitePlan& p) {
-  const Site& s = *p.site;
-  std::string k = std::to_string(s.layer) + "|" + role_name(s.role) + "|" + p.format + "|" +
-                  std::to_string(p.params.block_size) + p.params.granularity + (p.params.double_quant ? "d" : "") +
-                  (p.params.symmetric ? "s" : "a") + "|" + std::to_string(s.view.rows) + "x" + std::to_string(s.view.cols);
-  return s.expert >= 0 ? k + "|" + s.proj : k + "|" + s.name;
-}
-
-bool has_tensor_scale(const SitePlan& p) {
-  return p.format == "nvfp4" || (p.format == "fp8" && p.params.granularity == "tensor");
-}
-
-at::Tensor load_stack(const Checkpoint& ck, const Batch& b, const at::Device& dev) {
-  std::vector<at::Tensor> views;
-  for (const auto* p : b.sites) views.push_back(site_weight(ck, *p->site));
-  at::Tensor w = b.sites.size() == 1 ? views[0].contiguous() : at::stack(views);
-  return w.to(dev);
-}
 
 uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
   return static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
@@ -131,40 +106,12 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     progress.advance(w.nbytes());
   }
   // 3. Quantized sites, batched; gate and up of the same experts share their per-tensor amax.
-  std::map<std::string, Batch> batches;
-  std::vector<std::string> order;
-  for (const auto& sp : plan.sites) {
-    if (!sp.quantize) continue;
-    const std::string k = batch_key(sp);
-    if (!batches.count(k)) order.push_back(k);
-    batches[k].sites.push_back(&sp);
-    batches[k].key = k;
-  }
-  std::set<std::string> done;
-  auto partner_key = [&](const Batch& b) -> std::string {
-    const Site& s = *b.sites[0]->site;
-    if (s.proj != "gate" && s.proj != "up") return "";
-    std::string k = b.key;
-    if (s.expert >= 0) return k.substr(0, k.rfind('|')) + "|" + (s.proj == "gate" ? "up" : "gate");
-    // Dense pairs: same module path with up_proj <-> gate_proj.
-    std::string other = s.name.substr(0, s.name.rfind('.')) + (s.proj == "gate" ? ".up" : ".gate");
-    return k.substr(0, k.rfind('|')) + "|" + other;
-  };
-  for (const auto& k : order) {
-    if (done.count(k)) continue;
-    std::vector<const Batch*> job = {&batches[k]};
-    const std::string pk = partner_key(batches[k]);
-    if (!pk.empty() && batches.count(pk) && !done.count(pk) && batches[pk].sites.size() == batches[k].sites.size())
-      job.push_back(&batches[pk]);
+  for (const auto& job : plan_jobs(plan)) {
     std::vector<at::Tensor> stacks;
-    for (const Batch* b : job) stacks.push_back(load_stack(*ck, *b, dev));
-    std::optional<at::Tensor> amax;
-    if (job.size() == 2 && has_tensor_scale(*job[0]->sites[0])) {
-      auto a = [](const at::Tensor& w) { return w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax(); };
-      amax = at::maximum(a(stacks[0]), a(stacks[1])).to(at::kFloat);
-    }
+    for (const SiteBatch& b : job) stacks.push_back(load_stack(*ck, b, dev));
+    const std::optional<at::Tensor> amax = shared_amax(job, stacks);
     for (size_t j = 0; j < job.size(); ++j) {
-      const Batch& b = *job[j];
+      const SiteBatch& b = job[j];
       const SitePlan& first = *b.sites[0];
       const QuantFormat& fmt = format_by_name(first.format);
       QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
@@ -175,7 +122,6 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
         if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? deq.select(0, qs.index) : deq);
         progress.advance(site_bytes(*ck, *b.sites[i]->site));
       }
-      done.insert(b.key);
     }
   }
   // Stored tensors whose every site was quantized are fully accounted for; fused

@@ -1,0 +1,81 @@
+#pragma once
+// `moeq compare`: several recipes (or formats) on one model, side by side. For each one,
+// the export size the plan implies and the weight error of every quantized site, measured
+// by quantizing and dequantizing it exactly as `moeq quantize` would (same expert stacks,
+// same shared gate/up amax). Output-error metrics (KL, top-1, perplexity) need a forward
+// pass, which moeq does not have yet: they are reported as not measured.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/site.h"
+
+namespace moeq {
+
+struct CompareOptions {
+  std::string model;
+  std::vector<std::string> recipes;  // recipe files, in report order
+  std::vector<std::string> formats;  // shorthand: every linear but protected roles, default params; "all": every registered format
+  std::string device = "cpu";        // cpu | cuda
+  int worst_experts = 10;            // how many of the worst experts to list
+  double within_db = 3.0;            // the pick rule's tolerance (see compare_report.h)
+};
+
+// The error of one quantized site. sqnr_db = 10 log10(||w||^2 / ||w - deq||^2), +inf when
+// the round trip is exact; rel_err = ||w - deq|| / ||w|| (Frobenius).
+struct SiteError {
+  std::string site, format, proj;
+  Role role = Role::Other;
+  int64_t layer = -1, expert = -1, rows = 0, cols = 0, block_size = 0;
+  double bits_per_weight = 0;
+  double signal = 0, noise = 0;  // ||w||^2 and ||w - deq||^2, summed in double
+  double sqnr_db = 0, rel_err = 0;
+};
+
+// Summary over a set of sites: means of per-site values, and the worst site.
+struct ErrorStats {
+  int64_t sites = 0, quantized = 0, exact = 0;  // exact: round trip without error (excluded from means)
+  double mean_sqnr_db = 0, min_sqnr_db = 0, mean_rel_err = 0, max_rel_err = 0;
+  std::string worst_site;
+};
+
+// One expert (all its quantized projections together): sqnr over the summed energies.
+struct ExpertError {
+  int64_t layer = -1, expert = -1;
+  double sqnr_db = 0, rel_err = 0;
+  std::string worst_proj;
+  double worst_proj_sqnr_db = 0;
+};
+
+struct Variant {
+  std::string name;    // recipe name, or the format for --formats
+  std::string source;  // recipe path, or "--formats"
+  std::string export_format;
+  std::vector<std::string> formats;  // formats used by its quantized sites, sorted
+  std::vector<std::string> warnings;
+  std::map<std::string, int64_t> skipped;  // reason -> sites
+  int64_t sites_total = 0, quantized_weights = 0;
+  uint64_t source_bytes = 0;    // every stored tensor at its stored size
+  uint64_t expected_bytes = 0;  // quantized sites at bits_per_weight, everything else as stored
+  double bits_per_weight = 0;   // over quantized sites
+  ErrorStats all;               // over the quantized sites
+  std::map<std::string, ErrorStats> per_role;   // every role that has sites in the model
+  std::map<int64_t, ErrorStats> per_layer;      // decoder layers with quantized sites
+  std::vector<SiteError> sites;                 // quantized sites, in site order
+  std::vector<ExpertError> experts;             // (layer, expert) order
+  std::vector<ExpertError> worst_experts;       // lowest SQNR first
+};
+
+struct CompareResult {
+  std::string model, plugin, device;
+  int64_t layers = 0, experts_per_layer = 0;  // from the site map (heatmap extent)
+  std::vector<Variant> variants;
+};
+
+CompareResult run_compare(const CompareOptions& opt);
+
+// Mean over sites with finite SQNR; shared by the engine and the tests.
+ErrorStats summarize(const std::vector<const SiteError*>& sites, int64_t total_sites);
+
+}  // namespace moeq

@@ -1,0 +1,37 @@
+#pragma once
+// The comparison report: report.json (everything), report.md (tables and the pick), and
+// report.html (the same tables plus SVG charts; opens offline).
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compare/compare.h"
+
+namespace moeq {
+
+// The tool's rule for "which to pick", applied to the numbers: among variants with a
+// measured error, the smallest expected export whose mean SQNR over its quantized sites
+// is within `within_db` of the best one. Also the Pareto front (no other variant is both
+// at most as large and at least as accurate, one of them strictly).
+struct Pick {
+  double within_db = 3.0;
+  int best = -1, chosen = -1;  // variant indices, -1 when nothing was measured
+  std::vector<int> pareto;     // by expected size, smallest first
+  std::string text;            // the paragraph, with the numbers
+};
+Pick pick_variant(const CompareResult& r, double within_db);
+
+// Mean SQNR over the variant's quantized sites, NaN when it has none.
+double headline_sqnr(const Variant& v);
+
+nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick);
+std::string compare_markdown(const CompareResult& r, const Pick& pick);
+std::string compare_html(const CompareResult& r, const Pick& pick);
+
+// Writes report.json, report.md and report.html into dir (created if missing).
+void write_compare_report(const std::string& dir, const CompareResult& r, double within_db);
+
+// What is not measured, said the same way in every output.
+extern const char* const kOutputErrorNote;
+
+}  // namespace moeq

@@ -1,0 +1,34 @@
+#pragma once
+// How planned sites are grouped for quantization, shared by `moeq quantize` and
+// `moeq compare` so that compare measures exactly what an export would hold: the same
+// projection of every expert of a layer is one [E, out, in] stack, and the gate and up
+// stacks of the same experts share their per-tensor amax (vLLM fuses them).
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "recipe/recipe.h"
+
+namespace moeq {
+
+// Sites quantized in one call: an expert stack, or a batch of one.
+struct SiteBatch {
+  std::vector<const SitePlan*> sites;
+  std::string key;
+};
+
+// The quantized sites of a plan as jobs in plan order: each job is one batch, or a
+// gate/up pair (same layer, experts and format) whose per-tensor scale is shared.
+std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan);
+
+// The batch's weights as one tensor on `dev`: [out, in] for one site, else [E, out, in].
+at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev);
+
+// The amax both stacks of a gate/up pair use (max of the two, per expert), for formats
+// with a per-tensor scale; nullopt for single batches and formats without one.
+std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);
+
+}  // namespace moeq
