@@ -75,6 +75,21 @@ void amax_rows_cpu(const WeightBatch& w, float* amax) {
   });
 }
 
+// The parts of either path: weight [.., out, in]; weight_scale [] / [E] per tensor or
+// [.., out, 1] per channel (scale holds E or E*out values in any shape).
+QuantizedTensor make_result(const at::Tensor& w, const FormatParams& p, const at::Tensor& q3, const at::Tensor& scale) {
+  const bool was_2d = w.dim() == 2;
+  QuantizedTensor out;
+  out.format = "fp8";
+  out.shape = w.sizes().vec();
+  out.orig_dtype = w.scalar_type();
+  out.params = p;
+  out.parts["weight"] = like_input(q3, was_2d);
+  if (p.granularity == "channel") out.parts["weight_scale"] = like_input(scale.reshape({q3.size(0), q3.size(1), 1}), was_2d);
+  else out.parts["weight_scale"] = was_2d ? scale.reshape({}) : scale.reshape({-1});
+  return out;
+}
+
 class Fp8Format : public QuantFormat {
  public:
   std::string name() const override { return "fp8"; }
@@ -125,15 +140,7 @@ class Fp8Format : public QuantFormat {
     } else if (!quantize_cpu(b, per_channel, scale.data_ptr<float>(), qp)) {
       throw_non_finite("fp8");
     }
-    QuantizedTensor out;
-    out.format = name();
-    out.shape = w.sizes().vec();
-    out.orig_dtype = w.scalar_type();
-    out.params = p;
-    out.parts["weight"] = like_input(q, was_2d);
-    if (per_channel) out.parts["weight_scale"] = like_input(scale.reshape({b.experts, b.rows, 1}), was_2d);
-    else out.parts["weight_scale"] = was_2d ? scale.reshape({}) : scale;
-    return out;
+    return make_result(w, p, q, scale);
   }
 
   QuantizedTensor quantize_torch_ops(const at::Tensor& w, const FormatParams& p,
@@ -149,15 +156,7 @@ class Fp8Format : public QuantFormat {
                         : (per_channel ? x.abs().amax({2}, true) : x.abs().amax({1, 2}, true));
     at::Tensor scale = scale_from_amax(a);
     at::Tensor q = (x / scale).clamp(-kFp8Max, kFp8Max).to(at::kFloat8_e4m3fn);
-    QuantizedTensor out;
-    out.format = name();
-    out.shape = w.sizes().vec();
-    out.orig_dtype = w.scalar_type();
-    out.params = p;
-    out.parts["weight"] = like_input(q, was_2d);
-    if (per_channel) out.parts["weight_scale"] = like_input(scale, was_2d);
-    else out.parts["weight_scale"] = was_2d ? scale.reshape({}) : scale.reshape({-1});
-    return out;
+    return make_result(w, p, q, scale);
   }
 
   at::Tensor dequantize(const QuantizedTensor& q, at::ScalarType out) const override {

@@ -15,6 +15,7 @@
 #include "io/safetensors_writer.h"
 #include "model/demo_checkpoint.h"
 #include "quant/quantize.h"
+#include "export/export_test_util.h"
 #include "test_util.h"
 
 using namespace moeq;
@@ -49,26 +50,6 @@ std::string all_problems(const VerifyResult& r) {
   return all;
 }
 
-// Rewrites a single-shard export, letting `edit` drop (return false) or change tensors.
-void rewrite_export(const std::string& dir, const std::function<bool(const std::string&, at::Tensor&)>& edit) {
-  auto ck = Checkpoint::open(dir);
-  std::vector<std::pair<std::string, at::Tensor>> keep;
-  for (const auto& n : ck->names()) {
-    at::Tensor t = tensor_view(*ck, n).clone();
-    if (edit(n, t)) keep.emplace_back(n, t);
-  }
-  ck.reset();
-  fs::remove(dir + "/model.safetensors");
-  std::vector<TensorSpec> specs;
-  for (auto& [n, t] : keep) {
-    TensorSpec s{n, DType::U8, t.sizes().vec()};
-    REQUIRE(parse_dtype(safetensors_dtype(t.scalar_type()), &s.dtype));
-    specs.push_back(s);
-  }
-  SafetensorsWriter w(dir, specs, ~0ull);
-  for (auto& [n, t] : keep) w.write(n, t.data_ptr(), t.nbytes());
-  w.finish();
-}
 
 const char* kExpertsMxfp4Layer0Int4 =
     "  - roles: [experts]\n    format: mxfp4\n"
@@ -145,7 +126,7 @@ TEST_CASE("verify: a deleted expert scale and a gate/up global-scale mismatch in
   const std::string out = quantize_demo(tmp, false, "  - roles: [experts]\n    format: nvfp4\n");
   const std::string src = tmp.path + "/flat";
   REQUIRE(verify_export(out, src).problems.empty());
-  rewrite_export(out, [](const std::string& n, at::Tensor& t) {
+  test::rewrite_export(out, [](const std::string& n, at::Tensor& t) {
     if (n == "model.layers.0.mlp.experts.1.down_proj.weight_scale") return false;
     if (n == "model.layers.1.mlp.experts.2.up_proj.weight_global_scale") t.mul_(2);
     return true;
@@ -165,7 +146,7 @@ TEST_CASE("verify: a compressed-tensors export with a weight that decodes wrong 
   test::TempDir tmp;
   const std::string out = quantize_demo(tmp, false, "  - roles: [experts]\n    format: int4\n    params: {symmetric: false}\n");
   const std::string src = tmp.path + "/flat";
-  rewrite_export(out, [](const std::string& n, at::Tensor& t) {
+  test::rewrite_export(out, [](const std::string& n, at::Tensor& t) {
     if (n == "model.layers.1.mlp.experts.3.up_proj.weight_zero_point") t.fill_(0);  // wrong zero points
     if (n == "model.layers.0.mlp.experts.0.gate_proj.weight_packed") return false;   // scale left behind
     return true;

@@ -11,6 +11,7 @@
 #include "io/safetensors_writer.h"
 #include "model/demo_checkpoint.h"
 #include "quant/quantize.h"
+#include "export/export_test_util.h"
 #include "test_util.h"
 
 using namespace moeq;
@@ -20,28 +21,6 @@ namespace {
 
 std::string recipes_dir() { return std::string(MOEQ_SOURCE_DIR) + "/recipes"; }
 
-// Rewrites a single-shard export, letting `edit` drop (return false) or change tensors.
-void rewrite_export(const std::string& dir, const std::function<bool(const std::string&, at::Tensor&)>& edit) {
-  auto ck = Checkpoint::open(dir);
-  std::vector<std::pair<std::string, at::Tensor>> keep;
-  for (const auto& n : ck->names()) {
-    at::Tensor t = tensor_view(*ck, n).clone();
-    if (edit(n, t)) keep.emplace_back(n, t);
-  }
-  ck.reset();
-  fs::remove(dir + "/model.safetensors");
-  std::vector<TensorSpec> specs;
-  for (auto& [n, t] : keep) {
-    TensorSpec s{n, DType::U8, t.sizes().vec()};
-    const std::string dt = t.scalar_type() == at::kFloat ? "F32" : t.scalar_type() == at::kFloat8_e4m3fn ? "F8_E4M3"
-                         : t.scalar_type() == at::kByte ? "U8" : "BF16";
-    parse_dtype(dt, &s.dtype);
-    specs.push_back(s);
-  }
-  SafetensorsWriter w(dir, specs, ~0ull);
-  for (auto& [n, t] : keep) w.write(n, t.data_ptr(), t.nbytes());
-  w.finish();
-}
 
 std::string hash_dir(const std::string& dir) {
   std::string all;
@@ -96,7 +75,7 @@ TEST_CASE("verify: a deleted expert scale and a gate/up scale mismatch fail with
   o.out = tmp.path + "/q";
   quantize_checkpoint(o);
   REQUIRE(verify_export(o.out, o.model).problems.empty());
-  rewrite_export(o.out, [](const std::string& n, at::Tensor& t) {
+  test::rewrite_export(o.out, [](const std::string& n, at::Tensor& t) {
     if (n == "model.layers.0.mlp.experts.1.down_proj.weight_scale") return false;
     if (n == "model.layers.0.mlp.experts.2.up_proj.weight_scale") t.mul_(2);
     return true;

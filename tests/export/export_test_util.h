@@ -1,0 +1,39 @@
+#pragma once
+// Shared by the export tests: edit an export in place to make it broken on purpose.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "export/shard_writer.h"
+#include "io/aten_view.h"
+#include "io/checkpoint.h"
+#include "io/safetensors_writer.h"
+#include "test_util.h"
+
+namespace moeq::test {
+
+// Rewrites a single-shard export, letting `edit` drop (return false) or change tensors.
+inline void rewrite_export(const std::string& dir, const std::function<bool(const std::string&, at::Tensor&)>& edit) {
+  auto ck = Checkpoint::open(dir);
+  std::vector<std::pair<std::string, at::Tensor>> keep;
+  for (const auto& n : ck->names()) {
+    at::Tensor t = tensor_view(*ck, n).clone();
+    if (edit(n, t)) keep.emplace_back(n, t);
+  }
+  ck.reset();
+  std::filesystem::remove(dir + "/model.safetensors");
+  std::vector<TensorSpec> specs;
+  for (auto& [n, t] : keep) {
+    TensorSpec s{n, DType::U8, t.sizes().vec()};
+    REQUIRE(parse_dtype(safetensors_dtype(t.scalar_type()), &s.dtype));
+    specs.push_back(s);
+  }
+  SafetensorsWriter w(dir, specs, ~0ull);
+  for (auto& [n, t] : keep) w.write(n, t.data_ptr(), t.nbytes());
+  w.finish();
+}
+
+}  // namespace moeq::test
