@@ -3,6 +3,8 @@ MOEQ_CACHE=${MOEQ_CACHE:-$HOME/.cache/moeq}
 MOEQ_PYTHON=${MOEQ_PYTHON:-$MOEQ_CACHE/venv/bin/python}
 MOEQ_BUILD=${MOEQ_BUILD:-build}
 export CCACHE_DIR=${CCACHE_DIR:-$MOEQ_CACHE/ccache}
+# Worktrees and clones share cached objects: paths are hashed relative to the source root.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 moeq_configure_and_build() {
   local torch_prefix
   torch_prefix=$("$MOEQ_PYTHON" -c 'import torch;print(torch.utils.cmake_prefix_path)')

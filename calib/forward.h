@@ -1,0 +1,77 @@
+#pragma once
+// Native libtorch forward of an MoE decoder, used by calibration (activation statistics)
+// and by compare (output error of a fake-quantized model). One decoder layer's weights are
+// on the device at a time (loaded from the checkpoint's mmap, used, freed); the hidden
+// states of all samples stay on the device (or on the host when they do not fit).
+//
+// Each plugin family registers its decoder with MOEQ_FORWARD in calib/forward/<family>.cpp.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "model/config.h"
+#include "model/site.h"
+
+namespace moeq {
+
+// Receives the input of every linear site as the forward computes it. Inputs are on the
+// forward's device, in its compute dtype; an observer must not keep references to them.
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  // x [tokens, in]: the input shared by `sites` (q/k/v share one input, so do a dense
+  // MLP's gate/up). Called once per layer per chunk of samples.
+  virtual void linear_input(const std::vector<const Site*>& sites, const at::Tensor& x) = 0;
+  // Routed experts of `layer`. `proj` is "gate_up" (input of gate and up: they share it by
+  // construction) or "down". x [rows, in] holds the rows routed to each expert, grouped by
+  // expert in ascending order; expert_of_row [rows] (int64) names each row's expert and
+  // counts [num_experts] (int64) the rows per expert.
+  virtual void expert_input(int64_t layer, const std::string& proj, const at::Tensor& x,
+                            const at::Tensor& expert_of_row, const at::Tensor& counts) = 0;
+  // Router decisions of `layer`: topk_ids [tokens, k] (int64), topk_weights [tokens, k].
+  virtual void router(int64_t layer, const at::Tensor& topk_ids, const at::Tensor& topk_weights) = 0;
+};
+
+struct ForwardOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kBFloat16;  // compute dtype (weights are cast to it)
+  int64_t chunk_samples = 8;             // samples per layer call (bounds activation memory)
+  // Statistics only: every expert also sees every token (its input statistics cover all
+  // tokens), while the forward's output still uses the router's top-k. Costs E/k times the
+  // expert compute.
+  bool all_experts_see_all_tokens = false;
+  // Keep hidden states on the host between layers (for runs whose activations do not fit).
+  bool hidden_on_host = false;
+  // Optional: replaces a linear weight (already on the device, [out, in]) before use, e.g.
+  // by quantize-dequantize for compare's fake-quantized model.
+  std::function<at::Tensor(const Site&, const at::Tensor&)> weight_transform;
+};
+
+struct ForwardStats {
+  int64_t peak_device_bytes = 0;  // peak allocated on the device during run()
+  double seconds = 0;
+  int64_t tokens = 0;
+};
+
+class MoeForward {
+ public:
+  virtual ~MoeForward() = default;
+  // Runs all decoder layers over ids [samples, seq] (int64, no padding). The observer (may
+  // be null) sees every linear input. When on_logits is set, it receives the logits
+  // [chunk samples, seq, vocab] (float32) of each chunk, starting at sample `first`.
+  virtual ForwardStats run(const at::Tensor& ids, ActivationObserver* observer,
+                           const std::function<void(int64_t first, const at::Tensor& logits)>& on_logits) = 0;
+  virtual const SiteMap& sites() const = 0;
+};
+
+// The forward for the checkpoint's family. Throws moeq::Error naming the family when moeq has
+// no native forward for it (the list of families with one is in the message).
+std::unique_ptr<MoeForward> make_forward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
+                                         const ForwardOptions& options);
+
+}  // namespace moeq
