@@ -1,10 +1,141 @@
-// Placeholder until the native forward lands.
+// The registry of native forwards, and the layer-streaming driver they share.
 #include "calib/forward.h"
 
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "calib/forward/decoder.h"
 #include "core/error.h"
+#include "model/plugin.h"
+#ifdef MOEQ_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace moeq {
-std::unique_ptr<MoeForward> make_forward(std::shared_ptr<Checkpoint>, const ModelConfig& config, const ForwardOptions&) {
-  throw Error("no native forward for model_type '" + config.text_model_type + "' yet");
+namespace fwd {
+namespace {
+struct Entry {
+  std::string family;
+  std::vector<std::string> model_types;
+  FamilyFactory make;
+};
+std::vector<Entry>& registry() {
+  static std::vector<Entry> r;
+  return r;
 }
+
+int64_t device_peak(at::Device d, bool reset) {
+#ifdef MOEQ_WITH_CUDA
+  if (d.is_cuda()) {
+    auto* alloc = c10::cuda::CUDACachingAllocator::get();
+    if (reset) {
+      alloc->resetPeakStats(d.index() < 0 ? 0 : d.index());
+      return 0;
+    }
+    auto stats = alloc->getDeviceStats(d.index() < 0 ? 0 : d.index());
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  }
+#endif
+  (void)d;
+  (void)reset;
+  return 0;
+}
+
+class StreamingForward : public MoeForward {
+ public:
+  StreamingForward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config, const ForwardOptions& options,
+                   std::unique_ptr<DecoderFamily> family)
+      : ckpt_(std::move(ckpt)), config_(config), options_(options), family_(std::move(family)) {
+    sites_ = map_sites(plugin_for(config_), config_, *ckpt_);
+    if (options_.chunk_samples < 1) throw Error("native forward: chunk_samples must be >= 1");
+  }
+  const SiteMap& sites() const override { return sites_; }
+
+  ForwardStats run(const at::Tensor& ids_in, ActivationObserver* observer,
+                   const std::function<void(int64_t, const at::Tensor&)>& on_logits) override {
+    if (ids_in.dim() != 2 || ids_in.scalar_type() != at::kLong)
+      throw Error("native forward: ids must be [samples, seq] int64, got " + std::to_string(ids_in.dim()) + "D " +
+                  c10::toString(ids_in.scalar_type()));
+    const auto t0 = std::chrono::steady_clock::now();
+    const at::Device dev = options_.device;
+    device_peak(dev, true);
+    int64_t held_peak = 0;
+    const int64_t N = ids_in.size(0), S = ids_in.size(1), C = options_.chunk_samples;
+    at::Tensor ids = ids_in.to(dev);
+    WeightLoader loader(ckpt_, sites_, options_);
+    ExpertGemm gemm;
+    family_->prepare(S, options_);
+
+    at::Tensor hidden;
+    {
+      LayerWeights g = loader.load_globals({"embed_tokens"}, {});
+      for (int64_t first = 0; first < N; first += C) {
+        const int64_t n = std::min(C, N - first);
+        at::Tensor h = family_->embed(g, ids.narrow(0, first, n));
+        if (!hidden.defined())
+          hidden = at::empty({N, S, h.size(2)}, h.options().device(options_.hidden_on_host ? at::Device(at::kCPU) : dev));
+        hidden.narrow(0, first, n).copy_(h);
+      }
+      held_peak = std::max(held_peak, static_cast<int64_t>(hidden.nbytes()) + g.bytes());
+    }
+    for (int64_t L = 0; L < config_.num_layers; ++L) {
+      LayerWeights w = loader.load_layer(L);
+      held_peak = std::max(held_peak, static_cast<int64_t>(hidden.nbytes()) + w.bytes());
+      LayerRun run{w, observer, options_, gemm};
+      for (int64_t first = 0; first < N; first += C) {
+        const int64_t n = std::min(C, N - first);
+        at::Tensor h = family_->layer(run, hidden.narrow(0, first, n).to(dev));
+        hidden.narrow(0, first, n).copy_(h);
+      }
+    }  // each layer's weights are freed here
+    {
+      std::vector<std::string> names = family_->global_sites();
+      const bool has_head = std::any_of(sites_.sites.begin(), sites_.sites.end(), [](const Site& s) { return s.name == "lm_head"; });
+      if (!has_head) names.push_back("embed_tokens");
+      LayerWeights g = loader.load_globals(names, family_->global_aux());
+      held_peak = std::max(held_peak, static_cast<int64_t>(hidden.nbytes()) + g.bytes());
+      LayerRun run{g, observer, options_, gemm};
+      for (int64_t first = 0; first < N; first += C) {
+        const int64_t n = std::min(C, N - first);
+        at::Tensor logits = family_->head(run, hidden.narrow(0, first, n).to(dev));
+        if (on_logits) on_logits(first, logits);
+      }
+    }
+    ForwardStats st;
+    st.peak_device_bytes = dev.is_cuda() ? device_peak(dev, false) : held_peak;
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.tokens = N * S;
+    st.expert_gemm = gemm.description();
+    return st;
+  }
+
+ private:
+  std::shared_ptr<Checkpoint> ckpt_;
+  ModelConfig config_;
+  ForwardOptions options_;
+  std::unique_ptr<DecoderFamily> family_;
+  SiteMap sites_;
+};
+}  // namespace
+
+bool register_forward(const std::string& family, std::vector<std::string> model_types, FamilyFactory make) {
+  registry().push_back(Entry{family, std::move(model_types), std::move(make)});
+  return true;
+}
+}  // namespace fwd
+
+std::unique_ptr<MoeForward> make_forward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
+                                         const ForwardOptions& options) {
+  std::string known;
+  for (const auto& e : fwd::registry()) {
+    for (const auto& t : e.model_types)
+      if (t == config.text_model_type || t == config.model_type)
+        return std::make_unique<fwd::StreamingForward>(std::move(ckpt), config, options, e.make(config));
+    known += (known.empty() ? "" : ", ") + e.family;
+  }
+  throw Error("no native forward for model_type '" + config.text_model_type + "' (" + config.path +
+              "); moeq has one for: " + (known.empty() ? "(none)" : known));
+}
+
 }  // namespace moeq

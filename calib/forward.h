@@ -42,8 +42,12 @@ struct ForwardOptions {
   at::ScalarType dtype = at::kBFloat16;  // compute dtype (weights are cast to it)
   int64_t chunk_samples = 8;             // samples per layer call (bounds activation memory)
   // Statistics only: every expert also sees every token (its input statistics cover all
-  // tokens), while the forward's output still uses the router's top-k. Costs E/k times the
-  // expert compute.
+  // tokens), while the forward's output still uses the router's top-k. Trade-off: the
+  // statistics of rarely routed experts become meaningful (an expert that sees few or no
+  // calibration tokens otherwise gets no or noisy ranges), but they describe inputs the
+  // expert never receives in deployment (tokens the router sends elsewhere), which can
+  // widen ranges; and it costs E/k times the expert compute and E x tokens rows of expert
+  // activations per chunk (lower chunk_samples for large E).
   bool all_experts_see_all_tokens = false;
   // Keep hidden states on the host between layers (for runs whose activations do not fit).
   bool hidden_on_host = false;
@@ -53,9 +57,15 @@ struct ForwardOptions {
 };
 
 struct ForwardStats {
-  int64_t peak_device_bytes = 0;  // peak allocated on the device during run()
+  // Peak allocated on the device during run(): the CUDA caching allocator's peak on a GPU;
+  // on the CPU, the peak of the bytes the forward itself holds (hidden states, one layer's
+  // weights, one chunk's activations are not counted).
+  int64_t peak_device_bytes = 0;
   double seconds = 0;
   int64_t tokens = 0;
+  // How routed experts were multiplied: "grouped (at::_grouped_mm)" or "per-expert loop
+  // (<why>)"; the first fallback on a GPU is also printed once to stderr.
+  std::string expert_gemm;
 };
 
 class MoeForward {
