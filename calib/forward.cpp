@@ -29,7 +29,10 @@ int64_t device_peak(at::Device d, bool reset) {
 #ifdef MOEQ_WITH_CUDA
   if (d.is_cuda()) {
     auto* alloc = c10::cuda::CUDACachingAllocator::get();
+    // The caching allocator knows a device only after its first allocation there
+    // (resetPeakStats on a fresh process throws "Invalid device argument").
     if (reset) {
+      at::zeros({1}, at::TensorOptions().device(d));
       alloc->resetPeakStats(d.index() < 0 ? 0 : d.index());
       return 0;
     }
