@@ -5,7 +5,7 @@
 //     weight_zero_point I32 (asymmetric), weight_shape I64 [2] -- moeq's parts as they are
 //   nvfp4 (nvfp4-pack-quantized): weight_packed U8, weight_scale F8_E4M3,
 //     weight_global_scale F32 [1] = 1 / weight_scale_2 (compressed-tensors divides the block
-//     scale by the global scale where ModelOpt multiplies), input_global_scale = 1 / input_scale
+//     scale by the global scale where ModelOpt multiplies), input_global_scale = (448 * 6) / amax
 //   mxfp4 (mxfp4-pack-quantized): weight_packed U8, weight_scale U8 (E8M0)
 //   fp8 (naive-quantized weight-only, float-quantized with activations): weight F8_E4M3,
 //     weight_scale F32 [1] or [out, 1], input_scale F32 [1]
@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "export/ct_scheme.h"
 #include "export/writer.h"
+#include "quant/input_scales.h"
 
 namespace moeq {
 namespace {
@@ -73,7 +74,9 @@ class CompressedTensorsWriter : public ExportWriter {
       put("weight_packed", part_of(s, "weight"));
       put("weight_scale", part_of(s, "weight_scale"));
       put("weight_global_scale", reciprocal(scalar_of(part_of(s, "weight_scale_2"))));
-      if (s.input_scale) put("input_global_scale", reciprocal(*s.input_scale));
+      // compressed-tensors computes (448 * 6) / amax, which differs from 1 / input_scale in the last bit.
+      if (s.input_amax) put("input_global_scale", at::full({1}, input_global_scale_from_amax(*s.input_amax), at::kFloat));
+      else if (s.input_scale) put("input_global_scale", reciprocal(*s.input_scale));
     } else if (f == "mxfp4") {
       put("weight_packed", part_of(s, "weight"));
       put("weight_scale", part_of(s, "weight_scale"));

@@ -3,9 +3,68 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "calib/coverage.h"
 #include "core/format_util.h"
 
 namespace moeq {
+namespace {
+
+constexpr size_t kMdFallbackLines = 40;  // report.md lists this many fallbacks; report.json all
+
+nlohmann::ordered_json calibration_json(const ReportData& d) {
+  const CalibData& c = *d.calib;
+  nlohmann::ordered_json cov = nlohmann::ordered_json::array();
+  for (const auto& l : expert_coverage(c))
+    cov.push_back({{"layer", l.layer}, {"experts", l.experts}, {"min", l.min}, {"median", l.median}, {"max", l.max},
+                   {"zero_token_experts", l.zero_token_experts}});
+  nlohmann::ordered_json fb = nlohmann::ordered_json::array();
+  for (const auto* s : c.fallbacks()) fb.push_back({{"site", s->name}, {"module", s->module}, {"amax", s->amax}});
+  return {{"file", d.calib_path},
+          {"model_fingerprint", c.model_fingerprint},
+          {"model", c.model_summary},
+          {"data", c.data_description},
+          {"samples", c.samples},
+          {"seq_len", c.seq_len},
+          {"tokens", c.tokens},
+          {"device", c.device},
+          {"dtype", c.dtype},
+          {"all_experts_stats", c.all_experts_stats},
+          {"created_utc", c.created_utc},
+          {"tool_version", c.tool_version},
+          {"input_scales", d.input_scales.size()},
+          {"coverage", cov},
+          {"fallback_rule", c.fallback_rule},
+          {"fallbacks", fb},
+          {"unobserved_sites", c.unobserved}};
+}
+
+void calibration_md(std::ostream& md, const ReportData& d) {
+  const CalibData& c = *d.calib;
+  md << "\n## Calibration\n\n";
+  md << "- file: `" << d.calib_path << "` (" << c.tool_version << ", " << c.created_utc << ", device " << c.device << ", "
+     << c.dtype << ")\n";
+  md << "- data: " << c.data_description << "\n";
+  md << "- samples: " << c.samples << " x " << c.seq_len << " tokens (" << c.tokens << " tokens)"
+     << (c.all_experts_stats ? "; every expert saw every token (--all-experts-stats)" : "") << "\n";
+  md << "- input scales written: " << d.input_scales.size() << " sites (gate and up of one expert share one)\n\n";
+  const auto cov = expert_coverage(c);
+  if (!cov.empty()) {
+    md << "Tokens per expert:\n\n| layer | experts | min | median | max | experts with no token |\n|---:|---:|---:|---:|---:|---|\n";
+    for (const auto& l : cov) {
+      md << "| " << l.layer << " | " << l.experts << " | " << l.min << " | " << l.median << " | " << l.max << " | ";
+      if (l.zero_token_experts.empty()) md << "none";
+      for (size_t i = 0; i < l.zero_token_experts.size(); ++i) md << (i ? ", " : "") << l.zero_token_experts[i];
+      md << " |\n";
+    }
+  }
+  const auto fb = c.fallbacks();
+  md << "\nFallbacks (" << fb.size() << "): " << (fb.empty() ? "none; every expert received tokens." : c.fallback_rule + ".") << "\n\n";
+  for (size_t i = 0; i < fb.size() && i < kMdFallbackLines; ++i)
+    md << "- " << fb[i]->name << " (`" << fb[i]->module << "`): amax " << fb[i]->amax << "\n";
+  if (fb.size() > kMdFallbackLines) md << "- ... and " << fb.size() - kMdFallbackLines << " more (report.json lists all)\n";
+}
+
+}  // namespace
 
 void write_report(const std::string& dir, const ReportData& d, const Plan& plan, const SiteMap& map,
                   const Checkpoint& ck) {
@@ -29,6 +88,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
     sites.push_back({{"site", s.name}, {"role", role_name(s.role)}, {"tensor", s.view.tensor}, {"module", s.module},
                      {"format", sp.quantize ? nlohmann::ordered_json(sp.format) : nlohmann::ordered_json(nullptr)},
                      {"input_quant", sp.input_quant}, {"reason", sp.reason}, {"bytes_before", before}, {"bytes_after", after}});
+    if (auto in = d.input_scales.find(s.name); in != d.input_scales.end()) sites.back()["input_scale"] = in->second;
   }
   nlohmann::ordered_json others = nlohmann::ordered_json::array();
   for (const auto& a : map.aux) {
@@ -62,6 +122,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
     j["roles"][role] = {{"sites", r.sites}, {"quantized", r.quantized}, {"bytes_before", r.before}, {"bytes_after", r.after}};
   j["skipped_by_reason"] = skip_reasons;
   j["warnings"] = d.warnings;
+  j["calibration"] = d.calib ? calibration_json(d) : nlohmann::ordered_json(nullptr);
   j["sites"] = sites;
   j["other_tensors"] = others;
   j["unclaimed"] = unclaimed;
@@ -82,6 +143,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   md << "\n## Skipped, by reason\n\n";
   if (skip_reasons.empty()) md << "Nothing skipped.\n";
   for (const auto& [reason, n] : skip_reasons) md << "- " << n << " x " << reason << "\n";
+  if (d.calib) calibration_md(md, d);
   md << "\n## Warnings\n\n";
   if (d.warnings.empty()) md << "None.\n";
   for (const auto& w : d.warnings) md << "- " << w << "\n";

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/calib_file.h"
 #include "io/checkpoint.h"
 #include "model/site.h"
 #include "recipe/recipe.h"
@@ -19,6 +20,10 @@ struct ReportData {
   std::vector<std::string> warnings;
   std::map<std::string, uint64_t> bytes_after;  // site name -> bytes written for it
   uint64_t source_bytes = 0, export_bytes = 0;
+  // Calibration (quantize --calib): the file's statistics and the input scale of each site.
+  const CalibData* calib = nullptr;
+  std::string calib_path;
+  std::map<std::string, float> input_scales;
 };
 
 void write_report(const std::string& dir, const ReportData& d, const Plan& plan, const SiteMap& map,

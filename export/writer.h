@@ -21,6 +21,7 @@ struct QuantizedSite {
   const QuantizedTensor* q = nullptr;
   int64_t index = -1;                 // position in a stacked q (its expert), -1 for 2D
   std::optional<float> input_scale;   // from calibration, when the recipe quantizes activations
+  std::optional<float> input_amax;    // the calibration amax input_scale comes from (set with it)
 };
 
 class ExportWriter {

@@ -18,7 +18,8 @@ struct Command {
 const Command kCommands[] = {
     {"inspect", moeq::cli::cmd_inspect, "MODEL_DIR [--json] [--summary] [--strict]: architecture, sites, bytes per role"},
     {"make-demo", moeq::cli::cmd_make_demo, "OUT_DIR [--overwrite]: write the embedded demo MoE checkpoints"},
-    {"quantize", moeq::cli::cmd_quantize, "MODEL_DIR --recipe R.yaml -o OUT [--device cpu|cuda]: quantize and export"},
+    {"calibrate", moeq::cli::cmd_calibrate, "MODEL_DIR --data FILE -o CALIB.h5 [--samples N] [--seq-len N] [--device cpu|cuda]: activation statistics"},
+    {"quantize", moeq::cli::cmd_quantize, "MODEL_DIR --recipe R.yaml -o OUT [--calib CALIB.h5] [--device cpu|cuda]: quantize and export"},
     {"verify", moeq::cli::cmd_verify, "EXPORT_DIR [--source MODEL_DIR] [--json]: check every expert weight and scale"},
     {"report", moeq::cli::cmd_report, "EXPORT_DIR [--json]: print the skipped-layers report"},
     {"compare", moeq::cli::cmd_compare, "MODEL_DIR (--recipes R.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR: weight error and size side by side"},

@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 
+#include "calib/calib_file.h"
 #include "core/error.h"
 #include "core/format_util.h"
 #include "core/progress.h"
@@ -17,6 +18,7 @@
 #include "io/checkpoint.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
+#include "quant/input_scales.h"
 #include "recipe/recipe.h"
 
 namespace fs = std::filesystem;
@@ -55,7 +57,18 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     throw Error(opt.recipe + ": the recipe quantizes activations of " + std::to_string(input_quant_sites) +
                 " sites (input_quant), which needs input scales from calibration: pass --calib CALIB.h5, or set "
                 "weight_only: true in the recipe for a weight-only export");
-  if (!opt.calib.empty()) throw Error("--calib: reading calibration files is not implemented yet (moeq calibrate is pending)");
+  // Activation scales from calibration, for the model it was made for only.
+  CalibData calib;
+  std::map<std::string, InputScale> in_scales;
+  std::vector<std::string> calib_warnings;
+  if (!opt.calib.empty()) {
+    calib = read_calib_file(opt.calib);
+    require_calib_matches(calib, opt.calib, cfg, *ck, opt.model);
+    in_scales = input_scales(plan, calib, opt.calib);
+    if (in_scales.empty())
+      calib_warnings.push_back("--calib " + opt.calib + ": the recipe quantizes no activations (no input_quant site" +
+                               std::string(recipe.weight_only ? ", weight-only" : "") + "), so the file is not used");
+  }
   if (!map.unclaimed.empty() && opt.strict)
     throw Error(opt.model + ": " + std::to_string(map.unclaimed.size()) + " tensors not claimed by plugin " +
                 plugin.family + " (first: " + map.unclaimed[0] + ") (--strict)");
@@ -77,6 +90,13 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   report.plugin = plugin.family;
   report.export_format = recipe.export_format;
   report.warnings = plan.warnings;
+  report.warnings.insert(report.warnings.end(), calib_warnings.begin(), calib_warnings.end());
+  for (const auto& w : calib_warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (!opt.calib.empty()) {
+    report.calib = &calib;
+    report.calib_path = opt.calib;
+    for (const auto& [name, in] : in_scales) report.input_scales[name] = in.scale;
+  }
   report.device = opt.device;
 
   // Which stored tensors hold a quantized site.
@@ -117,7 +137,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
       const at::Tensor deq = dump ? fmt.dequantize(q, at::kFloat) : at::Tensor();
       for (size_t i = 0; i < b.sites.size(); ++i) {
-        QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt};
+        QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt, std::nullopt};
+        if (auto in = in_scales.find(b.sites[i]->site->name); in != in_scales.end()) {
+          qs.input_scale = in->second.scale;
+          qs.input_amax = in->second.amax;
+        }
         report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
         if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? deq.select(0, qs.index) : deq);
         progress.advance(site_bytes(*ck, *b.sites[i]->site));

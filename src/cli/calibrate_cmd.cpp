@@ -1,0 +1,48 @@
+// `moeq calibrate MODEL --data FILE -o calib.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda]
+//  [--chunk N] [--dtype bf16|f32] [--all-experts-stats] [--channel-amax]`
+#include "calib/calibrate.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+
+namespace moeq::cli {
+namespace {
+int64_t positive(const Args& a, const std::string& key, int64_t fallback) {
+  if (!a.has(key)) return fallback;
+  const std::string v = a.get(key);
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || n < 1) throw Error("--" + key + " must be a positive integer, got '" + v + "'");
+  return n;
+}
+}  // namespace
+
+int cmd_calibrate(const std::vector<std::string>& argv) {
+  Args args(argv, {"all-experts-stats", "channel-amax", "quiet"},
+            {"data", "o", "out", "samples", "seq-len", "device", "chunk", "dtype"});
+  const std::string usage =
+      "moeq calibrate MODEL_DIR --data FILE -o CALIB.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda] "
+      "[--chunk 8] [--dtype bf16|f32] [--all-experts-stats] [--channel-amax]";
+  args.expect_positional(1, usage);
+  CalibrateOptions o;
+  o.model = args.positional()[0];
+  o.data = args.get("data");
+  o.out = args.get("o", args.get("out"));
+  if (o.out.empty()) throw Error("usage: " + usage);
+  o.samples = positive(args, "samples", o.samples);
+  o.seq_len = positive(args, "seq-len", o.seq_len);
+  o.chunk = positive(args, "chunk", o.chunk);
+  o.device = args.get("device", o.device);
+  o.dtype = args.get("dtype", o.dtype);
+  o.all_experts_stats = args.flag("all-experts-stats");
+  o.channel_amax = args.flag("channel-amax");
+  o.progress = !args.flag("quiet");
+  calibrate_model(o);
+  return 0;
+}
+
+}  // namespace moeq::cli
