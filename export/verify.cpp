@@ -36,11 +36,13 @@ std::unique_ptr<VerifyLayout> open_layout(const std::string& dir, const ModelCon
   const std::string method = qc->value("quant_method", "");
   if (method == "modelopt") return modelopt_layout(dir, *qc, std::move(ck));
   if (method == "compressed-tensors") return ct_layout(dir, *qc, std::move(ck));
-  throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads modelopt and compressed-tensors exports)");
+  if (method == "bitsandbytes") return bnb4_layout(dir, *qc, std::move(ck));
+  throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads modelopt, compressed-tensors and bitsandbytes exports)");
 }
 
 // Below these a decoded weight does not come from its source (the formats' SQNR on
-// Gaussian weights: nvfp4/mxfp4/int4 g128 about 17-21 dB, fp8 about 31 dB, int8 about 41 dB).
+// Gaussian weights: nvfp4/mxfp4/int4 g128 about 17-21 dB, nf4 about 20 dB, fp4 about 16 dB,
+// fp8 about 31 dB, int8 about 41 dB).
 double sqnr_floor_db(const std::string& format) {
   if (format == "fp8") return 20.0;
   if (format == "int8") return 25.0;

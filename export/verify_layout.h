@@ -1,5 +1,5 @@
 #pragma once
-// How `moeq verify` reads one export layout (ModelOpt, compressed-tensors): which stored
+// How `moeq verify` reads one export layout (ModelOpt, compressed-tensors, bitsandbytes): which stored
 // tensors are the linear weights, which are quantization parameters, and how one site's
 // tensors become a moeq QuantizedTensor. verify.cpp does the rest: every expert present,
 // decoding, comparison with the source, gate/up scale agreement, orphan parameters.
@@ -45,9 +45,11 @@ class VerifyLayout {
   virtual bool excluded(const std::string& module) const = 0;
 };
 
-// quant_method "modelopt" and "compressed-tensors"; qc is config.json's quantization_config.
+// quant_method "modelopt", "compressed-tensors" and "bitsandbytes" (4-bit); qc is
+// config.json's quantization_config.
 std::unique_ptr<VerifyLayout> modelopt_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
 std::unique_ptr<VerifyLayout> ct_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
+std::unique_ptr<VerifyLayout> bnb4_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
 
 // Shared helpers.
 inline bool ends_with(const std::string& s, const std::string& suf) {

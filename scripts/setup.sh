@@ -15,7 +15,7 @@ APT_PKGS="build-essential cmake ninja-build ccache pkg-config libyaml-cpp-dev li
 libeigen3-dev nlohmann-json3-dev libomp-dev chromium libpcre2-dev libutf8proc-dev"
 # Python packages: torch is pinned to the GPU machine's version; the others are oracles.
 PY_PKGS="torch==2.11.0 transformers==5.17.0 safetensors==0.8.0 numpy bitsandbytes==0.50.2 \
-compressed-tensors==0.20.0 nvidia-modelopt==0.47.0 requests pyyaml \
+compressed-tensors==0.20.0 nvidia-modelopt==0.47.0 accelerate==1.15.0 requests pyyaml \
 tokenizers==0.23.3 sentencepiece==0.2.3 protobuf"
 STAMP_APT=$MOEQ_CACHE/apt.stamp
 STAMP_PY=$MOEQ_CACHE/python.stamp
