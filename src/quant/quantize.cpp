@@ -5,13 +5,17 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 
+#include "core/bounded_queue.h"
 #include "core/error.h"
 #include "core/format_util.h"
 #include "core/progress.h"
 #include "export/report.h"
 #include "export/writer.h"
+#include "formats/cuda_stream.h"
 #include "io/aten_view.h"
 #include "io/safetensors_writer.h"
 #include "io/checkpoint.h"
@@ -106,24 +110,99 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     progress.advance(w.nbytes());
   }
   // 3. Quantized sites, batched; gate and up of the same experts share their per-tensor amax.
-  for (const auto& job : plan_jobs(plan)) {
+  //    Three stages overlap: a loader thread gathers each job's stacks into (pinned) host
+  //    memory, this thread moves them to the device and quantizes them (one sync per stack,
+  //    for the NaN check, and one for the results' copy back), a writer thread hands the
+  //    results to the export writer, whose shard flushes write the files.
+  const auto jobs = plan_jobs(plan);
+  const bool pinned = dev.is_cuda();
+  struct Loaded {
+    size_t job;
     std::vector<at::Tensor> stacks;
-    for (const SiteBatch& b : job) stacks.push_back(load_stack(*ck, b, dev));
-    const std::optional<at::Tensor> amax = shared_amax(job, stacks);
-    for (size_t j = 0; j < job.size(); ++j) {
-      const SiteBatch& b = job[j];
-      const SitePlan& first = *b.sites[0];
-      const QuantFormat& fmt = format_by_name(first.format);
-      QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
-      const at::Tensor deq = dump ? fmt.dequantize(q, at::kFloat) : at::Tensor();
-      for (size_t i = 0; i < b.sites.size(); ++i) {
-        QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt};
-        report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
-        if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? deq.select(0, qs.index) : deq);
-        progress.advance(site_bytes(*ck, *b.sites[i]->site));
-      }
+  };
+  struct Done {
+    size_t job;
+    std::vector<QuantizedTensor> qs;
+    std::vector<at::Tensor> deqs;
+  };
+  BoundedQueue<Loaded> loaded(2);
+  BoundedQueue<Done> done(2);
+  std::mutex err_mu;
+  std::exception_ptr err;
+  auto fail = [&](std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lk(err_mu);
+      if (!err) err = e;
     }
+    loaded.close();
+    done.close();
+  };
+  std::thread loader([&] {
+    try {
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        Loaded l{j, {}};
+        for (const SiteBatch& b : jobs[j]) l.stacks.push_back(gather_stack(*ck, b, pinned));
+        if (!loaded.push(std::move(l))) return;
+      }
+      loaded.close();
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  });
+  std::thread writer_thread([&] {
+    try {
+      while (auto d = done.pop()) {
+        const auto& job = jobs[d->job];
+        for (size_t j = 0; j < job.size(); ++j) {
+          const SiteBatch& b = job[j];
+          QuantizedTensor& q = d->qs[j];
+          // Pinned staging goes back to its cache; the shard keeps a pageable copy until flushed.
+          if (pinned)
+            for (auto& [name, t] : q.parts) t = t.clone();
+          for (size_t i = 0; i < b.sites.size(); ++i) {
+            QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt};
+            report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
+            if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? d->deqs[j].select(0, qs.index) : d->deqs[j]);
+            progress.advance(site_bytes(*ck, *b.sites[i]->site));
+          }
+        }
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  });
+  try {
+    while (auto l = loaded.pop()) {
+      const auto& job = jobs[l->job];
+      std::vector<at::Tensor> stacks;
+      for (auto& h : l->stacks) stacks.push_back(h.to(dev, /*non_blocking=*/true));
+      l->stacks.clear();
+      const std::optional<at::Tensor> amax = shared_amax(job, stacks);
+      Done d{l->job, {}, {}};
+      for (size_t j = 0; j < job.size(); ++j) {
+        const SitePlan& first = *job[j].sites[0];
+        const QuantFormat& fmt = format_by_name(first.format);
+        d.qs.push_back(fmt.quantize(stacks[j], first.params, amax));
+        d.deqs.push_back(dump ? fmt.dequantize(d.qs.back(), at::kFloat).to(at::kCPU) : at::Tensor());
+      }
+      if (dev.is_cuda()) {  // results to pinned host memory, then one sync for the job
+        for (auto& q : d.qs)
+          for (auto& [name, t] : q.parts) {
+            at::Tensor h = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true));
+            h.copy_(t, /*non_blocking=*/true);
+            t = h;
+          }
+        cuda_synchronize();
+      }
+      if (!done.push(std::move(d))) break;
+    }
+    done.close();
+  } catch (...) {
+    fail(std::current_exception());
   }
+  loader.join();
+  writer_thread.join();
+  if (err) std::rethrow_exception(err);
   // Stored tensors whose every site was quantized are fully accounted for; fused
   // tensors with a mix were split above.
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
