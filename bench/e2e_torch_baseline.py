@@ -35,16 +35,18 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16)
     t1 = time.time()
     out, nq = {}, 0
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     for name, w in model.state_dict().items():
         if ".experts." in name and w.dim() >= 2:
-            q, s, g = nvfp4(w.cuda())
+            q, s, g = nvfp4(w.to(dev))
             out[name] = q.cpu()
             out[name + "_scale"] = s.cpu()
             out[name + "_scale_2"] = g.cpu()
             nq += w.numel()
         else:
             out[name] = w.contiguous()
-    torch.cuda.synchronize()
+    if dev == "cuda":
+        torch.cuda.synchronize()
     t2 = time.time()
     save_file(out, dst)
     t3 = time.time()

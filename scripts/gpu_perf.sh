@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 TL=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__) + "/lib")')
-export LD_LIBRARY_PATH="$BIN/lib:$TL:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$BIN/lib:$TL:$TL/../../nvidia/cu13/lib:${LD_LIBRARY_PATH:-}"
 ldd "$BIN/moeq" | grep "not found" && exit 1
 {
   echo "== [cuda] tests"
@@ -19,6 +19,11 @@ ldd "$BIN/moeq" | grep "not found" && exit 1
   for shape in 128,1408,2816 128,2816,704 128,1536,2048; do
     "$BIN/moeq" bench formats --device cuda --shape $shape --iters 20 --json "$OUT/bench_cuda_${shape//,/x}.json" 2>&1
   done
+  if [ -x "$BIN/moeq_main" ]; then  # the kernels before this branch, same card
+    echo "== kernel benchmark, main's build"
+    "$BIN/moeq_main" bench formats --device cuda --shape 128,1408,2816 --iters 20 2>&1
+    export MOEQ_BEFORE="$BIN/moeq_main"
+  fi
   echo "== CPU == CUDA export (olmoe-mini)"
   M=/tmp/olmoe-mini; rm -rf $M /tmp/mini-cpu /tmp/mini-cuda
   python3 bench/make_random_checkpoint.py olmoe-mini $M > /dev/null
