@@ -51,4 +51,4 @@ if [ "$NO_TORCH" != "--no-torch" ]; then
     "$(calc "($b - $a) / $t_floor")" | tee -a "$RES/e2e.txt"
 fi
 rm -rf "$SRC" "$OUT" "$ROOT"/torch.safetensors
-tail -5 "$RES/e2e_err.txt" 2>/dev/null
+grep "moeq timing" "$RES/e2e_err.txt" | tee -a "$RES/e2e.txt"

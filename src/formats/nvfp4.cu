@@ -3,6 +3,10 @@
 // abs-max + quantize, each thread taking two 16-element blocks per step: 64 bytes of bf16 in
 // (four 16-byte loads), 16 bytes of codes and 2 scale bytes out.
 // Fallback: the per-expert amax from absmax_cuda (fp8.cu), then one thread per block.
+#include <cstdlib>
+#include <string>
+
+#include "core/error.h"
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
 #include "formats/fp8.h"
@@ -60,14 +64,31 @@ __global__ void nvfp4_kernel(WeightBatch w, bool aligned, const float* amax, uin
 
 }  // namespace
 
+Nvfp4Kernel nvfp4_kernel_choice() {
+  static const Nvfp4Kernel k = [] {
+    const char* e = std::getenv("MOEQ_NVFP4_KERNEL");
+    const std::string v = e ? e : "";
+    if (v.empty() || v == "twopass") return Nvfp4Kernel::TwoPass;
+    if (v == "fused") return Nvfp4Kernel::Fused;
+    if (v == "legacy") return Nvfp4Kernel::Legacy;
+    throw Error("MOEQ_NVFP4_KERNEL must be twopass, fused or legacy, got '" + v + "'");
+  }();
+  return k;
+}
+
 void nvfp4_quantize_cuda(const WeightBatch& w, const float* given_amax, int* scratch, uint8_t* q, uint8_t* scales,
                          float* global_scale, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  if (fused_applies(w, Nvfp4Q::kUnit)) {
+  int* bad = scratch + 2 * w.experts;
+  const Nvfp4Kernel k = nvfp4_kernel_choice();
+  if (k != Nvfp4Kernel::Legacy && fused_applies(w, Nvfp4Q::kUnit)) {
+    if (!given_amax && k == Nvfp4Kernel::TwoPass) {  // vectorized abs-max pass, then the quantize pass
+      absmax_cuda(w, false, reinterpret_cast<float*>(scratch), bad, stream);
+      given_amax = reinterpret_cast<const float*>(scratch);
+    }
     launch_amax_quantize(w, given_amax, scratch, Nvfp4Q{q, scales, global_scale}, s, "nvfp4 quantize kernel");
     return;
   }
-  int* bad = scratch + 2 * w.experts;
   const float* amax = given_amax;
   if (!amax) {
     absmax_cuda(w, false, reinterpret_cast<float*>(scratch), bad, stream);

@@ -1,6 +1,8 @@
 #include "quant/quantize.h"
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -35,6 +37,7 @@ uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
 }  // namespace
 
 void quantize_checkpoint(const QuantizeOptions& opt) {
+  const auto t_begin = std::chrono::steady_clock::now();
   const ModelConfig cfg = load_config(opt.model);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(opt.model);
@@ -125,6 +128,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     std::vector<QuantizedTensor> qs;
     std::vector<at::Tensor> deqs;
   };
+  // Busy seconds per stage (MOEQ_TIMING=1 prints them): where an export's time goes.
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  double t_load = 0, t_device = 0, t_write = 0;
+  const auto t_start = Clock::now();
   BoundedQueue<Loaded> loaded(2);
   BoundedQueue<Done> done(2);
   std::mutex err_mu;
@@ -141,7 +149,9 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     try {
       for (size_t j = 0; j < jobs.size(); ++j) {
         Loaded l{j, {}};
+        const auto a = Clock::now();
         for (const SiteBatch& b : jobs[j]) l.stacks.push_back(gather_stack(*ck, b, pinned));
+        t_load += since(a);
         if (!loaded.push(std::move(l))) return;
       }
       loaded.close();
@@ -152,6 +162,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   std::thread writer_thread([&] {
     try {
       while (auto d = done.pop()) {
+        const auto a = Clock::now();
         const auto& job = jobs[d->job];
         for (size_t j = 0; j < job.size(); ++j) {
           const SiteBatch& b = job[j];
@@ -166,6 +177,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
             progress.advance(site_bytes(*ck, *b.sites[i]->site));
           }
         }
+        t_write += since(a);
       }
     } catch (...) {
       fail(std::current_exception());
@@ -173,6 +185,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   });
   try {
     while (auto l = loaded.pop()) {
+      const auto a = Clock::now();
       const auto& job = jobs[l->job];
       std::vector<at::Tensor> stacks;
       for (auto& h : l->stacks) stacks.push_back(h.to(dev, /*non_blocking=*/true));
@@ -194,6 +207,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
           }
         cuda_synchronize();
       }
+      t_device += since(a);
       if (!done.push(std::move(d))) break;
     }
     done.close();
@@ -203,10 +217,13 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   loader.join();
   writer_thread.join();
   if (err) std::rethrow_exception(err);
+  const double t_stages = since(t_start);
   // Stored tensors whose every site was quantized are fully accounted for; fused
   // tensors with a mix were split above.
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
+  const auto t_finish0 = Clock::now();
   sw.finish(meta);
+  const double t_finish = since(t_finish0);
   if (dump) dump->finish();
   progress.done();
 
@@ -225,6 +242,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   report.export_bytes = sw.bytes_written();
   write_report(out.path(), report, plan, map, *ck);
   out.commit();
+  if (std::getenv("MOEQ_TIMING"))
+    std::fprintf(stderr,
+                 "moeq timing: setup %.2f s, quantize stages %.2f s (busy: gather %.2f s, device %.2f s, writer %.2f s), "
+                 "shard files %.2f s, %zu jobs\n",
+                 std::chrono::duration<double>(t_start - t_begin).count(), t_stages, t_load, t_device, t_write, t_finish, jobs.size());
   std::printf("wrote %s: %s -> %s (%.2fx smaller); report: %s/report.md\n", opt.out.c_str(),
               human_bytes(report.source_bytes).c_str(), human_bytes(report.export_bytes).c_str(),
               static_cast<double>(report.source_bytes) / std::max<uint64_t>(1, report.export_bytes), opt.out.c_str());
