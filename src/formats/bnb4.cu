@@ -8,6 +8,7 @@
 
 #include "formats/bnb4_kernels.h"
 #include "formats/cuda_check.h"
+#include "formats/e2m1_kernels.cuh"
 #include "formats/kernel_types.cuh"
 
 namespace moeq::bnb {
@@ -82,6 +83,54 @@ __global__ void __launch_bounds__(kThreads) quantize_kernel(WeightBatch w, Layou
   }
 }
 
+// Vectorized path (16-byte aligned data, n a multiple of 32): each thread owns 32
+// consecutive elements (four 16-byte loads of bf16, one 16-byte store of codes), TPB = block / 32
+// neighbouring threads share a block. grid = (CTAs per expert, experts): no index division.
+constexpr int kVecElems = 32;
+
+template <InType T, int TPB, bool kNf4>
+__global__ void __launch_bounds__(kThreads) quantize_vec_kernel(WeightBatch w, Layout l, uint8_t* q, float* absmax,
+                                                                int* bad) {
+  __shared__ float smem[kThreads / 32];
+  const Tables t = device_tables();
+  const int64_t e = blockIdx.y, nb = l.blocks();
+  const int64_t chunks = nb * TPB;  // per expert, the last block's padding chunks included
+  const int lane = threadIdx.x % TPB;
+  bool finite = true;
+  for (int64_t c0 = blockIdx.x * (int64_t)kThreads; c0 < chunks; c0 += (int64_t)gridDim.x * kThreads) {  // CTA-uniform
+    const int64_t c = c0 + threadIdx.x, start = c * kVecElems;
+    const bool has_data = c < chunks && start < l.n;
+    float v[kVecElems];
+    if (has_data) {
+      load_block<T, kVecElems>(w.data, e * l.n + start, true, v);
+    } else {
+#pragma unroll
+      for (int k = 0; k < kVecElems; ++k) v[k] = 0.f;  // bitsandbytes' zero padding
+    }
+    float m = 0.f;
+#pragma unroll
+    for (int k = 0; k < kVecElems; ++k) {
+      finite &= isfinite(v[k]);
+      v[k] = ftz(v[k]);
+      m = fmaxf(m, fabsf(v[k]));
+    }
+    m = group_max<TPB>(m, smem);
+    if (c >= chunks) continue;
+    if (lane == 0) absmax[e * nb + c / TPB] = m;
+    if (!has_data) continue;
+    const float inv = rcp_bnb(m, t);
+    uint32_t wd[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int k = 0; k < kVecElems; k += 2) {
+      const uint32_t byte = kNf4 ? (nf4_code(ftz(v[k] * inv), t) << 4 | nf4_code(ftz(v[k + 1] * inv), t))
+                                 : (fp4_code(ftz(v[k] * inv), t) << 4 | fp4_code(ftz(v[k + 1] * inv), t));
+      wd[k / 8] |= byte << (8 * ((k / 2) % 4));
+    }
+    *reinterpret_cast<uint4*>(q + e * l.bytes() + start / 2) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
+  }
+  if (!finite) atomicExch(bad, 1);
+}
+
 // One warp per nested block of 256 absmax values, 8 per lane.
 __global__ void __launch_bounds__(kThreads) nested_kernel(const float* absmax, const float* offset, Layout l,
                                                           uint8_t* codes, float* nested) {
@@ -126,11 +175,39 @@ void launch(const WeightBatch& w, const Layout& l, bool nf4, uint8_t* q, float* 
   quantize_kernel<TPB, EPT><<<grid, kThreads, 0, s>>>(w, l, nf4, q, absmax, bad);
 }
 
+template <int TPB>
+void launch_vec(const WeightBatch& w, const Layout& l, bool nf4, uint8_t* q, float* absmax, int* bad, cudaStream_t s) {
+  const int64_t chunks = l.blocks() * TPB;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((chunks + kThreads - 1) / kThreads, 4096)),
+                  static_cast<unsigned>(l.experts));
+  auto go = [&](auto kernel) { kernel<<<grid, kThreads, 0, s>>>(w, l, q, absmax, bad); };
+  switch (w.type) {
+    case InType::BF16: nf4 ? go(quantize_vec_kernel<InType::BF16, TPB, true>) : go(quantize_vec_kernel<InType::BF16, TPB, false>); break;
+    case InType::F16: nf4 ? go(quantize_vec_kernel<InType::F16, TPB, true>) : go(quantize_vec_kernel<InType::F16, TPB, false>); break;
+    default: nf4 ? go(quantize_vec_kernel<InType::F32, TPB, true>) : go(quantize_vec_kernel<InType::F32, TPB, false>); break;
+  }
+}
+
 }  // namespace
 
 void bnb4_quantize_cuda(const WeightBatch& w, const Layout& l, bool nf4, uint8_t* q, float* absmax, int* bad,
                         void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
+  if (aligned16(w.data) && l.n % kVecElems == 0 && l.experts < 65536) {
+    switch (l.block) {  // TPB * 32 == block
+      case 32: launch_vec<1>(w, l, nf4, q, absmax, bad, s); break;
+      case 64: launch_vec<2>(w, l, nf4, q, absmax, bad, s); break;
+      case 128: launch_vec<4>(w, l, nf4, q, absmax, bad, s); break;
+      case 256: launch_vec<8>(w, l, nf4, q, absmax, bad, s); break;
+      case 512: launch_vec<16>(w, l, nf4, q, absmax, bad, s); break;
+      case 1024: launch_vec<32>(w, l, nf4, q, absmax, bad, s); break;
+      case 2048: launch_vec<64>(w, l, nf4, q, absmax, bad, s); break;
+      case 4096: launch_vec<128>(w, l, nf4, q, absmax, bad, s); break;
+      default: break;  // validate() rejected it
+    }
+    cuda_check_last("bnb4 quantize kernel");
+    return;
+  }
   switch (l.block) {  // TPB * EPT == block
     case 32: launch<16, 2>(w, l, nf4, q, absmax, bad, s); break;
     case 64: launch<32, 2>(w, l, nf4, q, absmax, bad, s); break;

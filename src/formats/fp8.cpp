@@ -34,7 +34,7 @@ at::Tensor given_amax(const at::Tensor& amax, int64_t experts, const at::Device&
     throw Error("fp8: given amax has " + std::to_string(amax.numel()) + " values, expected one per expert (" +
                 std::to_string(experts) + ")");
   at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
-  if (!at::isfinite(a).all().item<bool>() || (a < 0).any().item<bool>())
+  if (!(at::isfinite(a) & (a >= 0)).all().item<bool>())  // one sync
     throw Error("fp8: given amax must be finite and non-negative");
   return a;
 }
@@ -110,15 +110,26 @@ class Fp8Format : public QuantFormat {
     const WeightBatch b = as_batch(w3);
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(w.device());
     at::Tensor amax_t;
+    if (amax) amax_t = given_amax(*amax, b.experts, w.device());
+#ifdef MOEQ_WITH_CUDA
+    if (w.is_cuda() && !per_channel && fp8_tensor_kernel_applies(b)) {  // amax + quantize: one launch, one sync
+      at::Tensor scratch = at::zeros({2 * b.experts + 1}, f32.dtype(at::kInt));
+      at::Tensor scale = at::empty({b.experts}, f32);
+      at::Tensor q = at::empty(w3.sizes(), w3.options().dtype(at::kFloat8_e4m3fn));
+      fp8_quantize_tensor_cuda(b, amax ? amax_t.data_ptr<float>() : nullptr, scratch.data_ptr<int>(),
+                               scale.data_ptr<float>(), static_cast<uint8_t*>(q.data_ptr()), current_cuda_stream());
+      if (scratch[2 * b.experts].item<int>()) throw_non_finite("fp8");
+      return make_result(w, p, q, scale);
+    }
+#endif
+    at::Tensor bad;  // CUDA: one flag for the amax and quantize kernels, read once
     if (amax) {
-      amax_t = given_amax(*amax, b.experts, w.device());
     } else if (w.is_cuda()) {
       amax_t = at::zeros({per_channel ? b.experts * b.rows : b.experts}, f32);
-      at::Tensor bad = at::zeros({1}, f32.dtype(at::kInt));
+      bad = at::zeros({1}, f32.dtype(at::kInt));
 #ifdef MOEQ_WITH_CUDA
       absmax_cuda(b, per_channel, amax_t.data_ptr<float>(), bad.data_ptr<int>(), current_cuda_stream());
 #endif
-      if (bad.item<int>()) throw_non_finite("fp8");
     } else if (per_channel) {
       amax_t = at::empty({b.experts * b.rows}, f32);
       amax_rows_cpu(b, amax_t.data_ptr<float>());
@@ -131,7 +142,7 @@ class Fp8Format : public QuantFormat {
     uint8_t* qp = static_cast<uint8_t*>(q.data_ptr());
     if (w.is_cuda()) {
 #ifdef MOEQ_WITH_CUDA
-      at::Tensor bad = at::zeros({1}, f32.dtype(at::kInt));
+      if (!bad.defined()) bad = at::zeros({1}, f32.dtype(at::kInt));
       fp8_quantize_cuda(b, per_channel, scale.data_ptr<float>(), qp, bad.data_ptr<int>(), current_cuda_stream());
       if (bad.item<int>()) throw_non_finite("fp8");
 #else

@@ -7,6 +7,7 @@
 #include "formats/cuda_check.h"
 #include "formats/fp8.h"
 #include "formats/e2m1_kernels.cuh"
+#include "formats/fused_amax.cuh"
 #include "formats/kernel_types.cuh"
 
 namespace moeq {
@@ -102,7 +103,36 @@ dim3 vec_grid(const WeightBatch& w) {
               static_cast<unsigned>(w.experts));
 }
 
+// Per-tensor FP8 for fused_amax.cuh: 16 elements (32 bytes of bf16) in, 16 bytes out.
+struct Fp8Q {
+  float* scales;
+  uint8_t* q;
+  static constexpr int kUnit = 16;
+  __device__ float param(float amax) const { return fp8_scale_from_amax(amax); }
+  __device__ void head(int64_t e, float s) const { scales[e] = s; }
+  template <InType T>
+  __device__ __forceinline__ bool unit(const void* data, int64_t first, float s) const {
+    float x[kUnit];
+    load_block<T, kUnit>(data, first, true, x);
+    uint32_t wd[4] = {0, 0, 0, 0};
+    bool finite = true;
+#pragma unroll
+    for (int j = 0; j < kUnit; ++j) {
+      finite &= isfinite(x[j]);
+      const uint32_t b = __nv_cvt_float_to_fp8(fminf(fmaxf(x[j] / s, -448.f), 448.f), __NV_SATFINITE, __NV_E4M3);
+      wd[j / 4] |= b << (8 * (j % 4));
+    }
+    *reinterpret_cast<uint4*>(q + first) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
+    return finite;
+  }
+};
+
 }  // namespace
+
+void fp8_quantize_tensor_cuda(const WeightBatch& w, const float* given_amax, int* scratch, float* scales, uint8_t* q,
+                              void* stream) {
+  launch_amax_quantize(w, given_amax, scratch, Fp8Q{scales, q}, static_cast<cudaStream_t>(stream), "fp8 quantize kernel");
+}
 
 void absmax_cuda(const WeightBatch& w, bool per_row, float* amax, int* bad, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);

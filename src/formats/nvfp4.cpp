@@ -40,7 +40,7 @@ at::Tensor given_amax(const at::Tensor& amax, int64_t experts, bool was_2d, cons
                 " for this weight, got " + std::to_string(amax.dim()) + "D with " + std::to_string(amax.numel()) +
                 " elements");
   at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
-  if (!at::isfinite(a).all().item<bool>() || (a < 0).any().item<bool>())
+  if (!(at::isfinite(a) & (a >= 0)).all().item<bool>())  // one sync
     throw Error("nvfp4: given amax must be finite and non-negative");
   return a;
 }
@@ -89,14 +89,11 @@ class Nvfp4Format : public QuantFormat {
     at::Tensor scales = at::empty({b.experts, b.rows, b.cols / kNvfp4Block}, u8);
     at::Tensor gs = at::empty({b.experts}, f32);
     if (w.is_cuda()) {
-      at::Tensor bad = at::zeros({1}, f32.dtype(at::kInt));
-      if (!amax) {  // first pass: per-expert amax (also flags NaN/Inf)
-        amax_t = at::zeros({b.experts}, f32);
-        absmax_cuda(b, false, amax_t.data_ptr<float>(), bad.data_ptr<int>(), current_cuda_stream());
-      }
-      nvfp4_quantize_cuda(b, amax_t.data_ptr<float>(), q.data_ptr<uint8_t>(), scales.data_ptr<uint8_t>(),
-                          gs.data_ptr<float>(), bad.data_ptr<int>(), current_cuda_stream());
-      if (bad.item<int>()) throw_non_finite("nvfp4");
+      // One zeroed scratch buffer (amax, arrival counters, NaN flag), one launch, one sync.
+      at::Tensor scratch = at::zeros({2 * b.experts + 1}, f32.dtype(at::kInt));
+      nvfp4_quantize_cuda(b, amax ? amax_t.data_ptr<float>() : nullptr, scratch.data_ptr<int>(), q.data_ptr<uint8_t>(),
+                          scales.data_ptr<uint8_t>(), gs.data_ptr<float>(), current_cuda_stream());
+      if (scratch[2 * b.experts].item<int>()) throw_non_finite("nvfp4");
     } else {
       if (!amax) {
         amax_t = at::empty({b.experts}, f32);

@@ -74,10 +74,19 @@ MOEQ_HD inline void nvfp4_block(const float* x, float global_scale, uint8_t* sca
   }
 }
 
-// CUDA: one launch for the stack. amax: E floats on the device (the weights' own, or given);
-// writes q (numel/2 bytes), scales (numel/16 bytes), global_scale (E floats) and sets
-// *bad (device int) when an element is NaN or Inf.
-void nvfp4_quantize_cuda(const WeightBatch& w, const float* amax, uint8_t* q, uint8_t* scales, float* global_scale,
-                         int* bad, void* stream);
+// Which CUDA kernels quantize a stack whose per-expert amax is not given (all give the same
+// bytes; MOEQ_NVFP4_KERNEL selects one for benchmarking, docs/perf.md has the timings):
+//   twopass (default): vectorized abs-max pass, then the quantize pass (two blocks per thread);
+//   fused: both passes in one cooperative launch (fused_amax.cuh), the stack read once from HBM;
+//   legacy: the abs-max pass, then one thread per 16-element block.
+enum class Nvfp4Kernel { TwoPass, Fused, Legacy };
+Nvfp4Kernel nvfp4_kernel_choice();
+
+// CUDA: the stack's quantization, launched on `stream`. given_amax: E floats on the device,
+// or null to use each expert's own abs-max (computed in the same launch where the data allows).
+// scratch: fused_scratch_ints(E) = 2E + 1 zeroed device ints; scratch[2E] is set when an
+// element is NaN or Inf. Writes q (numel/2 bytes), scales (numel/16), global_scale (E floats).
+void nvfp4_quantize_cuda(const WeightBatch& w, const float* given_amax, int* scratch, uint8_t* q, uint8_t* scales,
+                         float* global_scale, void* stream);
 
 }  // namespace moeq

@@ -1,5 +1,7 @@
 #include "quant/batches.h"
 
+#include <ATen/Parallel.h>
+
 #include <map>
 #include <set>
 
@@ -64,6 +66,19 @@ at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device
   for (const auto* p : b.sites) views.push_back(site_weight(ck, *p->site));
   at::Tensor w = b.sites.size() == 1 ? views[0].contiguous() : at::stack(views);
   return w.to(dev);
+}
+
+at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned) {
+  std::vector<at::Tensor> views;
+  for (const auto* p : b.sites) views.push_back(site_weight(ck, *p->site));
+  std::vector<int64_t> shape = views[0].sizes().vec();
+  if (views.size() > 1) shape.insert(shape.begin(), static_cast<int64_t>(views.size()));
+  at::Tensor out = at::empty(shape, views[0].options().pinned_memory(pinned));
+  // One expert per task: the copies fault in the mmapped pages in parallel.
+  at::parallel_for(0, static_cast<int64_t>(views.size()), 1, [&](int64_t a, int64_t z) {
+    for (int64_t i = a; i < z; ++i) (views.size() == 1 ? out : out.select(0, i)).copy_(views[i]);
+  });
+  return out;
 }
 
 std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {

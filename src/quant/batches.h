@@ -27,6 +27,10 @@ std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan);
 // The batch's weights as one tensor on `dev`: [out, in] for one site, else [E, out, in].
 at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev);
 
+// The same tensor in host memory, gathered from the checkpoint by several threads;
+// pinned = page-locked (for asynchronous copies to a CUDA device).
+at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned);
+
 // The amax both stacks of a gate/up pair use (max of the two, per expert), for formats
 // with a per-tensor scale; nullopt for single batches and formats without one.
 std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);

@@ -1,18 +1,24 @@
 #include "quant/quantize.h"
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "calib/calib_file.h"
+#include "core/bounded_queue.h"
 #include "core/error.h"
 #include "core/format_util.h"
 #include "core/progress.h"
 #include "export/report.h"
 #include "export/writer.h"
+#include "formats/cuda_stream.h"
 #include "io/aten_view.h"
 #include "io/safetensors_writer.h"
 #include "io/checkpoint.h"
@@ -33,6 +39,7 @@ uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
 }  // namespace
 
 void quantize_checkpoint(const QuantizeOptions& opt) {
+  const auto t_begin = std::chrono::steady_clock::now();
   const ModelConfig cfg = load_config(opt.model);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(opt.model);
@@ -126,32 +133,122 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     progress.advance(w.nbytes());
   }
   // 3. Quantized sites, batched; gate and up of the same experts share their per-tensor amax.
-  for (const auto& job : plan_jobs(plan)) {
+  //    Three stages overlap: a loader thread gathers each job's stacks into (pinned) host
+  //    memory, this thread moves them to the device and quantizes them (one sync per stack,
+  //    for the NaN check, and one for the results' copy back), a writer thread hands the
+  //    results to the export writer, whose shard flushes write the files.
+  const auto jobs = plan_jobs(plan);
+  const bool pinned = dev.is_cuda();
+  struct Loaded {
+    size_t job;
     std::vector<at::Tensor> stacks;
-    for (const SiteBatch& b : job) stacks.push_back(load_stack(*ck, b, dev));
-    const std::optional<at::Tensor> amax = shared_amax(job, stacks);
-    for (size_t j = 0; j < job.size(); ++j) {
-      const SiteBatch& b = job[j];
-      const SitePlan& first = *b.sites[0];
-      const QuantFormat& fmt = format_by_name(first.format);
-      QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
-      const at::Tensor deq = dump ? fmt.dequantize(q, at::kFloat) : at::Tensor();
-      for (size_t i = 0; i < b.sites.size(); ++i) {
-        QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt, std::nullopt};
-        if (auto in = in_scales.find(b.sites[i]->site->name); in != in_scales.end()) {
-          qs.input_scale = in->second.scale;
-          qs.input_amax = in->second.amax;
-        }
-        report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
-        if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? deq.select(0, qs.index) : deq);
-        progress.advance(site_bytes(*ck, *b.sites[i]->site));
-      }
+  };
+  struct Done {
+    size_t job;
+    std::vector<QuantizedTensor> qs;
+    std::vector<at::Tensor> deqs;
+  };
+  // Busy seconds per stage (MOEQ_TIMING=1 prints them): where an export's time goes.
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  double t_load = 0, t_device = 0, t_write = 0;
+  const auto t_start = Clock::now();
+  BoundedQueue<Loaded> loaded(2);
+  BoundedQueue<Done> done(2);
+  std::mutex err_mu;
+  std::exception_ptr err;
+  auto fail = [&](std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lk(err_mu);
+      if (!err) err = e;
     }
+    loaded.close();
+    done.close();
+  };
+  std::thread loader([&] {
+    try {
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        Loaded l{j, {}};
+        const auto a = Clock::now();
+        for (const SiteBatch& b : jobs[j]) l.stacks.push_back(gather_stack(*ck, b, pinned));
+        t_load += since(a);
+        if (!loaded.push(std::move(l))) return;
+      }
+      loaded.close();
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  });
+  std::thread writer_thread([&] {
+    try {
+      while (auto d = done.pop()) {
+        const auto a = Clock::now();
+        const auto& job = jobs[d->job];
+        for (size_t j = 0; j < job.size(); ++j) {
+          const SiteBatch& b = job[j];
+          QuantizedTensor& q = d->qs[j];
+          // Pinned staging goes back to its cache; the shard keeps a pageable copy until flushed.
+          if (pinned)
+            for (auto& [name, t] : q.parts) t = t.clone();
+          for (size_t i = 0; i < b.sites.size(); ++i) {
+            QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt,
+                             std::nullopt};
+            if (auto in = in_scales.find(b.sites[i]->site->name); in != in_scales.end()) {
+              qs.input_scale = in->second.scale;
+              qs.input_amax = in->second.amax;
+            }
+            report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
+            if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? d->deqs[j].select(0, qs.index) : d->deqs[j]);
+            progress.advance(site_bytes(*ck, *b.sites[i]->site));
+          }
+        }
+        t_write += since(a);
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  });
+  try {
+    while (auto l = loaded.pop()) {
+      const auto a = Clock::now();
+      const auto& job = jobs[l->job];
+      std::vector<at::Tensor> stacks;
+      for (auto& h : l->stacks) stacks.push_back(h.to(dev, /*non_blocking=*/true));
+      l->stacks.clear();
+      const std::optional<at::Tensor> amax = shared_amax(job, stacks);
+      Done d{l->job, {}, {}};
+      for (size_t j = 0; j < job.size(); ++j) {
+        const SitePlan& first = *job[j].sites[0];
+        const QuantFormat& fmt = format_by_name(first.format);
+        d.qs.push_back(fmt.quantize(stacks[j], first.params, amax));
+        d.deqs.push_back(dump ? fmt.dequantize(d.qs.back(), at::kFloat).to(at::kCPU) : at::Tensor());
+      }
+      if (dev.is_cuda()) {  // results to pinned host memory, then one sync for the job
+        for (auto& q : d.qs)
+          for (auto& [name, t] : q.parts) {
+            at::Tensor h = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true));
+            h.copy_(t, /*non_blocking=*/true);
+            t = h;
+          }
+        cuda_synchronize();
+      }
+      t_device += since(a);
+      if (!done.push(std::move(d))) break;
+    }
+    done.close();
+  } catch (...) {
+    fail(std::current_exception());
   }
+  loader.join();
+  writer_thread.join();
+  if (err) std::rethrow_exception(err);
+  const double t_stages = since(t_start);
   // Stored tensors whose every site was quantized are fully accounted for; fused
   // tensors with a mix were split above.
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
+  const auto t_finish0 = Clock::now();
   sw.finish(meta);
+  const double t_finish = since(t_finish0);
   if (dump) dump->finish();
   progress.done();
 
@@ -170,6 +267,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   report.export_bytes = sw.bytes_written();
   write_report(out.path(), report, plan, map, *ck);
   out.commit();
+  if (std::getenv("MOEQ_TIMING"))
+    std::fprintf(stderr,
+                 "moeq timing: setup %.2f s, quantize stages %.2f s (busy: gather %.2f s, device %.2f s, writer %.2f s), "
+                 "shard files %.2f s, %zu jobs\n",
+                 std::chrono::duration<double>(t_start - t_begin).count(), t_stages, t_load, t_device, t_write, t_finish, jobs.size());
   std::printf("wrote %s: %s -> %s (%.2fx smaller); report: %s/report.md\n", opt.out.c_str(),
               human_bytes(report.source_bytes).c_str(), human_bytes(report.export_bytes).c_str(),
               static_cast<double>(report.source_bytes) / std::max<uint64_t>(1, report.export_bytes), opt.out.c_str());
