@@ -1,6 +1,7 @@
 #pragma once
 // Shared checks of the native forward against tests/python/forward_oracle.py (transformers).
 // Tests run on the CPU, or on the GPU with MOEQ_TEST_DEVICE=cuda.
+// ATen before Catch2: c10's logging header defines its own CHECK, Catch2's must win.
 #include <ATen/ATen.h>
 #include <catch2/catch_test_macros.hpp>
 

@@ -8,13 +8,15 @@
 //     summation order), and the same set of modules
 //   bfloat16 logits: max |ours_bf16 - logits_f32| <= 2 * max |transformers_bf16 - logits_f32| + 1e-3 * max |logit|
 //     (our bf16 error is of the size of transformers' own; we accumulate the expert sum in float32)
-#include <catch2/catch_test_macros.hpp>
-
-#include <cmath>
-
+// ATen before Catch2: c10's logging header defines its own CHECK, Catch2's must win.
 #include "calib/forward/blocks.h"
 #include "tests/calib/forward_test_util.h"
 #include "tests/test_util.h"
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <cmath>
+#include <map>
 
 namespace moeq::test {
 
@@ -136,6 +138,30 @@ TEST_CASE("forward: chunk_samples=1 gives the logits of one chunk of all samples
   const double scale = max_abs(all.logits);
   CHECK(max_diff(one.logits, all.logits) <= 1e-6 * scale);
   CHECK(max_diff(host.logits, all.logits) == 0);
+}
+
+TEST_CASE("forward: weight_transform sees every linear site once and replaces its weight", "[forward]") {
+  const std::string dir = forward_dir() + "/qwen3_moe";
+  auto oracle = load_tensors(dir + "/forward_oracle.safetensors");
+  ForwardOptions o;
+  o.device = test_device();
+  o.dtype = at::kFloat;
+  std::map<std::string, int> calls;
+  // Doubling lm_head doubles the logits exactly (a power of two); every other site is unchanged.
+  o.weight_transform = [&](const Site& s, const at::Tensor& w) {
+    ++calls[s.name];
+    CHECK(w.device() == o.device);
+    CHECK(w.sizes() == at::IntArrayRef({s.view.rows, s.view.cols}));
+    return s.role == Role::LmHead ? w * 2 : w;
+  };
+  std::unique_ptr<MoeForward> keep;
+  ForwardResult r = run_forward(dir + "/model", oracle.at("ids"), o, nullptr, &keep);
+  CHECK(max_diff(r.logits, oracle.at("logits") * 2) <= 2e-4 * max_abs(oracle.at("logits")));
+  CHECK(calls.size() == keep->sites().sites.size());
+  for (const auto& [name, n] : calls) {
+    INFO(name);
+    CHECK(n == 1);
+  }
 }
 
 TEST_CASE("forward: all_experts_see_all_tokens keeps the top-k output, every expert sees every token", "[forward]") {

@@ -1,7 +1,5 @@
 // Mixtral: the native forward against transformers on the tiny checkpoint (see test_forward_common.cpp).
-#include <catch2/catch_test_macros.hpp>
-
-#include "tests/calib/forward_test_util.h"
+#include "tests/calib/forward_test_util.h"  // ATen, then Catch2
 
 TEST_CASE("forward Mixtral: logits, routing and activation ranges match transformers", "[forward]") {
   moeq::test::check_family("mixtral");
