@@ -19,8 +19,9 @@ namespace {
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open '" + path + "'");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});  // parsing a string beats a stream
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error("'" + path + "' is not valid JSON: " + e.what());
   }

@@ -1,6 +1,5 @@
 #include "calib/tokenizer/utf8.h"
 
-#include <unordered_map>
 
 namespace moeq::tok {
 
@@ -71,18 +70,20 @@ const std::array<uint32_t, 256>& byte_level_alphabet() {
 }
 
 bool byte_level_to_bytes(std::string_view s, std::string& out) {
-  static const std::unordered_map<uint32_t, unsigned char> inverse = [] {
-    std::unordered_map<uint32_t, unsigned char> m;
+  // every code point of the alphabet is below U+0144: a table indexed by code point
+  static const std::array<int, 0x144> inverse = [] {
+    std::array<int, 0x144> m;
+    m.fill(-1);
     const auto& t = byte_level_alphabet();
-    for (int b = 0; b < 256; ++b) m[t[b]] = static_cast<unsigned char>(b);
+    for (int b = 0; b < 256; ++b) m[t[b]] = b;
     return m;
   }();
   out.clear();
   size_t i = 0;
   while (i < s.size()) {
-    const auto it = inverse.find(next_code_point(s, i));
-    if (it == inverse.end()) return false;
-    out.push_back(static_cast<char>(it->second));
+    const uint32_t cp = next_code_point(s, i);
+    if (cp >= inverse.size() || inverse[cp] < 0) return false;
+    out.push_back(static_cast<char>(inverse[cp]));
   }
   return true;
 }
