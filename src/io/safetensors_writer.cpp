@@ -1,7 +1,6 @@
 #include "io/safetensors_writer.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -90,32 +89,14 @@ SafetensorsWriter::SafetensorsWriter(std::string dir, std::vector<TensorSpec> sp
     for (int b = 0; b < 8; ++b) len[b] = static_cast<uint8_t>(static_cast<uint64_t>(h.size()) >> (8 * b));
     pwrite_all(sh.fd, len, 8, 0, path);
     pwrite_all(sh.fd, h.data(), h.size(), 8, path);
-    const uint64_t size = sh.data_start + sh.bytes;
-    if (::ftruncate(sh.fd, static_cast<off_t>(size)) != 0)
+    if (::ftruncate(sh.fd, static_cast<off_t>(sh.data_start + sh.bytes)) != 0)
       throw Error(path + ": cannot size file: " + std::strerror(errno));
-    // Tensor bytes are copied into a shared mapping of the file: unlike pwrite, which holds
-    // the file's lock, page faults of several writer threads proceed in parallel. The blocks
-    // are reserved first, so a full disk is an error here rather than a SIGBUS later; where
-    // the file system cannot reserve them, the bytes go through pwrite.
-    if (sh.bytes > 0) {
-      const int rc = ::posix_fallocate(sh.fd, 0, static_cast<off_t>(size));
-      if (rc == ENOSPC) throw Error(path + ": no space left for " + std::to_string(size) + " bytes");
-      if (rc == 0) {
-        void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, sh.fd, 0);
-        if (m != MAP_FAILED) {
-          sh.map = static_cast<uint8_t*>(m);
-          sh.map_size = size;
-        }
-      }
-    }
   }
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
-  for (auto& sh : shards_) {
-    if (sh.map) ::munmap(sh.map, sh.map_size);
+  for (auto& sh : shards_)
     if (sh.fd >= 0) ::close(sh.fd);
-  }
 }
 
 void SafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
@@ -132,8 +113,7 @@ void SafetensorsWriter::write(const std::string& name, const void* data, uint64_
     slot->written = true;
   }
   const Shard& sh = shards_[slot->shard];
-  if (sh.map) std::memcpy(sh.map + sh.data_start + slot->offset, data, nbytes);
-  else pwrite_all(sh.fd, data, nbytes, sh.data_start + slot->offset, dir_ + "/" + sh.file);
+  pwrite_all(sh.fd, data, nbytes, sh.data_start + slot->offset, dir_ + "/" + sh.file);
 }
 
 void SafetensorsWriter::finish() {
@@ -141,12 +121,6 @@ void SafetensorsWriter::finish() {
   for (const auto& s : specs_)
     if (!slots_[s.name].written) throw Error("safetensors writer: tensor '" + s.name + "' was never written");
   for (auto& sh : shards_) {
-    if (sh.map) {
-      if (::msync(sh.map, sh.map_size, MS_SYNC) != 0)
-        throw Error(dir_ + "/" + sh.file + ": flush failed: " + std::strerror(errno));
-      ::munmap(sh.map, sh.map_size);
-      sh.map = nullptr;
-    }
     if (::fsync(sh.fd) != 0 || ::close(sh.fd) != 0)
       throw Error(dir_ + "/" + sh.file + ": flush failed: " + std::strerror(errno));
     sh.fd = -1;

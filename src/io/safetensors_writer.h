@@ -41,7 +41,7 @@ class SafetensorsWriter {
 
  private:
   struct Slot { size_t shard; uint64_t offset; uint64_t nbytes; bool written = false; };
-  struct Shard { std::string file; int fd = -1; uint64_t data_start = 0; uint64_t bytes = 0; uint8_t* map = nullptr; uint64_t map_size = 0; };
+  struct Shard { std::string file; int fd = -1; uint64_t data_start = 0; uint64_t bytes = 0; };
   std::string dir_;
   std::vector<TensorSpec> specs_;
   std::unordered_map<std::string, Slot> slots_;
