@@ -1,5 +1,8 @@
 #include "calib/forward/attention.h"
 
+#include "calib/forward/attention_sinks.h"
+#include "calib/forward/rope_scaling.h"
+
 namespace moeq::fwd {
 
 at::Tensor self_attention(const LayerRun& r, const at::Tensor& x, const AttnSpec& s, const Rope& rope) {
@@ -25,10 +28,12 @@ at::Tensor self_attention(const LayerRun& r, const at::Tensor& x, const AttnSpec
     k = rms_norm(k, r.w.a("self_attn.k_norm.weight"), s.eps, s.style);
   }
   if (s.v_norm) v = rms_norm(v, at::Tensor(), s.eps, s.style);
-  q = apply_rope(q, rope).transpose(1, 2);
-  k = apply_rope(k, rope).transpose(1, 2);
+  q = (s.rotary_dim > 0 ? apply_rope_partial(q, rope) : apply_rope(q, rope)).transpose(1, 2);
+  k = (s.rotary_dim > 0 ? apply_rope_partial(k, rope) : apply_rope(k, rope)).transpose(1, 2);
   v = v.transpose(1, 2);
-  at::Tensor o = attention(q, k, v, s.scale, s.window).transpose(1, 2).reshape({B, S, -1});
+  at::Tensor o = s.sinks ? attention_with_sinks(q, k, v, s.scale, s.window, r.w.a("self_attn.sinks"))
+                         : attention(q, k, v, s.scale, s.window);
+  o = o.transpose(1, 2).reshape({B, S, -1});
   r.observe({"attn.o"}, o);
   return r.linear("attn.o", o, "self_attn.o_proj.bias");
 }

@@ -23,6 +23,8 @@ struct AttnSpec {
   double clip_qkv = 0;      // OLMoE: clamp q, k, v to [-clip, clip] after the norms (0: off)
   bool v_norm = false;      // Gemma4: scale-free RMSNorm of v per head
   bool k_eq_v = false;      // Gemma4 attention_k_eq_v: no v_proj, v is k's projection
+  int64_t rotary_dim = 0;   // rotate only the first rotary_dim dims of each head (0: all; GLM-4 MoE)
+  bool sinks = false;       // gpt-oss: per-head softmax sinks `self_attn.sinks` [heads]
 };
 
 // x [B, S, H] -> attention output after o_proj [B, S, H]. The observer sees q/k/v's shared

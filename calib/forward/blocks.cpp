@@ -133,6 +133,12 @@ at::Tensor gated_mlp(const LayerRun& r, const std::string& p, const at::Tensor& 
 }
 
 at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing& routing, const Activation& act) {
+  ExpertMath m;
+  m.glu = [&act](const at::Tensor& g, const at::Tensor& u) { return act(g) * u; };
+  return routed_experts(r, x, routing, m);
+}
+
+at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing& routing, const ExpertMath& math) {
   const ExpertStack& st = r.w.experts;
   if (!st.gate_up.defined())
     throw Error("native forward: layer " + std::to_string(r.layer()) + " is routed but has no expert weights");
@@ -155,9 +161,11 @@ at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing&
   }
   if (r.observer) r.observer->expert_input(r.layer(), "gate_up", xs, expert_of_row, counts);
   at::Tensor gu = r.gemm.linear(xs, st.gate_up, counts);
-  at::Tensor h = act(gu.narrow(1, 0, I)) * gu.narrow(1, I, I);
+  if (math.gate_up_bias.defined()) gu = gu + math.gate_up_bias.index_select(0, expert_of_row);
+  at::Tensor h = math.glu(gu.narrow(1, 0, I), gu.narrow(1, I, I));
   if (r.observer) r.observer->expert_input(r.layer(), "down", h, expert_of_row, counts);
   at::Tensor y = r.gemm.linear(h.contiguous(), st.down, counts);
+  if (math.down_bias.defined()) y = y + math.down_bias.index_select(0, expert_of_row);
   at::Tensor w = routing.weights.to(at::kFloat);
   at::Tensor out;
   if (!all) {

@@ -88,4 +88,13 @@ at::Tensor gated_mlp(const LayerRun& r, const std::string& prefix, const at::Ten
 // E x T rows) and the output still takes the top-k.
 at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing& routing, const Activation& act);
 
+// Experts whose math differs from act(gate) * up without biases (gpt-oss: biased projections,
+// clamped SwiGLU). Biases follow the stacked layout: gate_up_bias [E, 2I] gate then up.
+struct ExpertMath {
+  std::function<at::Tensor(const at::Tensor& gate, const at::Tensor& up)> glu;
+  at::Tensor gate_up_bias;  // [E, 2I] or undefined
+  at::Tensor down_bias;     // [E, H] or undefined
+};
+at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing& routing, const ExpertMath& math);
+
 }  // namespace moeq::fwd

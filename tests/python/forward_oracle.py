@@ -13,6 +13,16 @@ transformers in float32 on the CPU, runs fixed ids and writes TINY_DIR/FAM/forwa
                  act(gate) * up of those rows for down_proj; experts without rows get no key.
   tokens.L       [E] int64: rows routed to each expert of layer L
 
+Variants (written here from a tiny family, then checked like one): configs and tensors the
+tiny defaults leave unexercised. The tiny weights (0.05 * randn) make attention almost uniform,
+so logits barely depend on RoPE or the attention scale; variants scale the attention weights
+up until the attention pattern matters (scores of order 1).
+  deepseek_v3_sharp  deepseek_v3 (interleaved default RoPE) with sharp attention
+  deepseek_v3_yarn   deepseek_v3 with YaRN (mscale, mscale_all_dim), rope_interleave false, sharp
+  gpt_oss_window     gpt_oss with sliding_window 8 (< the 24 tokens), sharp attention, larger sinks
+  glm4_moe_qknorm    glm4_moe with use_qk_norm (random q_norm/k_norm weights), 2 expert groups
+                     (topk_group 1), routed_scaling_factor 2.5, partial_rotary_factor 0.25
+
 Usage: forward_oracle.py TINY_DIR [FAMILY ...]
 """
 import glob
@@ -25,7 +35,57 @@ import transformers
 from safetensors.torch import save_file
 
 N, S, SEED = 3, 24, 1234
-FAMILIES = ["qwen3_moe", "olmoe", "mixtral", "gemma4"]
+FAMILIES = ["qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe",
+            "qwen3_5_moe", "deepseek_v3_sharp", "deepseek_v3_yarn", "gpt_oss_window", "glm4_moe_qknorm"]
+
+
+def glm_qk_norms(tensors, cfg):
+    gen = torch.Generator().manual_seed(7)
+    for layer in range(cfg["num_hidden_layers"]):
+        for n in ("q_norm", "k_norm"):
+            w = 1 + 0.3 * torch.randn(cfg["head_dim"], generator=gen)
+            tensors[f"model.layers.{layer}.self_attn.{n}.weight"] = w.to(torch.bfloat16)
+
+
+# MLA's sharp attention: q_b and kv_b scale q and k_nope, kv_a the shared rope key (its latent is normed).
+MLA_SHARP = {"q_b_proj.weight": 6.0, "kv_b_proj.weight": 6.0, "kv_a_proj_with_mqa.weight": 10.0}
+YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 32,
+        "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 0.707}
+# variant -> (base family, config changes, tensor-name suffix -> scale, extra tensors)
+VARIANTS = {
+    "deepseek_v3_sharp": ("deepseek_v3", {}, MLA_SHARP, None),
+    "deepseek_v3_yarn": ("deepseek_v3", {"rope_interleave": False, "rope_parameters": YARN}, MLA_SHARP, None),
+    "gpt_oss_window": ("gpt_oss", {"sliding_window": 8},
+                       {"q_proj.weight": 8.0, "k_proj.weight": 8.0, "self_attn.sinks": 20.0}, None),
+    "glm4_moe_qknorm": ("glm4_moe", {"use_qk_norm": True, "n_group": 2, "topk_group": 1, "routed_scaling_factor": 2.5,
+                                     "partial_rotary_factor": 0.25, "rope_parameters": {
+                                         "rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}},
+                        {}, glm_qk_norms),
+}
+
+
+def make_variant(tiny, name):
+    """TINY_DIR/name/{model,fused} from the base family's, with the variant's config and tensors."""
+    import json
+    from safetensors.torch import load_file
+    base, changes, scales, extra = VARIANTS[name]
+    for layout in ("model", "fused"):
+        src, dst = os.path.join(tiny, base, layout), os.path.join(tiny, name, layout)
+        if not os.path.isdir(src):
+            continue
+        os.makedirs(dst, exist_ok=True)
+        cfg = json.load(open(os.path.join(src, "config.json")))
+        cfg.update(changes)
+        json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=1)
+        for f in glob.glob(os.path.join(src, "*.safetensors")):
+            tensors = load_file(f)
+            for n, t in tensors.items():
+                for suffix, factor in scales.items():
+                    if n.endswith(suffix):
+                        tensors[n] = (t.float() * factor).to(t.dtype)
+            if extra:
+                extra(tensors, cfg)
+            save_file(tensors, os.path.join(dst, os.path.basename(f)), metadata={"format": "pt"})
 # transformers module name -> the on-disk name moeq's Site.module uses, where they differ
 # (Mixtral checkpoints keep `block_sparse_moe.experts.E.w1/w3/w2`; transformers 5 renames
 # them on load).
@@ -77,6 +137,9 @@ def expert_rows(mod, x, top_k_index):
         if token_idx.numel() == 0:
             continue
         rows = x[token_idx]
+        if type(mod).__name__ == "GptOssExperts":  # x @ W[e] + b[e], gate/up interleaved, clamped SwiGLU
+            out[e] = (rows, mod._apply_gate(rows @ mod.gate_up_proj[e] + mod.gate_up_proj_bias[e]))
+            continue
         gate, up = torch.nn.functional.linear(rows, mod.gate_up_proj[e]).chunk(2, dim=-1)
         out[e] = (rows, mod.act_fn(gate) * up)
     return out
@@ -146,6 +209,8 @@ def make(fam_dir):
 if __name__ == "__main__":
     tiny = sys.argv[1]
     for fam in sys.argv[2:] or FAMILIES:
+        if fam in VARIANTS:
+            make_variant(tiny, fam)
         if not os.path.isdir(os.path.join(tiny, fam, "model")):
             raise SystemExit(f"{tiny}/{fam}/model is missing: run make_tiny.py {tiny} {fam} first")
         make(os.path.join(tiny, fam))

@@ -44,7 +44,10 @@ def configs():
                                                           num_experts_per_tok=K, n_shared_experts=1, first_k_dense_replace=1,
                                                           n_group=2, topk_group=1, q_lora_rank=32, kv_lora_rank=16,
                                                           qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
-                                                          num_hidden_layers=3)),
+                                                          num_hidden_layers=3,
+                                                          # MLA as real configs have it: head_dim (RoPE's dim) = qk_rope_head_dim,
+                                                          # kv heads = heads (transformers' attention repeats k/v otherwise)
+                                                          head_dim=8, num_key_value_heads=4)),
         "gpt_oss": lambda: T.GptOssConfig(**common(intermediate_size=I, num_local_experts=E, num_experts_per_tok=K,
                                                    layer_types=["sliding_attention", "full_attention"])),
         "glm4_moe": lambda: T.Glm4MoeConfig(**common(intermediate_size=96, moe_intermediate_size=I, n_routed_experts=E,
