@@ -235,6 +235,7 @@ TEST_CASE("compare: reports hold every format and role, offline HTML with charts
   const std::string md = test::read_file(dir + "/report.md");
   for (const auto& f : kCore) CHECK(md.find("| " + f + " |") != std::string::npos);
   CHECK(md.find("not measured") != std::string::npos);
+  CHECK(md.find("## Output error") == std::string::npos);
   CHECK(md.find("Pareto front") != std::string::npos);
   const std::string html = test::read_file(dir + "/report.html");
   size_t svgs = 0;
@@ -276,9 +277,16 @@ TEST_CASE("compare: the pick rule and the Pareto front", "[compare]") {
 TEST_CASE("compare: CLI errors", "[compare]") {
   Demo d;
   REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8", "-o", d.tmp.path + "/r", "--calib", "c.h5"}),
-                         "--calib", "native forward", "not built yet");
-  REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8", "-o", d.tmp.path + "/r", "--eval", "wikitext"}),
-                         "--eval", "native forward");
+                         "--calib", "activation quantization");
+  // The eval data goes through load_calibration_tokens, whose errors name the file.
+  REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8", "-o", d.tmp.path + "/r", "--eval", "no_such.jsonl"}),
+                         "no_such.jsonl");
+  REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8", "-o", d.tmp.path + "/r", "--eval-ids",
+                                           d.tmp.path + "/none.safetensors"}), "none.safetensors");
+  REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8", "-o", d.tmp.path + "/r", "--eval", "a",
+                                           "--eval-ids", "b"}), "not both");
+  REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8", "-o", d.tmp.path + "/r", "--eval-ids", "b",
+                                           "--eval-dtype", "fp16"}), "--eval-dtype");
   REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--formats", "fp8,fp5", "-o", d.tmp.path + "/r"}), "fp5", "nvfp4");
   REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "-o", d.tmp.path + "/r"}), "usage");
   REQUIRE_ERROR_MENTIONS(cli::cmd_compare({d.model, "--recipes", "-o", d.tmp.path + "/r"}), "--recipes");

@@ -47,13 +47,17 @@ std::vector<std::string> split_commas(const std::vector<std::string>& values) {
 
 int cmd_compare(const std::vector<std::string>& argv) {
   const std::string usage = "moeq compare MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR "
-                            "[--device cpu|cuda] [--worst N] [--within-db DB]";
-  Args args(expand_recipes(argv), {}, {"recipe", "formats", "o", "out", "device", "worst", "within-db", "calib", "eval"});
+                            "[--device cpu|cuda] [--worst N] [--within-db DB] [--eval DATA [--eval-samples N] "
+                            "[--eval-seq-len S] | --eval-ids IDS.safetensors] [--eval-dtype bfloat16|float32] "
+                            "[--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS]";
+  Args args(expand_recipes(argv), {},
+            {"recipe", "formats", "o", "out", "device", "worst", "within-db", "calib", "eval", "eval-ids", "eval-samples",
+             "eval-seq-len", "eval-dtype", "eval-chunk", "eval-ref-mib", "max-kl"});
   args.expect_positional(1, usage);
-  if (args.has("calib") || args.has("eval"))
-    throw Error(std::string("--") + (args.has("calib") ? "calib" : "eval") +
-                ": output-error metrics (KL, top-1, perplexity, logit cosine) need moeq's native forward pass, which "
-                "is not built yet; run without --calib/--eval for the weight-error comparison");
+  if (args.has("calib"))
+    throw Error("--calib: compare measures weight-only fake quantization; activation quantization (input scales "
+                "from calibration) is not part of compare yet. Run without --calib (add --eval DATA for the output error)");
+  if (args.has("eval") && args.has("eval-ids")) throw Error("give --eval DATA or --eval-ids IDS.safetensors, not both");
   CompareOptions o;
   o.model = args.positional()[0];
   o.recipes = split_commas(args.all("recipe"));
@@ -61,20 +65,41 @@ int cmd_compare(const std::vector<std::string>& argv) {
   o.device = args.get("device", "cpu");
   const std::string out = args.get("o", args.get("out"));
   if (out.empty() || (o.recipes.empty() && o.formats.empty())) throw Error("usage: " + usage);
+  o.eval_file = args.get("eval");
+  o.eval_ids_file = args.get("eval-ids");
+  o.eval_dtype = args.get("eval-dtype", o.eval_dtype);
   try {
     o.worst_experts = std::stoi(args.get("worst", "10"));
     o.within_db = std::stod(args.get("within-db", "3"));
+    o.max_kl = std::stod(args.get("max-kl", "0.01"));
+    o.eval_samples = std::stoll(args.get("eval-samples", std::to_string(o.eval_samples)));
+    o.eval_seq_len = std::stoll(args.get("eval-seq-len", std::to_string(o.eval_seq_len)));
+    o.eval_chunk_samples = std::stoll(args.get("eval-chunk", std::to_string(o.eval_chunk_samples)));
+    o.eval_ref_mib = std::stoll(args.get("eval-ref-mib", std::to_string(o.eval_ref_mib)));
   } catch (const std::exception&) {
-    throw Error("--worst takes a whole number and --within-db a number of dB");
+    throw Error("--worst, --eval-samples, --eval-seq-len, --eval-chunk and --eval-ref-mib take whole numbers; "
+                "--within-db and --max-kl numbers");
   }
-  if (o.worst_experts < 0 || o.within_db < 0) throw Error("--worst and --within-db must not be negative");
+  if (o.worst_experts < 0 || o.within_db < 0 || o.max_kl < 0) throw Error("--worst, --within-db and --max-kl must not be negative");
+  if (o.eval_samples < 1 || o.eval_seq_len < 2 || o.eval_ref_mib < 1)
+    throw Error("--eval-samples and --eval-ref-mib must be >= 1 and --eval-seq-len >= 2");
   const CompareResult r = run_compare(o);
-  write_compare_report(out, r, o.within_db);
-  const Pick pick = pick_variant(r, o.within_db);
-  for (const auto& v : r.variants)
-    std::printf("%-24s %10.2f MiB  %6.3f bits/weight  mean SQNR %7.2f dB\n", v.name.c_str(),
+  write_compare_report(out, r, o.within_db, o.max_kl);
+  const Pick pick = pick_variant(r, o.within_db, o.max_kl);
+  for (const auto& v : r.variants) {
+    std::printf("%-24s %10.2f MiB  %6.3f bits/weight  mean SQNR %7.2f dB", v.name.c_str(),
                 static_cast<double>(v.expected_bytes) / (1024.0 * 1024.0), v.bits_per_weight, headline_sqnr(v));
-  if (pick.chosen >= 0) std::printf("pick (within %.1f dB of the best): %s\n", o.within_db, r.variants[pick.chosen].name.c_str());
+    if (v.output.measured)
+      std::printf("  KL %s  top-1 %6.2f%%  ppl %+.4f", kl_text(v.output.kl_mean).c_str(), 100.0 * v.output.top1,
+                  v.output.ppl_delta);
+    std::printf("\n");
+  }
+  if (pick.chosen >= 0) {
+    if (pick.by_output)
+      std::printf("pick (smallest with mean KL <= %g nats): %s\n", o.max_kl, r.variants[pick.chosen].name.c_str());
+    else
+      std::printf("pick (within %.1f dB of the best): %s\n", o.within_db, r.variants[pick.chosen].name.c_str());
+  }
   std::printf("report: %s/report.md, %s/report.html\n", out.c_str(), out.c_str());
   return 0;
 }

@@ -6,7 +6,10 @@
 #include <memory>
 #include <set>
 
+#include "calib/dataset.h"
+#include "compare/eval_outputs.h"
 #include "core/error.h"
+#include "io/aten_view.h"
 #include "core/progress.h"
 #include "formats/format.h"
 #include "io/checkpoint.h"
@@ -125,13 +128,12 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
   return out;
 }
 
-Variant evaluate(const Recipe& recipe, const SiteMap& map, const Checkpoint& ck, const at::Device& dev,
-                 const CompareOptions& opt) {
+Variant evaluate(const Recipe& recipe, const Plan& plan, const SiteMap& map, const Checkpoint& ck,
+                 const at::Device& dev, const CompareOptions& opt) {
   Variant v;
   v.name = recipe.name;
   v.source = recipe.path;
   v.export_format = recipe.export_format;
-  const Plan plan = make_plan(recipe, map.sites, false);
   v.warnings = plan.warnings;
   int64_t unruled = 0;
   bool input_quant = false;
@@ -147,7 +149,8 @@ Variant evaluate(const Recipe& recipe, const SiteMap& map, const Checkpoint& ck,
     v.warnings.push_back(std::to_string(unruled) + " expert sites match no rule and stay unquantized (moeq quantize "
                          "refuses this recipe until a rule decides them)");
   if (input_quant)
-    v.warnings.push_back("the recipe quantizes activations (input_quant): only the weight error is measured here");
+    v.warnings.push_back("the recipe quantizes activations (input_quant): only weights are quantized here (weight "
+                         "error and, with --eval, the output error of the weight-only fake-quantized model)");
 
   v.sites = measure(ck, plan, dev, "compare " + v.name);
   v.sites_total = static_cast<int64_t>(map.sites.size());
@@ -241,6 +244,42 @@ ErrorStats summarize(const std::vector<const SiteError*>& sites, int64_t total_s
   return s;
 }
 
+namespace {
+
+// The eval ids, undefined when no output error was asked for; info gets their source.
+at::Tensor eval_ids(const CompareOptions& opt, EvalInfo* info) {
+  if (opt.eval_dtype != "bfloat16" && opt.eval_dtype != "float32")
+    throw Error("--eval-dtype must be bfloat16 or float32, got '" + opt.eval_dtype + "'");
+  info->dtype = opt.eval_dtype;
+  if (opt.eval_ref_mib < 0 || opt.eval_chunk_samples < 1)
+    throw Error("--eval-ref-mib must not be negative and --eval-chunk must be at least 1");
+  if (opt.eval_ids.defined()) {
+    info->source = "ids given by the caller";
+    return opt.eval_ids;
+  }
+  if (!opt.eval_ids_file.empty()) {
+    auto f = Checkpoint::open_file(opt.eval_ids_file);
+    if (!f->has("ids"))
+      throw Error(opt.eval_ids_file + ": no tensor 'ids' (--eval-ids wants a safetensors file with ids [samples, seq] int64)");
+    at::Tensor ids = tensor_view(*f, "ids").clone();
+    if (ids.dim() != 2 || ids.scalar_type() != at::kLong)
+      throw Error(opt.eval_ids_file + ": tensor 'ids' must be [samples, seq] int64");
+    info->source = opt.eval_ids_file + " (pre-tokenized ids)";
+    return ids;
+  }
+  if (opt.eval_file.empty()) return at::Tensor();
+  CalibDataSpec spec;
+  spec.path = opt.eval_file;
+  spec.model_dir = opt.model;
+  spec.samples = opt.eval_samples;
+  spec.seq_len = opt.eval_seq_len;
+  CalibTokens t = load_calibration_tokens(spec);
+  info->source = t.description;
+  return t.ids;
+}
+
+}  // namespace
+
 CompareResult run_compare(const CompareOptions& opt) {
   if (opt.recipes.empty() && opt.formats.empty())
     throw Error("nothing to compare: give --recipes R1.yaml R2.yaml ... and/or --formats nvfp4,fp8,...");
@@ -275,7 +314,35 @@ CompareResult run_compare(const CompareOptions& opt) {
     if (s.role == Role::Expert) res.experts_per_layer = std::max(res.experts_per_layer, s.expert + 1);
   }
   const at::Device dev = opt.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  for (const auto& r : recipes) res.variants.push_back(evaluate(r, map, *ck, dev, opt));
+  EvalInfo info;
+  const at::Tensor ids = eval_ids(opt, &info);  // before the weight pass: bad eval input fails fast
+  std::vector<Plan> plans;
+  for (const auto& r : recipes) plans.push_back(make_plan(r, map.sites, false));
+  for (size_t k = 0; k < recipes.size(); ++k) res.variants.push_back(evaluate(recipes[k], plans[k], map, *ck, dev, opt));
+  if (!ids.defined()) return res;
+
+  // Output error: every plan's fake-quantized model against the unquantized one.
+  std::vector<WeightTransform> transforms;
+  for (const Plan& p : plans) transforms.push_back(plan_weight_transform(ck, p, dev));
+  EvalOptions eo;
+  eo.ids = ids;
+  eo.device = dev;
+  eo.dtype = info.dtype == "float32" ? at::kFloat : at::kBFloat16;
+  eo.chunk_samples = opt.eval_chunk_samples;
+  eo.ref_budget_bytes = opt.eval_ref_mib << 20;
+  const EvalResult er = evaluate_outputs(ck, cfg, transforms, eo);
+  for (size_t k = 0; k < er.variants.size(); ++k) res.variants[k].output = er.variants[k];
+  info.measured = true;
+  info.samples = ids.size(0);
+  info.seq_len = ids.size(1);
+  info.tokens = er.variants.empty() ? 0 : er.variants[0].tokens;
+  info.groups = er.groups;
+  info.samples_per_group = er.samples_per_group;
+  info.ref_budget_mib = opt.eval_ref_mib;
+  info.seconds = er.seconds;
+  info.expert_gemm = er.expert_gemm;
+  info.ppl_ref = er.variants.empty() ? 0 : er.variants[0].ppl_ref;
+  res.eval = info;
   return res;
 }
 

@@ -2,13 +2,16 @@
 // `moeq compare`: several recipes (or formats) on one model, side by side. For each one,
 // the export size the plan implies and the weight error of every quantized site, measured
 // by quantizing and dequantizing it exactly as `moeq quantize` would (same expert stacks,
-// same shared gate/up amax). Output-error metrics (KL, top-1, perplexity) need a forward
-// pass, which moeq does not have yet: they are reported as not measured.
+// same shared gate/up amax). With eval ids (--eval, --eval-ids) also the output error of each
+// variant's fake-quantized model against the unquantized one (compare/eval_outputs.h).
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "compare/output_error.h"
 #include "model/site.h"
 
 namespace moeq {
@@ -20,6 +23,15 @@ struct CompareOptions {
   std::string device = "cpu";        // cpu | cuda
   int worst_experts = 10;            // how many of the worst experts to list
   double within_db = 3.0;            // the pick rule's tolerance (see compare_report.h)
+  double max_kl = 0.01;              // the output-error pick rule's tolerance, nats per token
+  // Output error: eval_ids when defined (library use), else --eval-ids (a safetensors file
+  // with an int64 tensor `ids` [N, S]), else --eval through load_calibration_tokens.
+  at::Tensor eval_ids;
+  std::string eval_ids_file, eval_file;
+  int64_t eval_samples = 64, eval_seq_len = 512;
+  std::string eval_dtype = "bfloat16";  // the forward's compute dtype: bfloat16 | float32
+  int64_t eval_chunk_samples = 8;
+  int64_t eval_ref_mib = 4096;          // host memory for the reference logits (eval_outputs.h); 0: one sample per group
 };
 
 // The error of one quantized site. sqnr_db = 10 log10(||w||^2 / ||w - deq||^2), +inf when
@@ -65,12 +77,23 @@ struct Variant {
   std::vector<SiteError> sites;                 // quantized sites, in site order
   std::vector<ExpertError> experts;             // (layer, expert) order
   std::vector<ExpertError> worst_experts;       // lowest SQNR first
+  OutputError output;                           // measured only with eval ids
+};
+
+// How the output error was measured (eval.measured false: no eval ids given).
+struct EvalInfo {
+  bool measured = false;
+  std::string source;  // where the ids came from
+  std::string dtype, expert_gemm;
+  int64_t samples = 0, seq_len = 0, tokens = 0, groups = 0, samples_per_group = 0, ref_budget_mib = 0;
+  double seconds = 0, ppl_ref = 0;
 };
 
 struct CompareResult {
   std::string model, plugin, device;
   int64_t layers = 0, experts_per_layer = 0;  // from the site map (heatmap extent)
   std::vector<Variant> variants;
+  EvalInfo eval;
 };
 
 CompareResult run_compare(const CompareOptions& opt);

@@ -112,6 +112,34 @@ std::string size_chart(const CompareResult& r) {
   return svg::scatter_plot(f, pts);
 }
 
+std::string output_table(const CompareResult& r) {
+  std::ostringstream o;
+  o << "<table><tr><th>variant</th><th>expected size</th><th>mean KL (nats)</th><th>max KL</th><th>top-1 agreement</th>"
+       "<th>logit cosine</th><th>ppl</th><th>ppl delta</th></tr>";
+  for (size_t k = 0; k < r.variants.size(); ++k) {
+    const Variant& v = r.variants[k];
+    const OutputError& e = v.output;
+    o << "<tr><td><span style=\"color:" << svg::palette(k) << "\">&#9632;</span> " << escape(v.name)
+      << "</td><td class=n>" << human_bytes(v.expected_bytes) << "</td><td class=n>" << kl_text(e.kl_mean)
+      << "</td><td class=n>" << kl_text(e.kl_max) << "</td><td class=n>" << svg::number(100.0 * e.top1, 2)
+      << "%</td><td class=n>" << svg::number(e.cosine_mean, 6) << "</td><td class=n>" << svg::number(e.ppl_quant, 4)
+      << "</td><td class=n>" << (e.ppl_delta >= 0 ? "+" : "") << svg::number(e.ppl_delta, 4) << "</td></tr>";
+  }
+  o << "</table>";
+  return o.str();
+}
+
+// KL spans orders of magnitude between 8-bit and 4-bit formats: plotted as log10.
+std::string kl_chart(const CompareResult& r) {
+  std::vector<svg::Point> pts;
+  for (const auto& v : r.variants)
+    pts.push_back({v.name, static_cast<double>(v.expected_bytes) / (1024.0 * 1024.0),
+                   v.output.kl_mean > 0 ? std::log10(v.output.kl_mean) : NAN});
+  svg::Frame f{"Expected export size vs output error (down and to the left is better)", "expected export size (MiB)",
+               "log10 mean KL (nats/token)", 1100, 420};
+  return svg::scatter_plot(f, pts);
+}
+
 std::string heatmaps(const CompareResult& r) {
   std::ostringstream o;
   for (const auto& v : r.variants) {
@@ -139,7 +167,10 @@ std::string compare_html(const CompareResult& r, const Pick& pick) {
     << "</title><style>" << kStyle << "</style></head><body>";
   h << "<h1>moeq compare</h1><p>model <code>" << escape(r.model) << "</code> (plugin " << escape(r.plugin)
     << "), device " << escape(r.device) << "</p>";
-  h << "<p class=note>" << escape(kOutputErrorNote) << "</p>";
+  h << "<p class=note>" << escape(output_error_note(r)) << "</p>";
+  if (r.eval.measured)
+    h << "<h2>Output error (fake-quantized vs unquantized model)</h2>" << output_table(r) << "<figure>" << kl_chart(r)
+      << "<figcaption>Variants with KL exactly 0 (nothing quantized) have no point.</figcaption></figure>";
   h << "<h2>Size and weight error</h2>" << summary_table(r);
   h << "<h2>SQNR per role</h2>" << role_table(r);
   h << "<h2>Which to pick</h2><p class=pick>" << rich(pick.text) << "</p>";

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <cstdio>
 
 #include "compare/svg_plot.h"
 #include "core/error.h"
@@ -13,9 +14,28 @@
 
 namespace moeq {
 
-const char* const kOutputErrorNote =
-    "Output-error metrics (KL divergence, top-1 agreement, perplexity, logit cosine) are not measured: they need "
-    "moeq's native forward pass, which is not built yet. Everything here is weight error.";
+std::string kl_text(double v) {
+  if (v == 0 || !std::isfinite(v)) return v == 0 ? "0" : "-";
+  if (std::fabs(v) >= 1e-3) return svg::number(v, 5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3e", v);
+  return buf;
+}
+
+std::string output_error_note(const CompareResult& r) {
+  if (!r.eval.measured)
+    return "Output-error metrics (KL divergence, top-1 agreement, perplexity, logit cosine) are not measured: pass "
+           "--eval DATA (or --eval-ids IDS.safetensors) to run the native forward. Everything here is weight error.";
+  const EvalInfo& e = r.eval;
+  std::ostringstream o;
+  o << "Output error measured with moeq's native forward (" << e.dtype << " on " << r.device << ") on "
+    << e.samples << " samples x " << e.seq_len << " tokens (" << e.tokens << " predicted tokens) from " << e.source
+    << "; every variant's weights are quantize-dequantized as its export would hold them, unquantized sites stay "
+       "exact, activations are not quantized. Reference perplexity " << svg::number(e.ppl_ref, 4) << ". Reference "
+    << "logits kept on the host in float32, " << e.samples_per_group << " samples per group (" << e.groups
+    << " group(s), --eval-ref-mib " << e.ref_budget_mib << "); " << svg::number(e.seconds, 1) << " s.";
+  return o.str();
+}
 
 namespace {
 
@@ -59,7 +79,8 @@ double headline_sqnr(const Variant& v) {
   return v.all.quantized > v.all.exact ? v.all.mean_sqnr_db : NAN;
 }
 
-Pick pick_variant(const CompareResult& r, double within_db) {
+namespace {
+Pick pick_by_weight(const CompareResult& r, double within_db) {
   Pick p;
   p.within_db = within_db;
   const auto& vs = r.variants;
@@ -118,6 +139,85 @@ Pick pick_variant(const CompareResult& r, double within_db) {
   return p;
 }
 
+std::string output_desc(const Variant& v) {
+  const OutputError& o = v.output;
+  return v.name + " (KL " + kl_text(o.kl_mean) + ", top-1 " + svg::number(100.0 * o.top1, 2) + "%, ppl " +
+         (o.ppl_delta >= 0 ? "+" : "") + svg::number(o.ppl_delta, 4) + ", " + human_bytes(v.expected_bytes) + ")";
+}
+
+Pick pick_by_output(const CompareResult& r, double within_db, double max_kl) {
+  const Pick weight = pick_by_weight(r, within_db);
+  Pick p;
+  p.within_db = within_db;
+  p.max_kl = max_kl;
+  p.by_output = true;
+  const auto& vs = r.variants;
+  std::vector<int> measured;
+  for (int i = 0; i < static_cast<int>(vs.size()); ++i)
+    if (vs[i].output.measured) measured.push_back(i);
+  std::ostringstream t;
+  t << "Rule (moeq compare, output error): pick the smallest expected export whose mean KL(reference || quantized) "
+       "per token is at most "
+    << kl_text(max_kl) << " nats (--max-kl); weight SQNR is reported but does not decide. ";
+  if (measured.empty()) {
+    p.text = t.str() + "No variant has a measured output error.";
+    return p;
+  }
+  auto kl = [&](int i) { return vs[i].output.kl_mean; };
+  for (int i : measured)
+    if (p.best < 0 || kl(i) < kl(p.best)) p.best = i;
+  for (int i : measured)
+    if (kl(i) <= max_kl && (p.chosen < 0 || vs[i].expected_bytes < vs[p.chosen].expected_bytes ||
+                            (vs[i].expected_bytes == vs[p.chosen].expected_bytes && kl(i) < kl(p.chosen))))
+      p.chosen = i;
+  const bool none_fits = p.chosen < 0;
+  if (none_fits) p.chosen = p.best;
+  for (int i : measured) {
+    bool dominated = false;
+    for (int j : measured) {
+      if (j == i) continue;
+      const bool no_worse = vs[j].expected_bytes <= vs[i].expected_bytes && kl(j) <= kl(i);
+      const bool better = vs[j].expected_bytes < vs[i].expected_bytes || kl(j) < kl(i);
+      dominated = dominated || (no_worse && better);
+    }
+    if (!dominated) p.pareto.push_back(i);
+  }
+  std::stable_sort(p.pareto.begin(), p.pareto.end(),
+                   [&](int a, int b) { return vs[a].expected_bytes < vs[b].expected_bytes; });
+  const Variant& c = vs[p.chosen];
+  if (none_fits)
+    t << "No variant is within " << kl_text(max_kl) << " nats; the lowest KL is " << output_desc(vs[p.best])
+      << ". Pick: **" << c.name << "** (the most faithful; raise --max-kl or try larger formats). ";
+  else
+    t << "Pick: **" << c.name << "**: " << output_desc(c) << ", " << svg::number(ratio(c), 2)
+      << "x smaller than the source, weight SQNR " << db(headline_sqnr(c)) << " dB. Lowest KL: "
+      << output_desc(vs[p.best]) << ". ";
+  t << "Pareto front over size and KL, smallest first: ";
+  for (size_t k = 0; k < p.pareto.size(); ++k) t << (k ? ", " : "") << output_desc(vs[p.pareto[k]]);
+  t << ".";
+  int next = -1;
+  for (int i : p.pareto)
+    if (vs[i].expected_bytes < c.expected_bytes) next = i;
+  if (next >= 0) {
+    const double saved = static_cast<double>(c.expected_bytes - vs[next].expected_bytes);
+    t << " Next smaller on the front: " << vs[next].name << " saves " << human_bytes(static_cast<uint64_t>(saved)) << " ("
+      << svg::number(100.0 * saved / static_cast<double>(c.expected_bytes), 1) << "%) at KL " << kl_text(kl(next))
+      << " (" << svg::number(kl(next) / std::max(kl(p.chosen), 1e-12), 1) << "x the pick's).";
+  }
+  if (weight.chosen >= 0)
+    t << (weight.chosen == p.chosen ? " The weight-SQNR rule (within " + svg::number(within_db, 1) + " dB) agrees."
+                                    : " The weight-SQNR rule (within " + svg::number(within_db, 1) + " dB) would pick " +
+                                          vs[weight.chosen].name + " (" + output_desc(vs[weight.chosen]) +
+                                          "); the output error decides here.");
+  p.text = t.str();
+  return p;
+}
+}  // namespace
+
+Pick pick_variant(const CompareResult& r, double within_db, double max_kl) {
+  return r.eval.measured ? pick_by_output(r, within_db, max_kl) : pick_by_weight(r, within_db);
+}
+
 nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
   json j;
   j["tool"] = "moeq compare";
@@ -126,7 +226,31 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
   j["device"] = r.device;
   j["layers"] = r.layers;
   j["experts_per_layer"] = r.experts_per_layer;
-  j["output_error"] = {{"measured", false}, {"metrics", {"kl", "top1", "perplexity", "logit_cosine"}}, {"note", kOutputErrorNote}};
+  {
+    const EvalInfo& e = r.eval;
+    json oe = {{"measured", e.measured}, {"metrics", {"kl", "top1", "perplexity", "logit_cosine"}}, {"note", output_error_note(r)}};
+    if (e.measured) {
+      oe["source"] = e.source;
+      oe["dtype"] = e.dtype;
+      oe["samples"] = e.samples;
+      oe["seq_len"] = e.seq_len;
+      oe["tokens"] = e.tokens;
+      oe["ppl_ref"] = num(e.ppl_ref);
+      oe["groups"] = e.groups;
+      oe["samples_per_group"] = e.samples_per_group;
+      oe["ref_budget_mib"] = e.ref_budget_mib;
+      oe["seconds"] = e.seconds;
+      oe["expert_gemm"] = e.expert_gemm;
+      oe["definitions"] = {
+          {"tokens", "positions 0..S-2 of every sample (each predicts the next id); all metrics over the same tokens"},
+          {"kl_mean", "mean over tokens of KL(P_ref || P_quant) = sum_v p_ref (log p_ref - log p_quant), nats"},
+          {"kl_max", "the largest per-token KL"},
+          {"top1", "fraction of tokens whose argmax agrees"},
+          {"ppl", "exp(mean NLL of the next id); ppl_delta = ppl_quant - ppl_ref"},
+          {"cosine_mean", "mean over tokens of the cosine of the two logit vectors"}};
+    }
+    j["output_error"] = oe;
+  }
   j["definitions"] = {
       {"sqnr_db", "10*log10(||w||^2 / ||w - dequant(quant(w))||^2) per site, summed in double; null when exact"},
       {"rel_err", "||w - dequant(quant(w))|| / ||w|| (Frobenius) per site"},
@@ -134,7 +258,10 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
       {"expert_sqnr_db", "SQNR of one expert over all its quantized projections (energies summed)"},
       {"expected_bytes", "every stored tensor at its stored size, quantized sites at the format's bits_per_weight"},
       {"bits_per_weight", "over quantized sites, scales included"}};
-  json pj = {{"within_db", pick.within_db}, {"metric", "mean_sqnr_db over quantized sites"}, {"text", pick.text}};
+  json pj = {{"within_db", pick.within_db},
+             {"metric", pick.by_output ? "kl_mean (output error)" : "mean_sqnr_db over quantized sites"},
+             {"text", pick.text}};
+  if (pick.by_output) pj["max_kl"] = pick.max_kl;
   pj["best"] = pick.best >= 0 ? json(r.variants[pick.best].name) : json(nullptr);
   pj["chosen"] = pick.chosen >= 0 ? json(r.variants[pick.chosen].name) : json(nullptr);
   pj["pareto"] = json::array();
@@ -155,6 +282,15 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
     x["size_ratio"] = ratio(v);
     x["bits_per_weight"] = v.all.quantized ? num(v.bits_per_weight) : json(nullptr);
     x["summary"] = stats_json(v.all);
+    if (v.output.measured) {
+      const OutputError& o = v.output;
+      x["output_error"] = {{"tokens", o.tokens},          {"kl_mean", num(o.kl_mean)},   {"kl_max", num(o.kl_max)},
+                           {"top1", num(o.top1)},         {"cosine_mean", num(o.cosine_mean)},
+                           {"ppl_ref", num(o.ppl_ref)},   {"ppl_quant", num(o.ppl_quant)},
+                           {"ppl_delta", num(o.ppl_delta)}};
+    } else {
+      x["output_error"] = nullptr;
+    }
     for (const auto& [role, s] : v.per_role) x["per_role"][role] = stats_json(s);
     x["per_layer"] = json::array();
     for (const auto& [layer, s] : v.per_layer) {
@@ -183,7 +319,21 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
   std::ostringstream md;
   md << "# moeq compare\n\n";
   md << "- model: `" << r.model << "` (plugin " << r.plugin << "), device " << r.device << "\n";
-  md << "- " << kOutputErrorNote << "\n\n";
+  md << "- " << output_error_note(r) << "\n\n";
+  if (r.eval.measured) {
+    md << "## Output error (fake-quantized vs unquantized model)\n\n"
+       << "| variant | expected size | bits/weight | mean KL (nats) | max KL | top-1 agreement | logit cosine | ppl | "
+          "ppl delta |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& v : r.variants) {
+      const OutputError& o = v.output;
+      md << "| " << v.name << " | " << human_bytes(v.expected_bytes) << " | "
+         << (v.all.quantized ? svg::number(v.bits_per_weight, 3) : "-") << " | " << kl_text(o.kl_mean) << " | "
+         << kl_text(o.kl_max) << " | " << svg::number(100.0 * o.top1, 2) << "% | " << svg::number(o.cosine_mean, 6)
+         << " | " << svg::number(o.ppl_quant, 4) << " | " << (o.ppl_delta >= 0 ? "+" : "") << svg::number(o.ppl_delta, 4)
+         << " |\n";
+    }
+    md << "\n";
+  }
   md << "## Size and weight error\n\n";
   md << "| variant | formats | quantized sites | expected size | smaller by | bits/weight | mean SQNR dB | worst SQNR dB "
         "| worst site | mean rel. error |\n|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n";
@@ -218,7 +368,11 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
   }
   md << "\n`-`: not quantized by that variant (protected roles: router, embeddings, lm_head, unless a rule names them).\n";
   md << "\n## Which to pick\n\n" << pick.text << "\n";
-  md << "\nWeight SQNR ranks formats on this model's weights; it does not replace an output-quality check (see above).\n";
+  if (!r.eval.measured)
+    md << "\nWeight SQNR ranks formats on this model's weights; it does not replace an output-quality check (see above).\n";
+  else
+    md << "\nKL and top-1 are measured on the eval data given; they rank the formats for this model, not for every "
+          "task (they are no substitute for a task benchmark of the chosen export).\n";
   md << "\n## Worst experts\n\n";
   bool any_experts = false;
   for (const auto& v : r.variants) {
@@ -246,15 +400,17 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
      << "- Expert SQNR: one expert's quantized projections together (energies summed).\n"
      << "- Expected size: stored tensors at their stored size, quantized sites at the format's bits per weight "
         "(codes and scales); the exact export adds headers and layout padding.\n"
+     << "- Output error (with --eval): over positions 0..S-2 of every sample; KL(P_ref || P_quant) per token in nats, "
+        "averaged; top-1: argmax agreement; ppl: exp(mean NLL of the next id); cosine: of the two logit vectors.\n"
      << "- report.json holds every site, layer and expert; report.html has the charts.\n";
   return md.str();
 }
 
-void write_compare_report(const std::string& dir, const CompareResult& r, double within_db) {
+void write_compare_report(const std::string& dir, const CompareResult& r, double within_db, double max_kl) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create the report directory: " + ec.message());
-  const Pick pick = pick_variant(r, within_db);
+  const Pick pick = pick_variant(r, within_db, max_kl);
   auto put = [&](const std::string& name, const std::string& text) {
     std::ofstream out(dir + "/" + name, std::ios::binary);
     out << text;
