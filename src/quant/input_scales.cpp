@@ -28,7 +28,8 @@ float input_scale_from_amax(const std::string& format, float amax) {
 float input_global_scale_from_amax(float amax) {
   if (!std::isfinite(amax) || amax <= 0)
     throw Error("input amax " + std::to_string(amax) + " gives no usable input global scale (must be finite and > 0)");
-  return (448.0f * 6.0f) / amax;
+  // torch evaluates `scalar / tensor` as tensor.reciprocal() * scalar: so does compressed-tensors' generate_gparam.
+  return (1.0f / amax) * (448.0f * 6.0f);
 }
 
 std::map<std::string, InputScale> input_scales(const Plan& plan, const CalibData& calib, const std::string& path) {

@@ -17,8 +17,8 @@ namespace moeq {
 // Throws moeq::Error for formats whose activations moeq does not quantize, and for an amax
 // that is not finite and > 0.
 float input_scale_from_amax(const std::string& format, float amax);
-// compressed-tensors' NVFP4 input_global_scale (generate_gparam): (448 * 6) / amax in
-// float32, which is not always the float32 reciprocal of input_scale_from_amax.
+// compressed-tensors' NVFP4 input_global_scale (generate_gparam): (448 * 6) / amax, which
+// torch evaluates as (1 / amax) * 2688 in float32; not always 1 / input_scale_from_amax.
 float input_global_scale_from_amax(float amax);
 
 struct InputScale {

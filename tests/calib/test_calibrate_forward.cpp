@@ -2,7 +2,8 @@
 // each family's tiny checkpoint with the fixed ids of tests/python/forward_oracle.py, against
 // the amax and tokens per expert that transformers' float32 forward gives
 // (<tiny>/<fam>/forward_oracle.safetensors: `ids`, `amax.<module>`, `tokens.<L>`).
-// Skips (saying why) while moeq has no native forward for a family.
+// Skips (saying why) while moeq has no native forward for a family. Runs on MOEQ_TEST_DEVICE
+// (cpu by default, or cuda).
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -26,7 +27,9 @@ constexpr double kRelTol = 1e-4;
 }  // namespace
 
 TEST_CASE("calibrate: per-site amax and tokens per expert equal transformers' (forward oracle)", "[forward]") {
-  const std::string root = test::tiny_dir();
+  // The forward oracle fixture's directory (tests/CMakeLists.txt sets MOEQ_FORWARD_DIR for [forward] tests).
+  const char* fwd_dir = std::getenv("MOEQ_FORWARD_DIR");
+  const std::string root = fwd_dir ? std::string(fwd_dir) : test::tiny_dir();
   const char* dev = std::getenv("MOEQ_TEST_DEVICE");
   test::TempDir tmp;
   std::vector<std::string> ran, skipped;

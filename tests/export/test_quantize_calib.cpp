@@ -92,6 +92,8 @@ size_t check_export(const std::string& out, const std::string& src, const std::s
     CHECK(std::isfinite(stored));
     CHECK(stored > 0);
     CHECK(stored == want);
+    INFO(s.dump());
+    REQUIRE(s.contains("input_scale"));
     CHECK(s["input_scale"].get<float>() == input_scale_from_amax(format, amax));
     ++n;
   }
