@@ -112,11 +112,11 @@ TEST_CASE("quantize: refuses silent expert skips and unsupported exports; failur
   for (const auto& e : fs::directory_iterator(tmp.path)) CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
 }
 
-TEST_CASE("quantize + verify: ModelOpt recipes on every family's tiny transformers checkpoint", "[tiny]") {
+TEST_CASE("quantize + verify: shipped recipes (ModelOpt and compressed-tensors exports) on every family's tiny transformers checkpoint", "[tiny]") {
   const std::string root = test::tiny_dir();
   test::TempDir tmp;
   for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
-    for (const char* recipe : {"nvfp4_experts_only", "nvfp4_mlp_only", "nvfp4_all", "fp8"}) {
+    for (const char* recipe : {"nvfp4_experts_only", "nvfp4_mlp_only", "nvfp4_all", "fp8", "mxfp4_experts", "fp8_experts_weight_only"}) {
       DYNAMIC_SECTION(fam << " " << recipe) {
         const std::string src = root + "/" + fam + "/model";
         QuantizeOptions o;
