@@ -62,8 +62,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   const bool cuda = args.get("device", "cpu") == "cuda";
   if (cuda && !at::hasCUDA()) throw Error("--device cuda: no CUDA device");
   const auto shape = parse_shape(args.get("shape", cuda ? "128,1408,2816" : "8,1408,2816"));
-  const int iters = std::stoi(args.get("iters", cuda ? "20" : "3"));
-  if (args.has("threads")) at::set_num_threads(std::stoi(args.get("threads")));
+  const int iters = static_cast<int>(args.integer("iters", cuda ? 20 : 3));
+  if (args.has("threads")) at::set_num_threads(static_cast<int>(args.integer("threads", 1)));
   std::vector<std::string> formats = format_names();
   if (args.has("formats")) {
     formats.clear();

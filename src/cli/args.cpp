@@ -2,6 +2,8 @@
 
 #include "core/error.h"
 
+#include <cmath>
+
 namespace moeq::cli {
 
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& flags,
@@ -50,6 +52,40 @@ std::vector<std::string> Args::all(const std::string& name) const {
 
 void Args::expect_positional(size_t n, const std::string& usage) const {
   if (positional_.size() != n) throw Error("usage: " + usage);
+}
+
+}  // namespace moeq::cli
+
+namespace moeq::cli {
+
+long long Args::integer(const std::string& name, long long fallback, long long min) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (v.empty() || used != v.size() || n < min)
+    throw Error("--" + name + " must be " +
+                (min == 1 ? std::string("a positive integer") : "an integer >= " + std::to_string(min)) + ", got '" + v + "'");
+  return n;
+}
+
+double Args::number(const std::string& name, double fallback) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (v.empty() || used != v.size() || !std::isfinite(x)) throw Error("--" + name + " must be a number, got '" + v + "'");
+  return x;
 }
 
 }  // namespace moeq::cli

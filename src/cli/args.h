@@ -2,6 +2,7 @@
 // A small command-line parser: positional arguments, `--flag`, `--key value` and
 // `--key=value`. Unknown options are errors naming the option. (CLI11 would do, but the
 // GPU build machine has no network and no CLI11 package; this is all moeq needs.)
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -18,6 +19,11 @@ class Args {
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::string get(const std::string& name, const std::string& fallback = "") const;
   std::vector<std::string> all(const std::string& name) const;
+  // The option as an integer >= min (fallback when absent); a malformed or smaller value is an
+  // error naming the option and the value.
+  long long integer(const std::string& name, long long fallback, long long min = 1) const;
+  // The option as a finite number (fallback when absent); malformed -> error naming it.
+  double number(const std::string& name, double fallback) const;
   // Exactly n positionals, else an error with the usage line.
   void expect_positional(size_t n, const std::string& usage) const;
 

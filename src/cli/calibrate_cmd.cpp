@@ -5,21 +5,6 @@
 #include "cli/commands.h"
 
 namespace moeq::cli {
-namespace {
-int64_t positive(const Args& a, const std::string& key, int64_t fallback) {
-  if (!a.has(key)) return fallback;
-  const std::string v = a.get(key);
-  size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || n < 1) throw Error("--" + key + " must be a positive integer, got '" + v + "'");
-  return n;
-}
-}  // namespace
 
 int cmd_calibrate(const std::vector<std::string>& argv) {
   Args args(argv, {"all-experts-stats", "channel-amax", "quiet"},
@@ -33,9 +18,9 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   o.data = args.get("data");
   o.out = args.get("o", args.get("out"));
   if (o.out.empty()) throw Error("usage: " + usage);
-  o.samples = positive(args, "samples", o.samples);
-  o.seq_len = positive(args, "seq-len", o.seq_len);
-  o.chunk = positive(args, "chunk", o.chunk);
+  o.samples = args.integer("samples", o.samples);
+  o.seq_len = args.integer("seq-len", o.seq_len);
+  o.chunk = args.integer("chunk", o.chunk);
   o.device = args.get("device", o.device);
   o.dtype = args.get("dtype", o.dtype);
   o.all_experts_stats = args.flag("all-experts-stats");

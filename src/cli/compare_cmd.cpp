@@ -68,18 +68,13 @@ int cmd_compare(const std::vector<std::string>& argv) {
   o.eval_file = args.get("eval");
   o.eval_ids_file = args.get("eval-ids");
   o.eval_dtype = args.get("eval-dtype", o.eval_dtype);
-  try {
-    o.worst_experts = std::stoi(args.get("worst", "10"));
-    o.within_db = std::stod(args.get("within-db", "3"));
-    o.max_kl = std::stod(args.get("max-kl", "0.01"));
-    o.eval_samples = std::stoll(args.get("eval-samples", std::to_string(o.eval_samples)));
-    o.eval_seq_len = std::stoll(args.get("eval-seq-len", std::to_string(o.eval_seq_len)));
-    o.eval_chunk_samples = std::stoll(args.get("eval-chunk", std::to_string(o.eval_chunk_samples)));
-    o.eval_ref_mib = std::stoll(args.get("eval-ref-mib", std::to_string(o.eval_ref_mib)));
-  } catch (const std::exception&) {
-    throw Error("--worst, --eval-samples, --eval-seq-len, --eval-chunk and --eval-ref-mib take whole numbers; "
-                "--within-db and --max-kl numbers");
-  }
+  o.worst_experts = static_cast<int>(args.integer("worst", 10, 0));
+  o.within_db = args.number("within-db", 3);
+  o.max_kl = args.number("max-kl", 0.01);
+  o.eval_samples = args.integer("eval-samples", o.eval_samples);
+  o.eval_seq_len = args.integer("eval-seq-len", o.eval_seq_len);
+  o.eval_chunk_samples = args.integer("eval-chunk", o.eval_chunk_samples);
+  o.eval_ref_mib = args.integer("eval-ref-mib", o.eval_ref_mib);
   if (o.worst_experts < 0 || o.within_db < 0 || o.max_kl < 0) throw Error("--worst, --within-db and --max-kl must not be negative");
   if (o.eval_samples < 1 || o.eval_seq_len < 2 || o.eval_ref_mib < 1)
     throw Error("--eval-samples and --eval-ref-mib must be >= 1 and --eval-seq-len >= 2");

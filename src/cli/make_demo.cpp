@@ -16,8 +16,8 @@ int cmd_make_demo(const std::vector<std::string>& argv) {
   const uint64_t seed = std::stoull(args.get("seed", "1234"));
   std::filesystem::create_directories(out);
   DemoShape shape;
-  shape.layers = std::stoll(args.get("layers", std::to_string(shape.layers)));
-  shape.experts = std::stoll(args.get("experts", std::to_string(shape.experts)));
+  shape.layers = args.integer("layers", shape.layers);
+  shape.experts = args.integer("experts", shape.experts);
   if (shape.layers < 1 || shape.experts < shape.top_k)
     throw Error("make-demo: need --layers >= 1 and --experts >= " + std::to_string(shape.top_k) + " (top_k)");
   for (bool fused : {false, true}) {

@@ -20,7 +20,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   o.overwrite = args.flag("overwrite");
   o.strict = args.flag("strict");
   o.weight_only = args.flag("weight-only");
-  if (args.has("max-shard-gb")) o.max_shard_bytes = static_cast<uint64_t>(std::stod(args.get("max-shard-gb")) * (1ull << 30));
+  if (args.has("max-shard-gb")) o.max_shard_bytes = static_cast<uint64_t>(args.number("max-shard-gb", 0) * (1ull << 30));
   o.dump_dequant = args.get("dump-dequant");  // testing aid, not in the usage line
   quantize_checkpoint(o);
   return 0;
