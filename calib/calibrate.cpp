@@ -43,16 +43,20 @@ at::ScalarType dtype_of(const std::string& d) {
 
 }  // namespace
 
-CalibData calibrate_ids(const CalibrateOptions& opt, const at::Tensor& ids, const std::string& data_description) {
-  if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
-  const ModelConfig cfg = load_config(opt.model);
-  auto ck = Checkpoint::open(opt.model);
+ForwardOptions forward_options(const CalibrateOptions& opt) {
   ForwardOptions fo;
   fo.device = device_of(opt.device);
   fo.dtype = dtype_of(opt.dtype);
   fo.chunk_samples = opt.chunk;
   fo.all_experts_see_all_tokens = opt.all_experts_stats;
-  std::unique_ptr<MoeForward> fwd = make_forward(ck, cfg, fo);
+  return fo;
+}
+
+CalibData calibrate_ids(const CalibrateOptions& opt, const at::Tensor& ids, const std::string& data_description) {
+  if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
+  const ModelConfig cfg = load_config(opt.model);
+  auto ck = Checkpoint::open(opt.model);
+  std::unique_ptr<MoeForward> fwd = make_forward(ck, cfg, forward_options(opt));
   return calibrate_with(*fwd, opt, cfg, *ck, ids, data_description);
 }
 

@@ -21,6 +21,9 @@ struct CalibrateOptions {
   bool progress = true;           // one line per decoder layer on stderr
 };
 
+// The forward's options for a calibration run (device, compute dtype, chunk, all-experts mode).
+ForwardOptions forward_options(const CalibrateOptions& opt);
+
 // Runs the native forward over `ids` [samples, seq] and returns the statistics with every
 // metadata field filled (model fingerprint, data description, device, timing).
 CalibData calibrate_ids(const CalibrateOptions& opt, const at::Tensor& ids, const std::string& data_description);
