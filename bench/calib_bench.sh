@@ -2,7 +2,8 @@
 # Calibration throughput (issue 7, part 3) on the GPU machine: an OLMoE-1B-7B-shaped random
 # checkpoint (bench/make_random_checkpoint.py, 13.8 GB bf16, in /dev/shm), 512 samples x 512
 # random token ids; `moeq calibrate --device cuda` against transformers 5.17's forward of the same
-# ids (bench/calib_torch_baseline.py: plain, and with statistics hooks); then moeq again under a
+# ids (bench/calib_torch_baseline.py: plain, and with statistics hooks), `moeq bench calibrate` (moeq's
+# forward alone vs with statistics); then moeq again under a
 # GPU memory cap smaller than the model (PYTORCH_CUDA_ALLOC_CONF per_process_memory_fraction).
 # Usage: bash bench/calib_bench.sh MOEQ_BINARY RESULTS_DIR [SAMPLES] [CHUNK]
 set -uo pipefail
@@ -18,6 +19,8 @@ t=$(date +%s.%N)
 timeout 240 "$MOEQ" calibrate "$SRC" --data /dev/shm/moeq-calib/ids.npy --samples $N --seq-len 512 --device cuda --chunk $CHUNK \
   -o /dev/shm/moeq-calib/calib.h5 2>&1 | grep -E "wrote|peak|rror|fallback|grouped|loop" | tail -6
 echo "wall (process, incl. data load and CUDA init): $(awk "BEGIN{print $(date +%s.%N)-$t}") s"
+echo "== moeq bench calibrate (forward alone vs forward + statistics, same ids, one process)"
+timeout 240 "$MOEQ" bench calibrate "$SRC" --data /dev/shm/moeq-calib/ids.npy --samples $N --seq-len 512 --device cuda --chunk $CHUNK 2>&1 | tail -3
 echo "== transformers 5.17 (grouped_mm experts, sdpa), batch $CHUNK"
 timeout 240 python3 bench/calib_torch_baseline.py "$SRC" /dev/shm/moeq-calib/ids.npy $CHUNK 2>&1 | grep -E "^(load|transformers)" | tail -4
 echo "== moeq calibrate under a GPU memory cap (per_process_memory_fraction 0.03 of the card)"
