@@ -8,12 +8,34 @@
 #include <vector>
 
 #include "export/shard_writer.h"
+#include "model/demo_checkpoint.h"
+#include "quant/quantize.h"
 #include "io/aten_view.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "test_util.h"
 
 namespace moeq::test {
+
+// The demo checkpoint (2 layers, `experts` experts, per-expert or fused layout; written once
+// per TempDir) quantized weight-only into `export_name` with the recipe rules; returns the
+// export dir (`<src>-<suffix>`).
+inline std::string quantize_demo_export(const TempDir& tmp, bool fused, const std::string& export_name,
+                                        const std::string& rules, const std::string& suffix, int64_t experts = 4) {
+  DemoShape shape;
+  shape.layers = 2;
+  shape.experts = experts;
+  const std::string src = tmp.path + (fused ? "/fused" : "/flat");
+  if (!std::filesystem::exists(src)) write_demo_checkpoint(src, fused, shape, 7, false);
+  write_file(tmp.path + "/r.yaml", "export: " + export_name + "\nweight_only: true\nrules:\n" + rules);
+  QuantizeOptions o;
+  o.model = src;
+  o.recipe = tmp.path + "/r.yaml";
+  o.out = src + "-" + suffix;
+  o.overwrite = true;
+  quantize_checkpoint(o);
+  return o.out;
+}
 
 // Rewrites a single-shard export, letting `edit` drop (return false) or change tensors.
 inline void rewrite_export(const std::string& dir, const std::function<bool(const std::string&, at::Tensor&)>& edit) {

@@ -27,19 +27,7 @@ std::string recipes_dir() { return std::string(MOEQ_SOURCE_DIR) + "/recipes"; }
 
 // Demo checkpoint (2 layers, 4 experts, per-expert or fused) quantized with the rules; returns the export dir.
 std::string quantize_demo(const test::TempDir& tmp, bool fused, const std::string& rules) {
-  DemoShape shape;
-  shape.layers = 2;
-  shape.experts = 4;
-  const std::string src = tmp.path + (fused ? "/fused" : "/flat");
-  if (!fs::exists(src)) write_demo_checkpoint(src, fused, shape, 7, false);
-  test::write_file(tmp.path + "/r.yaml", "export: bnb\nweight_only: true\nrules:\n" + rules);
-  QuantizeOptions o;
-  o.model = src;
-  o.recipe = tmp.path + "/r.yaml";
-  o.out = src + "-bnb";
-  o.overwrite = true;
-  quantize_checkpoint(o);
-  return o.out;
+  return test::quantize_demo_export(tmp, fused, "bnb", rules, "bnb");
 }
 
 std::string all_problems(const VerifyResult& r) {

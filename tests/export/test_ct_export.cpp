@@ -25,19 +25,7 @@ namespace {
 
 // Demo checkpoint (both layouts) quantized with the recipe text; returns the export dir.
 std::string quantize_demo(const test::TempDir& tmp, bool fused, const std::string& recipe_text, int64_t experts = 4) {
-  DemoShape shape;
-  shape.layers = 2;
-  shape.experts = experts;
-  const std::string src = tmp.path + (fused ? "/fused" : "/flat");
-  if (!fs::exists(src)) write_demo_checkpoint(src, fused, shape, 7, false);
-  test::write_file(tmp.path + "/r.yaml", "export: compressed-tensors\nweight_only: true\nrules:\n" + recipe_text);
-  QuantizeOptions o;
-  o.model = src;
-  o.recipe = tmp.path + "/r.yaml";
-  o.out = src + "-ct";
-  o.overwrite = true;
-  quantize_checkpoint(o);
-  return o.out;
+  return test::quantize_demo_export(tmp, fused, "compressed-tensors", recipe_text, "ct", experts);
 }
 
 nlohmann::json quant_config(const std::string& dir) {

@@ -41,6 +41,19 @@ std::string fake_calibrate(const std::string& model, const std::string& path, in
   return path;
 }
 
+// A small demo model: 4 experts (top-2), hidden 64, expert intermediate 32.
+DemoShape small_shape(int64_t layers) {
+  DemoShape shape;
+  shape.layers = layers;
+  shape.experts = 4;
+  shape.top_k = 2;
+  shape.hidden = 64;
+  shape.expert_inter = 32;
+  shape.vocab = 64;
+  shape.head_dim = 16;
+  return shape;
+}
+
 std::string write_recipe(const std::string& dir, const std::string& name, const std::string& body) {
   const std::string p = dir + "/" + name + ".yaml";
   test::write_file(p, "recipe: " + name + "\n" + body);
@@ -116,14 +129,7 @@ size_t check_export(const std::string& out, const std::string& src, const std::s
 TEST_CASE("quantize --calib: NVFP4 W4A4 and FP8 W8A8 exports (ModelOpt, compressed-tensors) on the demo checkpoint",
           "[calib]") {
   test::TempDir tmp;
-  DemoShape shape;
-  shape.layers = 2;
-  shape.experts = 4;
-  shape.top_k = 2;
-  shape.hidden = 64;
-  shape.expert_inter = 32;
-  shape.vocab = 64;
-  shape.head_dim = 16;
+  DemoShape shape = small_shape(2);
   const std::string src = tmp.path + "/m";
   write_demo_checkpoint(src, true, shape, 3, false);
   const std::string calib = fake_calibrate(src, tmp.path + "/calib.h5", 1, 2);
@@ -165,14 +171,7 @@ TEST_CASE("quantize --calib: NVFP4 W4A4 and FP8 W8A8 exports (ModelOpt, compress
 
 TEST_CASE("quantize --calib: refusals (other model, weight-only recipe warns, missing statistics)", "[calib]") {
   test::TempDir tmp;
-  DemoShape shape;
-  shape.layers = 1;
-  shape.experts = 4;
-  shape.top_k = 2;
-  shape.hidden = 64;
-  shape.expert_inter = 32;
-  shape.vocab = 64;
-  shape.head_dim = 16;
+  DemoShape shape = small_shape(1);
   write_demo_checkpoint(tmp.path + "/a", false, shape, 3, false);
   shape.experts = 6;
   write_demo_checkpoint(tmp.path + "/b", false, shape, 3, false);
