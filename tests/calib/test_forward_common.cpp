@@ -7,7 +7,10 @@
 //   amax of every linear input: |ours - oracle| <= 1e-4 * oracle (same float32 math, different
 //     summation order), and the same set of modules
 //   bfloat16 logits: max |ours_bf16 - logits_f32| <= 2 * max |transformers_bf16 - logits_f32| + 1e-3 * max |logit|
-//     (our bf16 error is of the size of transformers' own; we accumulate the expert sum in float32)
+//     (our bf16 error is of the size of transformers' own; we accumulate the expert sum in float32),
+//     over the positions no routing flip reached: a token whose bf16 top-k differs from the float32
+//     oracle's (near-ties of the tiny random routers) and every later position of its sample are
+//     left out; at most 5% of top-k decisions may flip and at least half of the positions must remain
 // ATen before Catch2: c10's logging header defines its own CHECK, Catch2's must win.
 #include "calib/forward/blocks.h"
 #include "tests/calib/forward_test_util.h"
@@ -84,17 +87,51 @@ void check_family_against_oracle(const std::string& family) {
 }
 
 namespace {
+// Positions [N, S] whose logits no routing flip can have reached: a token whose top-k in
+// some layer differs from the float32 oracle's (a near-tie that bfloat16 rounding decides
+// otherwise: tiny random routers have top-2/3 probability margins of ~1e-4) changes its own
+// hidden state and, through attention, every later position of its sample.
+at::Tensor positions_before_first_flip(const RecordingObserver& obs, const std::map<std::string, at::Tensor>& oracle,
+                                       int64_t N, int64_t S, int64_t* flips) {
+  at::Tensor flipped = at::zeros({N * S}, at::kBool);
+  for (const auto& [layer, parts] : obs.topk) {
+    const at::Tensor ours = obs.topk_ids(layer), want = oracle.at("router." + std::to_string(layer) + ".topk_ids");
+    const at::Tensor differs = (ours != want).any(-1);
+    *flips += differs.sum().item<int64_t>();
+    flipped |= differs;
+  }
+  // keep[n, s] = no flip at positions <= s of sample n
+  return (flipped.view({N, S}).to(at::kInt).cumsum(1) == 0);
+}
+
 void check_bf16(const std::string& family) {
   const std::string dir = forward_dir() + "/" + family;
   auto oracle = load_tensors(dir + "/forward_oracle.safetensors");
-  const at::Tensor ref = oracle.at("logits"), hf = oracle.at("logits_bf16");
+  const at::Tensor ids = oracle.at("ids"), ref = oracle.at("logits"), hf = oracle.at("logits_bf16");
   ForwardOptions o;
   o.device = test_device();
   o.dtype = at::kBFloat16;
-  ForwardResult r = run_forward(dir + "/model", oracle.at("ids"), o);
-  const double ours = max_diff(r.logits, ref), theirs = max_diff(hf, ref), scale = max_abs(ref);
+  auto ck = Checkpoint::open(dir + "/model");
+  auto f = make_forward(ck, load_config(dir + "/model"), o);
+  RecordingObserver obs(f->sites());
+  std::vector<at::Tensor> parts;
+  ForwardResult r;
+  r.stats = f->run(ids, &obs, [&](int64_t, const at::Tensor& l) { parts.push_back(l.to(at::kCPU)); });
+  r.logits = at::cat(parts);
+  const int64_t N = ids.size(0), S = ids.size(1);
+  int64_t flips = 0;
+  const at::Tensor keep = positions_before_first_flip(obs, oracle, N, S, &flips);
+  const int64_t kept = keep.sum().item<int64_t>(), decisions = N * S * static_cast<int64_t>(obs.topk.size());
+  const at::Tensor m = keep.unsqueeze(-1).expand_as(ref);
+  auto masked_diff = [&](const at::Tensor& a) { return (a - ref).abs().masked_select(m).max().item<double>(); };
+  const double ours = masked_diff(r.logits), theirs = masked_diff(hf), scale = max_abs(ref);
   WARN(family << " bf16 on " << o.device << ": ours vs f32 " << ours << ", transformers bf16 vs f32 " << theirs
+              << " over " << kept << " of " << N * S << " positions (" << flips << " of " << decisions
+              << " top-k decisions differ from float32's), all positions: ours " << max_diff(r.logits, ref)
               << ", experts: " << r.stats.expert_gemm << ", peak " << r.stats.peak_device_bytes << " bytes");
+  // Flips are rare near-ties, and most positions stay comparable.
+  CHECK(flips * 20 <= decisions);
+  CHECK(kept * 2 >= N * S);
   CHECK(ours <= 2 * theirs + 1e-3 * scale);
   if (o.device.is_cuda()) CHECK(r.stats.expert_gemm == "grouped (at::_grouped_mm)");
 }
