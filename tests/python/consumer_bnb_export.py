@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import bitsandbytes as bnb  # noqa: E402
 import bitsandbytes.functional as F  # noqa: E402
 import transformers  # noqa: E402
-from safetensors import safe_open  # noqa: E402
+from consumer_util import check, failures, load_dir  # noqa: E402
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -67,26 +67,6 @@ DEMO_CASES = [
 ]
 ATTN_NF4 = ("  - roles: [attention]\n    format: nf4\n    params: {double_quant: true}\n"
             "  - roles: [experts, dense_mlp, shared_experts, other]\n    enable: false\n")
-
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
-    return cond
-
-
-def load_dir(d):
-    """Every tensor of every safetensors file in d (each file opened by safetensors)."""
-    out = {}
-    for f in sorted(Path(d).glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as h:
-            for k in h.keys():
-                out[k] = h.get_tensor(k)
-    return out
-
 
 def quantize(moeq, src, recipe_text, out, dump):
     recipe = out.with_suffix(".yaml")

@@ -46,7 +46,7 @@ from compressed_tensors.quantization import QuantizationArgs, QuantizationConfig
 from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES  # noqa: E402
 from compressed_tensors.quantization.utils.helpers import calculate_qparams, generate_gparam  # noqa: E402
 from loguru import logger  # noqa: E402
-from safetensors import safe_open  # noqa: E402
+from consumer_util import check, failures, load_dir  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 logger.remove()
@@ -76,26 +76,6 @@ CASES = [
 ]
 LAYERS, EXPERTS = 2, 8  # moeq make-demo --layers 2 --experts 8
 N_EXPERT_MODULES, N_ATTN_MODULES = LAYERS * EXPERTS * 3, LAYERS * 4  # gate/up/down; q/k/v/o
-
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
-    return cond
-
-
-def load_dir(d):
-    """Every tensor of every safetensors file in d (each file opened by safetensors)."""
-    out = {}
-    for f in sorted(Path(d).glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as h:
-            for k in h.keys():
-                out[k] = h.get_tensor(k)
-    return out
-
 
 def expected_config(ours, presets):
     """What compressed-tensors writes for the same schemes, targets and ignore list (each
