@@ -10,9 +10,10 @@
 //
 // A quantizer Q provides:
 //   static constexpr int kUnit;                         elements per thread and step (a multiple of 8)
-//   __device__ float param(float amax) const;            per-expert parameter from the abs-max
-//   __device__ void head(int64_t e, float param) const;  per-expert outputs (one thread)
-//   template <InType T> __device__ bool unit(const void* data, int64_t first, float param) const;
+//   using Param = ...;                                   per-expert parameter (small struct or float)
+//   template <InType T> __device__ Param param(float amax) const;  Param from the abs-max
+//   __device__ void head(int64_t e, Param p) const;      per-expert outputs (one thread)
+//   template <InType T> __device__ bool unit(const void* data, int64_t first, Param p) const;
 //       quantizes elements [first, first + kUnit) of the stack (16-byte aligned loads);
 //       returns false when one of them is NaN or Inf
 #include <cuda_runtime.h>
@@ -52,19 +53,10 @@ __global__ void __launch_bounds__(kFusedThreads) fused_amax_kernel(WeightBatch w
   const int64_t n = w.rows * w.cols, E = w.experts;
   const int64_t tid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, nth = (int64_t)gridDim.x * blockDim.x;
   auto reduce = [&](int64_t e) {
-    float m = 0.f;
-    bool finite = true;
-    for (int64_t c = tid; c < n / 8; c += nth) {
-      float x[8];
-      load_block<T, 8>(w.data, e * n + c * 8, true, x);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        finite &= isfinite(x[j]);
-        m = fmaxf(m, fabsf(x[j]));
-      }
-    }
+    float m = chunk_absmax_nan<T>(w.data, e * n, n / 8, tid, nth);
+    const bool finite = m <= 3.40282347e38f;
     if (!finite) atomicExch(bad, 1);
-    m = cta_max(m, smem);
+    m = cta_max(finite ? m : INFINITY, smem);
     if (threadIdx.x == 0) {
       atomic_max_nonneg(&amax[e], m);
       __threadfence();
@@ -79,7 +71,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_amax_kernel(WeightBatch w
       __threadfence();
     }
     __syncthreads();
-    const float p = q.param(__ldcg(&amax[e]));
+    const auto p = q.template param<T>(__ldcg(&amax[e]));
     if (tid == 0) q.head(e, p);
     for (int64_t u = tid; u < n / Q::kUnit; u += nth) q.template unit<T>(w.data, e * n + u * Q::kUnit, p);
   }
@@ -89,7 +81,7 @@ __global__ void __launch_bounds__(kFusedThreads) fused_amax_kernel(WeightBatch w
 template <InType T, class Q>
 __global__ void __launch_bounds__(kFusedThreads) given_amax_kernel(WeightBatch w, const float* amax, int* bad, Q q) {
   const int64_t n = w.rows * w.cols, e = blockIdx.y;
-  const float p = q.param(amax[e]);
+  const auto p = q.template param<T>(amax[e]);
   if (blockIdx.x == 0 && threadIdx.x == 0) q.head(e, p);
   bool finite = true;
   for (int64_t u = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; u < n / Q::kUnit; u += (int64_t)gridDim.x * blockDim.x)
