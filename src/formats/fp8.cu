@@ -4,6 +4,9 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "formats/cuda_check.h"
 #include "formats/fast_div.h"
 #include "formats/fp8.h"
@@ -124,18 +127,21 @@ struct Fp8Q {
     return {s, __frcp_rn(s), held_by<T>(amax) && fast_div_scale_ok(s)};
   }
   __device__ void head(int64_t e, Param p) const { scales[e] = p.s; }
-  template <InType T>
-  __device__ __forceinline__ bool unit(const void* data, int64_t first, Param p) const {
-    float x[kUnit];
-    load_block<T, kUnit>(data, first, true, x);
+  __device__ __forceinline__ bool unit(const float* x, int64_t first, Param p) const {
     uint32_t wd[4] = {0, 0, 0, 0};
     float m = 0.f;
     float v[kUnit];
+    bool fast = p.fast;
 #pragma unroll
     for (int j = 0; j < kUnit; ++j) {
       m = max_nan(m, fabsf(x[j]));
-      v[j] = fminf(fmaxf(p.fast ? fast_div(x[j], p.s, p.r) : x[j] / p.s, -448.f), 448.f);
+      v[j] = fast_quotient(x[j], p.s, p.r);
+      fast &= fast_div_applies(x[j]);
     }
+    if (!fast)  // a value outside fast_div's range, or a scale outside it: divide
+      for (int j = 0; j < kUnit; ++j) v[j] = x[j] / p.s;
+#pragma unroll
+    for (int j = 0; j < kUnit; ++j) v[j] = fminf(fmaxf(v[j], -448.f), 448.f);
 #pragma unroll
     for (int j = 0; j < kUnit; j += 2) {  // element j in the low byte
       const uint32_t b2 = __nv_cvt_float2_to_fp8x2(make_float2(v[j], v[j + 1]), __NV_SATFINITE, __NV_E4M3);
@@ -147,6 +153,17 @@ struct Fp8Q {
 };
 
 }  // namespace
+
+AmaxKernel amax_kernel_choice() {
+  static const AmaxKernel k = [] {
+    const char* e = std::getenv("MOEQ_AMAX_KERNEL");
+    const std::string v = e ? e : "";
+    if (v.empty() || v == "resident") return AmaxKernel::Resident;
+    if (v == "twopass") return AmaxKernel::TwoPass;
+    throw Error("MOEQ_AMAX_KERNEL must be resident or twopass, got '" + v + "'");
+  }();
+  return k;
+}
 
 void fp8_quantize_tensor_cuda(const WeightBatch& w, const float* given_amax, int* scratch, float* scales, uint8_t* q,
                               void* stream) {

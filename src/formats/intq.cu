@@ -168,14 +168,20 @@ __global__ void __launch_bounds__(256) intq_vec_kernel(WeightBatch w, IntqSpec s
 #pragma unroll
     for (int k = 0; k < kWords; ++k) wd[k] = 0;
     // bf16/f16: the scale is a value of T, so fast_div gives x / scale (f32 keeps the division).
-    const bool fast = T != InType::F32 && fast_div_scale_ok(g.scale);
+    bool fast = T != InType::F32 && fast_div_scale_ok(g.scale);
     const float r = __frcp_rn(g.scale);
+    float quotient[kVecElems];
 #pragma unroll
     for (int j = 0; j < kVecElems; ++j) {
-      const float quotient = fast ? fast_div(x[j], g.scale, r) : x[j] / g.scale;
-      wd[j / kEpw] |= (static_cast<uint32_t>(intq_code_of_quotient(quotient, g, s, rt)) + (1u << (Bits - 1)))
-                      << (Bits * (j % kEpw));
+      quotient[j] = fast_quotient(x[j], g.scale, r);
+      fast &= fast_div_applies(x[j]);
     }
+    if (!fast)  // a value outside fast_div's range, f32 input or such a scale: divide
+      for (int j = 0; j < kVecElems; ++j) quotient[j] = x[j] / g.scale;
+#pragma unroll
+    for (int j = 0; j < kVecElems; ++j)
+      wd[j / kEpw] |= (static_cast<uint32_t>(intq_code_of_quotient(quotient[j], g, s, rt)) + (1u << (Bits - 1)))
+                      << (Bits * (j % kEpw));
     int32_t* out = packed + u * kWords;
     if constexpr (kWords == 4) *reinterpret_cast<uint4*>(out) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
     else *reinterpret_cast<uint2*>(out) = make_uint2(wd[0], wd[1]);

@@ -25,10 +25,7 @@ struct Nvfp4Q {
   template <InType T>
   __device__ float param(float amax) const { return nvfp4_global_scale(amax); }
   __device__ void head(int64_t e, float g) const { gs[e] = g; }
-  template <InType T>
-  __device__ __forceinline__ bool unit(const void* data, int64_t first, float g) const {
-    float x[kUnit];
-    load_block<T, kUnit>(data, first, true, x);
+  __device__ __forceinline__ bool unit(const float* x, int64_t first, float g) const {
     uint32_t wd[4];
     uint32_t sc = 0;
     bool finite = true;
@@ -69,27 +66,11 @@ __global__ void nvfp4_kernel(WeightBatch w, bool aligned, const float* amax, uin
 
 }  // namespace
 
-Nvfp4Kernel nvfp4_kernel_choice() {
-  static const Nvfp4Kernel k = [] {
-    const char* e = std::getenv("MOEQ_NVFP4_KERNEL");
-    const std::string v = e ? e : "";
-    if (v.empty() || v == "twopass") return Nvfp4Kernel::TwoPass;
-    if (v == "fused") return Nvfp4Kernel::Fused;
-    throw Error("MOEQ_NVFP4_KERNEL must be twopass or fused, got '" + v + "'");
-  }();
-  return k;
-}
-
 void nvfp4_quantize_cuda(const WeightBatch& w, const float* given_amax, int* scratch, uint8_t* q, uint8_t* scales,
                          float* global_scale, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   int* bad = scratch + 2 * w.experts;
-  const Nvfp4Kernel k = nvfp4_kernel_choice();
   if (fused_applies(w, Nvfp4Q::kUnit)) {
-    if (!given_amax && k == Nvfp4Kernel::TwoPass) {  // vectorized abs-max pass, then the quantize pass
-      absmax_cuda(w, false, reinterpret_cast<float*>(scratch), bad, stream);
-      given_amax = reinterpret_cast<const float*>(scratch);
-    }
     launch_amax_quantize(w, given_amax, scratch, Nvfp4Q{q, scales, global_scale}, s, "nvfp4 quantize kernel");
     return;
   }

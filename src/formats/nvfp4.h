@@ -95,14 +95,6 @@ MOEQ_HD inline void nvfp4_codes_fast(const float* x, float denom, uint32_t* word
   }
 }
 
-// Which CUDA kernels quantize a stack whose per-expert amax is not given (both give the same
-// bytes; MOEQ_NVFP4_KERNEL selects one for benchmarking, docs/perf.md has the timings):
-//   twopass (default): vectorized abs-max pass, then the quantize pass (two blocks per thread);
-//   fused: both passes in one cooperative launch (fused_amax.cuh), the stack read once from HBM.
-// (Unaligned stacks take the abs-max pass, then one thread per 16-element block.)
-enum class Nvfp4Kernel { TwoPass, Fused };
-Nvfp4Kernel nvfp4_kernel_choice();
-
 // CUDA: the stack's quantization, launched on `stream`. given_amax: E floats on the device,
 // or null to use each expert's own abs-max (computed in the same launch where the data allows).
 // scratch: fused_scratch_ints(E) = 2E + 1 zeroed device ints; scratch[2E] is set when an
