@@ -4,14 +4,11 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <string>
-
 #include "formats/cuda_check.h"
 #include "formats/fast_div.h"
 #include "formats/fp8.h"
+#include "formats/amax_quantize.cuh"
 #include "formats/e2m1_kernels.cuh"
-#include "formats/fused_amax.cuh"
 #include "formats/kernel_types.cuh"
 
 namespace moeq {
@@ -110,7 +107,7 @@ __device__ __forceinline__ bool held_by(float v) {
   else return false;  // f32 inputs keep the division (not checked exhaustively)
 }
 
-// Per-tensor FP8 for fused_amax.cuh: 16 elements (32 bytes of bf16) in, 16 bytes out.
+// Per-tensor FP8 for amax_quantize.cuh: 16 elements (32 bytes of bf16) in, 16 bytes out.
 struct Fp8Param {
   float s, r;  // scale and RN(1 / scale)
   bool fast;   // fast_div applies (else the division)
@@ -153,17 +150,6 @@ struct Fp8Q {
 };
 
 }  // namespace
-
-AmaxKernel amax_kernel_choice() {
-  static const AmaxKernel k = [] {
-    const char* e = std::getenv("MOEQ_AMAX_KERNEL");
-    const std::string v = e ? e : "";
-    if (v.empty() || v == "resident") return AmaxKernel::Resident;
-    if (v == "twopass") return AmaxKernel::TwoPass;
-    throw Error("MOEQ_AMAX_KERNEL must be resident or twopass, got '" + v + "'");
-  }();
-  return k;
-}
 
 void fp8_quantize_tensor_cuda(const WeightBatch& w, const float* given_amax, int* scratch, float* scales, uint8_t* q,
                               void* stream) {

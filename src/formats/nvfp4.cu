@@ -1,16 +1,12 @@
-// CUDA kernels for NVFP4 (math in nvfp4.h, shared with the CPU kernel).
-// Fast path (aligned data, experts a multiple of 32 elements): fused_amax.cuh's one-launch
-// abs-max + quantize, each thread taking two 16-element blocks per step: 64 bytes of bf16 in
-// (four 16-byte loads), 16 bytes of codes and 2 scale bytes out.
-// Fallback: the per-expert amax from absmax_cuda (fp8.cu), then one thread per block.
-#include <cstdlib>
-#include <string>
-
-#include "core/error.h"
+// CUDA kernels for NVFP4 (math in nvfp4.h, shared with the CPU kernel; the division-free
+// codes in e2m1_fast.h). Fast path (aligned data, experts a multiple of 32 elements):
+// amax_quantize.cuh's abs-max pass then quantize pass, each thread taking two 16-element
+// blocks per step: 64 bytes of bf16 in (four 16-byte loads), 16 bytes of codes and 2 scale
+// bytes out. Fallback: the same abs-max pass, then one thread per block (scalar loads).
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
+#include "formats/amax_quantize.cuh"
 #include "formats/fp8.h"
-#include "formats/fused_amax.cuh"
 #include "formats/nvfp4.h"
 
 namespace moeq {

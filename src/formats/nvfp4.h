@@ -96,7 +96,7 @@ MOEQ_HD inline void nvfp4_codes_fast(const float* x, float denom, uint32_t* word
 }
 
 // CUDA: the stack's quantization, launched on `stream`. given_amax: E floats on the device,
-// or null to use each expert's own abs-max (computed in the same launch where the data allows).
+// or null to use each expert's own abs-max (computed by the abs-max pass first).
 // scratch: fused_scratch_ints(E) = 2E + 1 zeroed device ints; scratch[2E] is set when an
 // element is NaN or Inf. Writes q (numel/2 bytes), scales (numel/16), global_scale (E floats).
 void nvfp4_quantize_cuda(const WeightBatch& w, const float* given_amax, int* scratch, uint8_t* q, uint8_t* scales,
