@@ -15,17 +15,9 @@ ldd "$BIN/moeq" | grep "not found" && exit 1
 {
   echo "== [cuda] tests"
   MOEQ_ORACLE_DIR=$ORACLES "$BIN/moeq_tests" "[cuda]" --reporter compact 2>&1 | grep -v "^compare" | tail -8
-  for k in fused legacy; do
-    echo "-- MOEQ_NVFP4_KERNEL=$k"
-    MOEQ_NVFP4_KERNEL=$k MOEQ_ORACLE_DIR=$ORACLES "$BIN/moeq_tests" "[nvfp4][cuda]" --reporter compact 2>&1 | tail -3
-  done
   echo "== kernel benchmarks"
   for shape in 128,1408,2816 128,2816,704 128,1536,2048; do
     "$BIN/moeq" bench formats --device cuda --shape $shape --iters 20 --json "$OUT/bench_cuda_${shape//,/x}.json" 2>&1
-  done
-  for k in fused legacy; do
-    echo "-- MOEQ_NVFP4_KERNEL=$k"
-    MOEQ_NVFP4_KERNEL=$k "$BIN/moeq" bench formats --device cuda --shape 128,1408,2816 --formats nvfp4 --iters 20 2>&1 | tail -1
   done
   if [ -x "$BIN/moeq_main" ]; then  # the kernels before this branch, same card
     echo "== kernel benchmark, main's build"

@@ -93,6 +93,9 @@ __global__ void __launch_bounds__(kThreads) quantize_vec_kernel(WeightBatch w, L
                                                                 int* bad) {
   __shared__ float smem[kThreads / 32];
   const Tables t = device_tables();
+  float th[kNf4 ? 15 : 7];  // the thresholds in registers for the binary searches
+#pragma unroll
+  for (int i = 0; i < (kNf4 ? 15 : 7); ++i) th[i] = u2f(kNf4 ? c_nf4_thresholds[i] : c_fp4_thresholds[i]);
   const int64_t e = blockIdx.y, nb = l.blocks();
   const int64_t chunks = nb * TPB;  // per expert, the last block's padding chunks included
   const int lane = threadIdx.x % TPB;
@@ -122,8 +125,8 @@ __global__ void __launch_bounds__(kThreads) quantize_vec_kernel(WeightBatch w, L
     uint32_t wd[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int k = 0; k < kVecElems; k += 2) {
-      const uint32_t byte = kNf4 ? (nf4_code(ftz(v[k] * inv), t) << 4 | nf4_code(ftz(v[k + 1] * inv), t))
-                                 : (fp4_code(ftz(v[k] * inv), t) << 4 | fp4_code(ftz(v[k + 1] * inv), t));
+      const uint32_t byte = kNf4 ? (nf4_code_search(ftz(v[k] * inv), th) << 4 | nf4_code_search(ftz(v[k + 1] * inv), th))
+                                 : (fp4_code_search(ftz(v[k] * inv), th) << 4 | fp4_code_search(ftz(v[k + 1] * inv), th));
       wd[k / 8] |= byte << (8 * ((k / 2) % 4));
     }
     *reinterpret_cast<uint4*>(q + e * l.bytes() + start / 2) = make_uint4(wd[0], wd[1], wd[2], wd[3]);

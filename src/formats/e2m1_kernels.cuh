@@ -48,6 +48,51 @@ __device__ __forceinline__ void load_block(const void* data, int64_t start, bool
   }
 }
 
+// max(|x[i]|) that is NaN when one x[i] is NaN (PTX max.NaN), so `<= FLT_MAX` is the
+// block's finiteness check too; for finite blocks it equals the reference's abs-max.
+__device__ __forceinline__ float absmax_nan(const float* x, int n) {
+  float m = 0.f;
+#pragma unroll
+  for (int i = 0; i < n; ++i) asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(m), "f"(fabsf(x[i])));
+  return m;
+}
+
+__device__ __forceinline__ float max_nan(float a, float b) {
+  float m;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));
+  return m;
+}
+
+__device__ __forceinline__ float min_nan(float a, float b) {
+  float m;
+  asm("min.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));
+  return m;
+}
+
+// absmax_nan over chunks [first, chunks) step `stride` of 8 elements from data + base (16-byte
+// aligned), each thread keeping 4 loads in flight.
+template <InType T>
+__device__ __forceinline__ float chunk_absmax_nan(const void* data, int64_t base, int64_t chunks, int64_t first,
+                                                  int64_t stride) {
+  constexpr int kLoads = 4;
+  float m = 0.f;
+  for (int64_t c = first; c < chunks; c += kLoads * stride) {
+    float x[kLoads][8];
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      if (c + k * stride < chunks) {
+        load_block<T, 8>(data, base + (c + k * stride) * 8, true, x[k]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) x[k][j] = 0.f;
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) m = max_nan(m, absmax_nan(x[k], 8));
+  }
+  return m;
+}
+
 __device__ __forceinline__ bool all_finite(const float* x, int n) {
   bool ok = true;
   for (int i = 0; i < n; ++i) ok &= isfinite(x[i]);

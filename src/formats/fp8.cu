@@ -5,9 +5,10 @@
 #include <cuda_runtime.h>
 
 #include "formats/cuda_check.h"
+#include "formats/fast_div.h"
 #include "formats/fp8.h"
+#include "formats/amax_quantize.cuh"
 #include "formats/e2m1_kernels.cuh"
-#include "formats/fused_amax.cuh"
 #include "formats/kernel_types.cuh"
 
 namespace moeq {
@@ -51,22 +52,16 @@ __global__ void fp8_kernel(WeightBatch w, bool per_channel, const float* scales,
 // element count is a multiple of 8; grid = (blocks per expert, experts).
 constexpr int kChunk = 8;
 
+// chunk_absmax_nan's loads in flight per thread and step.
+constexpr int kAmaxLoads = 4;
+
 template <InType T>
 __global__ void absmax_vec_kernel(WeightBatch w, float* amax, int* bad) {
   const int64_t e = blockIdx.y, chunks = w.rows * w.cols / kChunk;
-  const int64_t base = e * w.rows * w.cols;
-  float m = 0.f;
-  bool finite = true;
-  for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < chunks; c += (int64_t)gridDim.x * blockDim.x) {
-    float x[kChunk];
-    load_block<T, kChunk>(w.data, base + c * kChunk, true, x);
-#pragma unroll
-    for (int j = 0; j < kChunk; ++j) {
-      finite &= isfinite(x[j]);
-      m = fmaxf(m, fabsf(x[j]));
-    }
-  }
-  m = block_max(m);
+  const int64_t base = e * w.rows * w.cols, stride = (int64_t)gridDim.x * blockDim.x;
+  float m = chunk_absmax_nan<T>(w.data, base, chunks, blockIdx.x * (int64_t)blockDim.x + threadIdx.x, stride);
+  const bool finite = m <= 3.40282347e38f;
+  m = block_max(finite ? m : INFINITY);
   if (!finite) atomicExch(bad, 1);
   if (threadIdx.x == 0) atomic_max_nonneg(&amax[e], m);
 }
@@ -97,33 +92,60 @@ __global__ void fp8_vec_kernel(WeightBatch w, bool per_channel, const float* sca
 
 bool vectorizable(const WeightBatch& w) { return aligned16(w.data) && (w.rows * w.cols) % kChunk == 0; }
 
-dim3 vec_grid(const WeightBatch& w) {
-  const int64_t per_expert = (w.rows * w.cols / kChunk + 255) / 256;
+// (chunks per thread: how many chunks each thread takes per step)
+dim3 vec_grid(const WeightBatch& w, int chunks_per_thread = 1) {
+  const int64_t per_expert = (w.rows * w.cols / kChunk + 256 * chunks_per_thread - 1) / (256 * chunks_per_thread);
   return dim3(static_cast<unsigned>(per_expert < 1 ? 1 : (per_expert > 4096 ? 4096 : per_expert)),
               static_cast<unsigned>(w.experts));
 }
 
-// Per-tensor FP8 for fused_amax.cuh: 16 elements (32 bytes of bf16) in, 16 bytes out.
+// The amax as the input type holds it (then the scale is one fast_div was checked with).
+template <InType T>
+__device__ __forceinline__ bool held_by(float v) {
+  if constexpr (T == InType::BF16) return (__float_as_uint(v) & 0xFFFFu) == 0;
+  else if constexpr (T == InType::F16) return __half2float(__float2half_rn(v)) == v;
+  else return false;  // f32 inputs keep the division (not checked exhaustively)
+}
+
+// Per-tensor FP8 for amax_quantize.cuh: 16 elements (32 bytes of bf16) in, 16 bytes out.
+struct Fp8Param {
+  float s, r;  // scale and RN(1 / scale)
+  bool fast;   // fast_div applies (else the division)
+};
+
 struct Fp8Q {
   float* scales;
   uint8_t* q;
   static constexpr int kUnit = 16;
-  __device__ float param(float amax) const { return fp8_scale_from_amax(amax); }
-  __device__ void head(int64_t e, float s) const { scales[e] = s; }
+  using Param = Fp8Param;
   template <InType T>
-  __device__ __forceinline__ bool unit(const void* data, int64_t first, float s) const {
-    float x[kUnit];
-    load_block<T, kUnit>(data, first, true, x);
+  __device__ Param param(float amax) const {
+    const float s = fp8_scale_from_amax(amax);
+    return {s, __frcp_rn(s), held_by<T>(amax) && fast_div_scale_ok(s)};
+  }
+  __device__ void head(int64_t e, Param p) const { scales[e] = p.s; }
+  __device__ __forceinline__ bool unit(const float* x, int64_t first, Param p) const {
     uint32_t wd[4] = {0, 0, 0, 0};
-    bool finite = true;
+    float m = 0.f;
+    float v[kUnit];
+    bool fast = p.fast;
 #pragma unroll
     for (int j = 0; j < kUnit; ++j) {
-      finite &= isfinite(x[j]);
-      const uint32_t b = __nv_cvt_float_to_fp8(fminf(fmaxf(x[j] / s, -448.f), 448.f), __NV_SATFINITE, __NV_E4M3);
-      wd[j / 4] |= b << (8 * (j % 4));
+      m = max_nan(m, fabsf(x[j]));
+      v[j] = fast_quotient(x[j], p.s, p.r);
+      fast &= fast_div_applies(x[j]);
+    }
+    if (!fast)  // a value outside fast_div's range, or a scale outside it: divide
+      for (int j = 0; j < kUnit; ++j) v[j] = x[j] / p.s;
+#pragma unroll
+    for (int j = 0; j < kUnit; ++j) v[j] = fminf(fmaxf(v[j], -448.f), 448.f);
+#pragma unroll
+    for (int j = 0; j < kUnit; j += 2) {  // element j in the low byte
+      const uint32_t b2 = __nv_cvt_float2_to_fp8x2(make_float2(v[j], v[j + 1]), __NV_SATFINITE, __NV_E4M3);
+      wd[j / 4] |= b2 << (8 * (j % 4));
     }
     *reinterpret_cast<uint4*>(q + first) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
-    return finite;
+    return m <= 3.40282347e38f;
   }
 };
 
@@ -137,10 +159,11 @@ void fp8_quantize_tensor_cuda(const WeightBatch& w, const float* given_amax, int
 void absmax_cuda(const WeightBatch& w, bool per_row, float* amax, int* bad, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   if (!per_row && vectorizable(w)) {
+    const dim3 grid = vec_grid(w, kAmaxLoads);
     switch (w.type) {
-      case InType::BF16: absmax_vec_kernel<InType::BF16><<<vec_grid(w), 256, 0, s>>>(w, amax, bad); break;
-      case InType::F16: absmax_vec_kernel<InType::F16><<<vec_grid(w), 256, 0, s>>>(w, amax, bad); break;
-      default: absmax_vec_kernel<InType::F32><<<vec_grid(w), 256, 0, s>>>(w, amax, bad); break;
+      case InType::BF16: absmax_vec_kernel<InType::BF16><<<grid, 256, 0, s>>>(w, amax, bad); break;
+      case InType::F16: absmax_vec_kernel<InType::F16><<<grid, 256, 0, s>>>(w, amax, bad); break;
+      default: absmax_vec_kernel<InType::F32><<<grid, 256, 0, s>>>(w, amax, bad); break;
     }
   } else {
     dim3 grid(per_row ? w.rows : 1024, w.experts);

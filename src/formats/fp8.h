@@ -16,9 +16,9 @@ MOEQ_HD inline float fp8_scale_from_amax(float amax) {
   const float a = amax == 0.f ? 448.f : (amax < 1.17549435e-38f ? 1.17549435e-38f : (amax > 3.40282347e38f ? 3.40282347e38f : amax));
   return a / 448.f;
 }
-// Per-tensor scales in one launch: the per-expert amax (computed when given_amax is null) and
-// the quantize pass (fused_amax.cuh). scratch: 2E + 1 zeroed device ints, scratch[2E] set on
-// NaN/Inf. Writes scales (E floats) and q (numel bytes).
+// Per-tensor scales: the per-expert amax (computed when given_amax is null) and the quantize
+// pass (amax_quantize.cuh). scratch: 2E + 1 zeroed device ints, scratch[2E] set on NaN/Inf.
+// Writes scales (E floats) and q (numel bytes).
 inline bool fp8_tensor_kernel_applies(const WeightBatch& w) {
   return (reinterpret_cast<uintptr_t>(w.data) & 15u) == 0 && (w.rows * w.cols) % 16 == 0 && w.rows * w.cols > 0;
 }

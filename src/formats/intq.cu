@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "formats/cuda_check.h"
+#include "formats/fast_div.h"
 #include "formats/intq.h"
 #include "formats/e2m1_kernels.cuh"
 #include "formats/kernel_types.cuh"
@@ -134,21 +135,18 @@ __global__ void __launch_bounds__(256) intq_vec_kernel(WeightBatch w, IntqSpec s
 #pragma unroll
       for (int j = 0; j < kVecElems; ++j) x[j] = 0.f;
     }
-    float mn = 0.f, mx = 0.f;
-    bool finite = true;
+    float mn = 0.f, mx = 0.f;  // NaN-propagating: both finite exactly when the group is
 #pragma unroll
     for (int j = 0; j < kVecElems; ++j) {
-      finite &= isfinite(x[j]);
-      mn = fminf(mn, x[j]);
-      mx = fmaxf(mx, x[j]);
+      mn = min_nan(mn, x[j]);
+      mx = max_nan(mx, x[j]);
     }
-    int fin = finite;
 #pragma unroll
     for (int o = TPG / 2; o > 0; o >>= 1) {
-      mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      fin &= __shfl_xor_sync(0xffffffffu, fin, o);
+      mn = min_nan(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+      mx = max_nan(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     }
+    const bool fin = mn >= -3.40282347e38f && mx <= 3.40282347e38f;
     if (!active) continue;
     const int64_t gi = u / TPG;  // group index over the stack
     if (!fin) {
@@ -169,9 +167,21 @@ __global__ void __launch_bounds__(256) intq_vec_kernel(WeightBatch w, IntqSpec s
     uint32_t wd[kWords];
 #pragma unroll
     for (int k = 0; k < kWords; ++k) wd[k] = 0;
+    // bf16/f16: the scale is a value of T, so fast_div gives x / scale (f32 keeps the division).
+    bool fast = T != InType::F32 && fast_div_scale_ok(g.scale);
+    const float r = __frcp_rn(g.scale);
+    float quotient[kVecElems];
+#pragma unroll
+    for (int j = 0; j < kVecElems; ++j) {
+      quotient[j] = fast_quotient(x[j], g.scale, r);
+      fast &= fast_div_applies(x[j]);
+    }
+    if (!fast)  // a value outside fast_div's range, f32 input or such a scale: divide
+      for (int j = 0; j < kVecElems; ++j) quotient[j] = x[j] / g.scale;
 #pragma unroll
     for (int j = 0; j < kVecElems; ++j)
-      wd[j / kEpw] |= (static_cast<uint32_t>(intq_code(x[j], g, s, rt)) + (1u << (Bits - 1))) << (Bits * (j % kEpw));
+      wd[j / kEpw] |= (static_cast<uint32_t>(intq_code_of_quotient(quotient[j], g, s, rt)) + (1u << (Bits - 1)))
+                      << (Bits * (j % kEpw));
     int32_t* out = packed + u * kWords;
     if constexpr (kWords == 4) *reinterpret_cast<uint4*>(out) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
     else *reinterpret_cast<uint2*>(out) = make_uint2(wd[0], wd[1]);

@@ -57,14 +57,20 @@ MOEQ_HD inline IntqGroup intq_group(float mn, float mx, const IntqSpec& s, Round
   return g;
 }
 
+// The signed code of one element from its quotient x / g.scale (correctly rounded).
+template <class RoundT>
+MOEQ_HD inline int intq_code_of_quotient(float quotient, const IntqGroup& g, const IntqSpec& s, RoundT rt) {
+  const float qmin = -static_cast<float>(1 << (s.bits - 1));
+  const float qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
+  float v = rt(quotient);
+  if (!s.symmetric) v = rt(v + g.zp);
+  return static_cast<int>(fminf(fmaxf(rintf(v), qmin), qmax));
+}
+
 // The signed code of one element.
 template <class RoundT>
 MOEQ_HD inline int intq_code(float x, const IntqGroup& g, const IntqSpec& s, RoundT rt) {
-  const float qmin = -static_cast<float>(1 << (s.bits - 1));
-  const float qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
-  float v = rt(x / g.scale);
-  if (!s.symmetric) v = rt(v + g.zp);
-  return static_cast<int>(fminf(fmaxf(rintf(v), qmin), qmax));
+  return intq_code_of_quotient(x / g.scale, g, s, rt);
 }
 
 // Error bits the kernels OR into *bad.

@@ -14,13 +14,10 @@ __global__ void mxfp4_kernel(WeightBatch w, bool aligned, uint8_t* q, uint8_t* s
   for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < blocks; b += (int64_t)gridDim.x * blockDim.x) {
     float x[kMxfp4Block];
     load_block<T, kMxfp4Block>(w.data, b * kMxfp4Block, aligned, x);
-    finite &= all_finite(x, kMxfp4Block);
-    uint8_t packed[kMxfp4Block / 2];
-    mxfp4_block(x, scales + b, packed);
+    const float bmax = absmax_nan(x, kMxfp4Block);
+    finite &= bmax <= 3.40282347e38f;
     uint32_t words[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-      words[k] = packed[4 * k] | packed[4 * k + 1] << 8 | packed[4 * k + 2] << 16 | (uint32_t)packed[4 * k + 3] << 24;
+    scales[b] = mxfp4_codes_fast(x, bmax, words);
     reinterpret_cast<uint4*>(q)[b] = make_uint4(words[0], words[1], words[2], words[3]);
   }
   if (!finite) atomicExch(bad, 1);

@@ -15,9 +15,11 @@
 // Parts: weight U8 [.., out, in/2] (even element in the low nibble; the same bytes as
 // gpt-oss `*_blocks` [E, out, in/32, 16]); weight_scale U8 [.., out, in/32] (biased E8M0,
 // 127 = 2^0; gpt-oss `*_scales`). Dequantize: E2M1 value * 2^(scale - 127).
+#include <cmath>
 #include <cstdint>
 
 #include "formats/e2m1.h"
+#include "formats/e2m1_fast.h"
 #include "formats/kernel_types.h"
 
 namespace moeq {
@@ -57,6 +59,24 @@ MOEQ_HD inline void mxfp4_block(const float* x, uint8_t* scale_out, uint8_t* pac
     const float v0 = x[i] * inv, v1 = x[i + 1] * inv;
     packed[i / 2] = e2m1_pack(e2m1_code(v0, float_bits(v0) >> 31), e2m1_code(v1, float_bits(v1) >> 31));
   }
+}
+
+// mxfp4_block for the CUDA kernel: the same bytes (codes as two little-endian words x 2), the
+// abs-max given (bmax: NaN-propagating on the device, the same value for finite blocks),
+// E2M1 rounding with one FMA (e2m1_index_exact; v = x * 2^-e is exact, and its sign bit is x's).
+MOEQ_HD inline uint8_t mxfp4_codes_fast(const float* x, float bmax, uint32_t* words) {
+  const int e = mxfp4_shared_exp(bmax);
+  const float inv = bits_float(static_cast<uint32_t>(127 - e) << 23);
+  for (int w = 0; w < 4; ++w) {
+    uint32_t acc = 0;
+    for (int i = 0; i < 8; ++i) {
+      const float xi = x[8 * w + i];
+      const uint32_t code = (float_bits(xi) >> 31 << 3) | e2m1_index_exact(std::fabs(xi) * inv);
+      acc |= code << (4 * i);
+    }
+    words[w] = acc;
+  }
+  return static_cast<uint8_t>(e + 127);
 }
 
 // CUDA: one launch for the stack; q numel/2 bytes, scales numel/32 bytes; sets *bad (device

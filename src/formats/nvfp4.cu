@@ -1,16 +1,12 @@
-// CUDA kernels for NVFP4 (math in nvfp4.h, shared with the CPU kernel).
-// Fast path (aligned data, experts a multiple of 32 elements): fused_amax.cuh's one-launch
-// abs-max + quantize, each thread taking two 16-element blocks per step: 64 bytes of bf16 in
-// (four 16-byte loads), 16 bytes of codes and 2 scale bytes out.
-// Fallback: the per-expert amax from absmax_cuda (fp8.cu), then one thread per block.
-#include <cstdlib>
-#include <string>
-
-#include "core/error.h"
+// CUDA kernels for NVFP4 (math in nvfp4.h, shared with the CPU kernel; the division-free
+// codes in e2m1_fast.h). Fast path (aligned data, experts a multiple of 32 elements):
+// amax_quantize.cuh's abs-max pass then quantize pass, each thread taking two 16-element
+// blocks per step: 64 bytes of bf16 in (four 16-byte loads), 16 bytes of codes and 2 scale
+// bytes out. Fallback: the same abs-max pass, then one thread per block (scalar loads).
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
+#include "formats/amax_quantize.cuh"
 #include "formats/fp8.h"
-#include "formats/fused_amax.cuh"
 #include "formats/nvfp4.h"
 
 namespace moeq {
@@ -21,21 +17,24 @@ struct Nvfp4Q {
   uint8_t* scales;
   float* gs;
   static constexpr int kUnit = 2 * kNvfp4Block;
+  using Param = float;  // the global scale
+  template <InType T>
   __device__ float param(float amax) const { return nvfp4_global_scale(amax); }
   __device__ void head(int64_t e, float g) const { gs[e] = g; }
-  template <InType T>
-  __device__ __forceinline__ bool unit(const void* data, int64_t first, float g) const {
-    float x[kUnit];
-    load_block<T, kUnit>(data, first, true, x);
-    const bool finite = all_finite(x, kUnit);
-    uint8_t p[kUnit / 2], s[2];
-    nvfp4_block(x, g, &s[0], p);
-    nvfp4_block(x + kNvfp4Block, g, &s[1], p + kNvfp4Block / 2);
+  __device__ __forceinline__ bool unit(const float* x, int64_t first, float g) const {
     uint32_t wd[4];
+    uint32_t sc = 0;
+    bool finite = true;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) wd[k] = p[4 * k] | p[4 * k + 1] << 8 | p[4 * k + 2] << 16 | (uint32_t)p[4 * k + 3] << 24;
+    for (int h = 0; h < 2; ++h) {
+      const float bmax = absmax_nan(x + h * kNvfp4Block, kNvfp4Block);
+      finite &= bmax <= 3.40282347e38f;  // false for Inf and NaN
+      const uint8_t s = nvfp4_scale_code(bmax, g);
+      sc |= static_cast<uint32_t>(s) << (8 * h);
+      nvfp4_codes_fast(x + h * kNvfp4Block, fp8_e4m3_decode(s) * g, wd + 2 * h);
+    }
     *reinterpret_cast<uint4*>(q + first / 2) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
-    *reinterpret_cast<uint16_t*>(scales + first / kNvfp4Block) = static_cast<uint16_t>(s[0] | s[1] << 8);
+    *reinterpret_cast<uint16_t*>(scales + first / kNvfp4Block) = static_cast<uint16_t>(sc);
     return finite;
   }
 };
@@ -52,40 +51,22 @@ __global__ void nvfp4_kernel(WeightBatch w, bool aligned, const float* amax, uin
     const int64_t e = b / per_expert;
     const float g = nvfp4_global_scale(amax[e]);
     if (b == e * per_expert) gs[e] = g;
-    uint8_t packed[kNvfp4Block / 2];
-    nvfp4_block(x, g, scales + b, packed);
-    uint2 out;
-    out.x = packed[0] | packed[1] << 8 | packed[2] << 16 | (uint32_t)packed[3] << 24;
-    out.y = packed[4] | packed[5] << 8 | packed[6] << 16 | (uint32_t)packed[7] << 24;
-    reinterpret_cast<uint2*>(q)[b] = out;
+    const uint8_t s = nvfp4_scale_code(absmax_nan(x, kNvfp4Block), g);
+    scales[b] = s;
+    uint32_t wd[2];
+    nvfp4_codes_fast(x, fp8_e4m3_decode(s) * g, wd);
+    reinterpret_cast<uint2*>(q)[b] = make_uint2(wd[0], wd[1]);
   }
   if (!finite) atomicExch(bad, 1);
 }
 
 }  // namespace
 
-Nvfp4Kernel nvfp4_kernel_choice() {
-  static const Nvfp4Kernel k = [] {
-    const char* e = std::getenv("MOEQ_NVFP4_KERNEL");
-    const std::string v = e ? e : "";
-    if (v.empty() || v == "twopass") return Nvfp4Kernel::TwoPass;
-    if (v == "fused") return Nvfp4Kernel::Fused;
-    if (v == "legacy") return Nvfp4Kernel::Legacy;
-    throw Error("MOEQ_NVFP4_KERNEL must be twopass, fused or legacy, got '" + v + "'");
-  }();
-  return k;
-}
-
 void nvfp4_quantize_cuda(const WeightBatch& w, const float* given_amax, int* scratch, uint8_t* q, uint8_t* scales,
                          float* global_scale, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   int* bad = scratch + 2 * w.experts;
-  const Nvfp4Kernel k = nvfp4_kernel_choice();
-  if (k != Nvfp4Kernel::Legacy && fused_applies(w, Nvfp4Q::kUnit)) {
-    if (!given_amax && k == Nvfp4Kernel::TwoPass) {  // vectorized abs-max pass, then the quantize pass
-      absmax_cuda(w, false, reinterpret_cast<float*>(scratch), bad, stream);
-      given_amax = reinterpret_cast<const float*>(scratch);
-    }
+  if (fused_applies(w, Nvfp4Q::kUnit)) {
     launch_amax_quantize(w, given_amax, scratch, Nvfp4Q{q, scales, global_scale}, s, "nvfp4 quantize kernel");
     return;
   }

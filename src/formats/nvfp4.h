@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "formats/e2m1.h"
+#include "formats/e2m1_fast.h"
 #include "formats/kernel_types.h"
 
 namespace moeq {
@@ -55,17 +56,22 @@ MOEQ_HD inline float fp8_e4m3_decode(uint8_t c) {
                 : bits_float(((e + 120u) << 23) | (m << 20));
 }
 
-// One block of 16 values: its fp8 scale byte and 8 packed bytes.
+// The block's fp8 scale byte from its abs-max.
+MOEQ_HD inline uint8_t nvfp4_scale_code(float bmax, float global_scale) {
+  float s = bmax / (6.f * global_scale);
+  if (s == 0.f) s = 1.f;
+  s = s < 0.001953125f ? 0.001953125f : (s > 448.f ? 448.f : s);
+  return fp8_e4m3_encode_scale(s);
+}
+
+// One block of 16 values: its fp8 scale byte and 8 packed bytes (the reference arithmetic).
 MOEQ_HD inline void nvfp4_block(const float* x, float global_scale, uint8_t* scale_out, uint8_t* packed) {
   float bmax = 0.f;
   for (int i = 0; i < 16; ++i) {
     const float a = x[i] < 0.f ? -x[i] : x[i];
     bmax = a > bmax ? a : bmax;
   }
-  float s = bmax / (6.f * global_scale);
-  if (s == 0.f) s = 1.f;
-  s = s < 0.001953125f ? 0.001953125f : (s > 448.f ? 448.f : s);
-  const uint8_t sc = fp8_e4m3_encode_scale(s);
+  const uint8_t sc = nvfp4_scale_code(bmax, global_scale);
   *scale_out = sc;
   const float denom = fp8_e4m3_decode(sc) * global_scale;
   for (int i = 0; i < 16; i += 2) {
@@ -74,16 +80,23 @@ MOEQ_HD inline void nvfp4_block(const float* x, float global_scale, uint8_t* sca
   }
 }
 
-// Which CUDA kernels quantize a stack whose per-expert amax is not given (all give the same
-// bytes; MOEQ_NVFP4_KERNEL selects one for benchmarking, docs/perf.md has the timings):
-//   twopass (default): vectorized abs-max pass, then the quantize pass (two blocks per thread);
-//   fused: both passes in one cooperative launch (fused_amax.cuh), the stack read once from HBM;
-//   legacy: the abs-max pass, then one thread per 16-element block.
-enum class Nvfp4Kernel { TwoPass, Fused, Legacy };
-Nvfp4Kernel nvfp4_kernel_choice();
+// The 16 codes of nvfp4_block for the divisor denom, element i at bits 4i of the two words
+// (= the packed bytes, little-endian), without a per-element division (e2m1_fast.h).
+MOEQ_HD inline void nvfp4_codes_fast(const float* x, float denom, uint32_t* words) {
+  E2m1Bounds b;
+  words[0] = words[1] = 0;
+  if (e2m1_bounds(denom, &b)) {
+    for (int i = 0; i < 16; ++i) words[i / 8] |= static_cast<uint32_t>(e2m1_code_bounded(x[i], b)) << (4 * (i % 8));
+  } else {  // denom 0 (a subnormal global scale): the division's Inf/NaN quotients
+    for (int i = 0; i < 16; ++i) {
+      const float v = x[i] / denom;
+      words[i / 8] |= static_cast<uint32_t>(e2m1_code(v, v < 0.f)) << (4 * (i % 8));
+    }
+  }
+}
 
 // CUDA: the stack's quantization, launched on `stream`. given_amax: E floats on the device,
-// or null to use each expert's own abs-max (computed in the same launch where the data allows).
+// or null to use each expert's own abs-max (computed by the abs-max pass first).
 // scratch: fused_scratch_ints(E) = 2E + 1 zeroed device ints; scratch[2E] is set when an
 // element is NaN or Inf. Writes q (numel/2 bytes), scales (numel/16), global_scale (E floats).
 void nvfp4_quantize_cuda(const WeightBatch& w, const float* given_amax, int* scratch, uint8_t* q, uint8_t* scales,
