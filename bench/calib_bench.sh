@@ -3,7 +3,8 @@
 # checkpoint (bench/make_random_checkpoint.py, 13.8 GB bf16, in /dev/shm), 512 samples x 512
 # random token ids; `moeq calibrate --device cuda` against transformers 5.17's forward of the same
 # ids (bench/calib_torch_baseline.py: plain, and with statistics hooks), `moeq bench calibrate` (moeq's
-# forward alone vs with statistics); then moeq again under a
+# forward alone vs with statistics), a second fresh `moeq calibrate` and one with MOEQ_TIMING=1 (time
+# per forward stage); then moeq again under a
 # GPU memory cap smaller than the model (PYTORCH_CUDA_ALLOC_CONF per_process_memory_fraction).
 # Usage: bash bench/calib_bench.sh MOEQ_BINARY RESULTS_DIR [SAMPLES] [CHUNK]
 set -uo pipefail
@@ -19,6 +20,12 @@ t=$(date +%s.%N)
 timeout 240 "$MOEQ" calibrate "$SRC" --data /dev/shm/moeq-calib/ids.npy --samples $N --seq-len 512 --device cuda --chunk $CHUNK \
   -o /dev/shm/moeq-calib/calib.h5 2>&1 | grep -E "wrote|peak|rror|fallback|grouped|loop" | tail -6
 echo "wall (process, incl. data load and CUDA init): $(awk "BEGIN{print $(date +%s.%N)-$t}") s"
+echo "== moeq calibrate again (a second fresh process: run-to-run spread)"
+timeout 240 "$MOEQ" calibrate "$SRC" --data /dev/shm/moeq-calib/ids.npy --samples $N --seq-len 512 --device cuda --chunk $CHUNK \
+  -o /dev/shm/moeq-calib/calib2.h5 2>&1 | grep -E "wrote|rror" | tail -2
+echo "== MOEQ_TIMING=1 moeq calibrate (per stage; the device is synchronised at every stage boundary, so slower)"
+MOEQ_TIMING=1 timeout 240 "$MOEQ" calibrate "$SRC" --data /dev/shm/moeq-calib/ids.npy --samples $N --seq-len 512 --device cuda \
+  --chunk $CHUNK -o /dev/shm/moeq-calib/calib-t.h5 2>&1 | grep -E "^\[timing\]"
 echo "== moeq bench calibrate (forward alone vs forward + statistics, same ids, one process)"
 timeout 240 "$MOEQ" bench calibrate "$SRC" --data /dev/shm/moeq-calib/ids.npy --samples $N --seq-len 512 --device cuda --chunk $CHUNK 2>&1 | tail -3
 echo "== transformers 5.17 (grouped_mm experts, sdpa), batch $CHUNK"

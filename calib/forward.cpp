@@ -6,6 +6,8 @@
 #include <map>
 
 #include "calib/forward/decoder.h"
+#include "calib/forward/prefetch.h"
+#include "calib/forward/stage_timer.h"
 #include "core/error.h"
 #include "model/plugin.h"
 #ifdef MOEQ_WITH_CUDA
@@ -60,19 +62,41 @@ class StreamingForward : public MoeForward {
     if (ids_in.dim() != 2 || ids_in.scalar_type() != at::kLong)
       throw Error("native forward: ids must be [samples, seq] int64, got " + std::to_string(ids_in.dim()) + "D " +
                   c10::toString(ids_in.scalar_type()));
-    const auto t0 = std::chrono::steady_clock::now();
     const at::Device dev = options_.device;
-    device_peak(dev, true);
+    device_peak(dev, true);  // the first allocation creates the CUDA context: start-up, not forward time
+    const auto t0 = std::chrono::steady_clock::now();
     int64_t held_peak = 0;
     const int64_t N = ids_in.size(0), S = ids_in.size(1), C = options_.chunk_samples;
     at::Tensor ids = ids_in.to(dev);
+    // Declared before the prefetcher: its loader thread may read them until it is destroyed.
+    std::vector<std::string> head_sites = family_->global_sites();
+    if (std::none_of(sites_.sites.begin(), sites_.sites.end(), [](const Site& s) { return s.name == "lm_head"; }))
+      head_sites.push_back("embed_tokens");
+    const std::vector<std::string> head_aux = family_->global_aux();
     WeightLoader loader(ckpt_, sites_, options_);
+    LayerPrefetcher prefetch(loader, dev);  // on a GPU: layer L+1 loads while layer L computes
     ExpertGemm gemm;
     family_->prepare(S, options_);
+    stage_timing_reset(dev);
+    auto take = [&] {
+      StageScope t("load weights (wait)", dev);
+      return prefetch.take();
+    };
+    // What follows layer L: layer L+1, or the head's globals after the last layer.
+    auto request_after = [&](int64_t L) {
+      if (L + 1 < config_.num_layers) prefetch.request([&loader, L] { return loader.stage_layer(L + 1); });
+      else prefetch.request([&loader, &head_sites, &head_aux] { return loader.stage_globals(head_sites, head_aux); });
+    };
 
     at::Tensor hidden;
     {
-      LayerWeights g = loader.load_globals({"embed_tokens"}, {});
+      request_after(-1);  // layer 0 loads on the loader thread while this one loads the embedding
+      LayerWeights g;
+      {
+        StageScope t("load weights (embedding)", dev);
+        g = loader.load_globals({"embed_tokens"}, {});
+      }
+      StageScope t("embed", dev);
       for (int64_t first = 0; first < N; first += C) {
         const int64_t n = std::min(C, N - first);
         at::Tensor h = family_->embed(g, ids.narrow(0, first, n));
@@ -83,7 +107,8 @@ class StreamingForward : public MoeForward {
       held_peak = std::max(held_peak, static_cast<int64_t>(hidden.nbytes()) + g.bytes());
     }
     for (int64_t L = 0; L < config_.num_layers; ++L) {
-      LayerWeights w = loader.load_layer(L);
+      LayerWeights w = take();
+      request_after(L);
       held_peak = std::max(held_peak, static_cast<int64_t>(hidden.nbytes()) + w.bytes());
       LayerRun run{w, observer, options_, gemm};
       for (int64_t first = 0; first < N; first += C) {
@@ -93,18 +118,17 @@ class StreamingForward : public MoeForward {
       }
     }  // each layer's weights are freed here
     {
-      std::vector<std::string> names = family_->global_sites();
-      const bool has_head = std::any_of(sites_.sites.begin(), sites_.sites.end(), [](const Site& s) { return s.name == "lm_head"; });
-      if (!has_head) names.push_back("embed_tokens");
-      LayerWeights g = loader.load_globals(names, family_->global_aux());
+      LayerWeights g = take();
       held_peak = std::max(held_peak, static_cast<int64_t>(hidden.nbytes()) + g.bytes());
-      LayerRun run{g, observer, options_, gemm};
+      LayerRun run{g, observer, options_, gemm, /*want_logits=*/static_cast<bool>(on_logits)};
+      StageScope t("head", dev);
       for (int64_t first = 0; first < N; first += C) {
         const int64_t n = std::min(C, N - first);
         at::Tensor logits = family_->head(run, hidden.narrow(0, first, n).to(dev));
         if (on_logits) on_logits(first, logits);
       }
     }
+    stage_timing_report("native forward", dev);
     ForwardStats st;
     st.peak_device_bytes = dev.is_cuda() ? device_peak(dev, false) : held_peak;
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -12,6 +12,9 @@ const char* const kFallbackRule =
 
 namespace {
 
+// Largest rows x experts table the per-expert reductions build densely (128 MiB as float32).
+constexpr int64_t kDenseLimit = int64_t(1) << 25;
+
 std::string expert_key(const std::string& proj) { return proj == "down" ? "down" : "gate_up"; }
 
 at::Tensor as_rows(const at::Tensor& x) { return x.dim() == 2 ? x : x.reshape({-1, x.size(-1)}); }
@@ -40,9 +43,10 @@ void StatsObserver::linear_input(const std::vector<const Site*>& sites, const at
   seen_layer(sites[0]->layer);
   const at::Tensor x = as_rows(x_in);
   if (x.size(0) == 0) return;
-  const at::Tensor a = x.abs();
-  const at::Tensor amax = a.amax().to(at::kFloat);  // one reduction for all sites sharing x
-  const at::Tensor channel = opt_.channel_amax ? a.amax(0).to(at::kFloat) : at::Tensor();
+  // One reduction for all sites sharing x; the inf-norm is max |x| without an |x| temporary
+  // (and propagates NaN, which finish() reports).
+  const at::Tensor amax = at::linalg_vector_norm(x, INFINITY).to(at::kFloat);
+  const at::Tensor channel = opt_.channel_amax ? at::linalg_vector_norm(x, INFINITY, at::OptionalIntArrayRef(at::IntArrayRef{0})).to(at::kFloat) : at::Tensor();
   for (const Site* s : sites) {
     update_max(site_amax_, s->name, amax);
     if (opt_.channel_amax) update_max(site_channel_, s->name, channel);
@@ -71,14 +75,21 @@ void StatsObserver::expert_input(int64_t layer, const std::string& proj, const a
   acc.rows.add_(counts.to(acc.rows.device(), at::kLong));
   if (x.size(0) == 0) return;
   const at::Tensor idx = expert_of_row.to(x.device(), at::kLong);
-  const at::Tensor a = x.abs();
-  // Segment amax: each row's max goes to its expert's slot, in one kernel. NaN rows would
-  // be lost by the max reduction, so they are counted into the slot as +inf instead.
-  at::Tensor row_max = a.amax(1).to(at::kFloat);
+  // Segment amax: each row's max |x| (one inf-norm kernel, no |x| temporary) goes to its
+  // expert's slot. NaN rows would be lost by the max reduction, so they count as +inf.
+  at::Tensor row_max = at::linalg_vector_norm(x, INFINITY, at::OptionalIntArrayRef(at::IntArrayRef{1})).to(at::kFloat);
   row_max = at::where(at::isnan(row_max), at::full({}, INFINITY, f32), row_max);
-  acc.amax.scatter_reduce_(0, idx, row_max, "amax", /*include_self=*/true);
+  if (x.size(0) * E <= kDenseLimit) {
+    // A dense [rows, E] table (the row's max in its expert's column, 0 elsewhere) reduced
+    // over rows: a plain reduction, where scatter_reduce's atomics contend on E slots
+    // (thousands of rows per slot) and cost more than the rest of the statistics together.
+    const at::Tensor mine = idx.unsqueeze(1) == at::arange(E, idx.options()).unsqueeze(0);
+    acc.amax = at::maximum(acc.amax, at::where(mine, row_max.unsqueeze(1), at::zeros({}, f32)).amax(0));
+  } else {
+    acc.amax.scatter_reduce_(0, idx, row_max, "amax", /*include_self=*/true);
+  }
   if (opt_.channel_amax) {
-    at::Tensor ch = a.to(at::kFloat);
+    at::Tensor ch = x.abs().to(at::kFloat);
     ch = at::where(at::isnan(ch), at::full({}, INFINITY, f32), ch);
     acc.channel.scatter_reduce_(0, idx.unsqueeze(1).expand({x.size(0), x.size(1)}), ch, "amax", true);
   }
@@ -91,13 +102,22 @@ void StatsObserver::router(int64_t layer, const at::Tensor& topk_ids, const at::
     throw Error("calibration: the forward reported a router for layer " + std::to_string(layer) +
                 ", but the site map has no experts in that layer");
   RouterAcc& acc = routers_[layer];
-  const at::Tensor ids = topk_ids.reshape({-1}).to(at::kLong);
+  const int64_t E = it->second;
+  const at::Tensor ids = topk_ids.reshape({-1, topk_ids.size(-1)}).to(at::kLong);  // [T, k]
+  const at::Tensor w = topk_weights.reshape({-1, topk_weights.size(-1)}).to(at::kFloat);
   if (!acc.load.defined()) {
-    acc.load = at::zeros({it->second}, ids.options());
-    acc.weight = at::zeros({it->second}, ids.options().dtype(at::kFloat));
+    acc.load = at::zeros({E}, ids.options());
+    acc.weight = at::zeros({E}, ids.options().dtype(at::kFloat));
   }
-  acc.load.scatter_add_(0, ids, at::ones_like(ids));
-  acc.weight.index_add_(0, ids, topk_weights.reshape({-1}).to(at::kFloat));
+  if (ids.size(0) * E <= kDenseLimit) {
+    // Per-token rows [T, E] (atomics only among a token's k choices), summed over tokens:
+    // adding every choice into E slots directly contends like the expert amax above.
+    acc.load.add_(at::zeros({ids.size(0), E}, ids.options()).scatter_add_(1, ids, at::ones_like(ids)).sum(0));
+    acc.weight.add_(at::zeros({ids.size(0), E}, w.options()).scatter_add_(1, ids, w).sum(0));
+  } else {
+    acc.load.scatter_add_(0, ids.reshape({-1}), at::ones_like(ids).reshape({-1}));
+    acc.weight.index_add_(0, ids.reshape({-1}), w.reshape({-1}));
+  }
 }
 
 namespace {

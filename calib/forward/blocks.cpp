@@ -3,16 +3,19 @@
 #include <algorithm>
 #include <iostream>
 
+#include "calib/forward/stage_timer.h"
 #include "core/error.h"
 
 namespace moeq::fwd {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, RmsStyle style) {
-  at::Tensor xf = x.to(at::kFloat);
   if (style == RmsStyle::CastThenScale) {
-    at::Tensor n = (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
+    // at::rms_norm normalizes in float32 and casts back (one fused kernel on a GPU), as
+    // (x * rsqrt(mean(x^2) + eps)).to(dtype) does in several.
+    at::Tensor n = at::rms_norm(x, {x.size(-1)}, std::nullopt, eps);
     return w.defined() ? w * n : n;
   }
+  at::Tensor xf = x.to(at::kFloat);
   at::Tensor n = xf * at::pow(xf.pow(2).mean(-1, true) + eps, -0.5);
   if (w.defined()) n = n * w.to(at::kFloat);
   return n.to(x.scalar_type());
@@ -122,7 +125,9 @@ void LayerRun::observe(const std::vector<std::string>& keys, const at::Tensor& x
   std::vector<const Site*> sites;
   for (const auto& k : keys)
     if (const Site* s = w.site(k)) sites.push_back(s);
-  if (!sites.empty()) observer->linear_input(sites, x.reshape({-1, x.size(-1)}));
+  if (sites.empty()) return;
+  StageScope t("statistics", x.device());
+  observer->linear_input(sites, x.reshape({-1, x.size(-1)}));
 }
 
 at::Tensor gated_mlp(const LayerRun& r, const std::string& p, const at::Tensor& x, const Activation& act) {
@@ -143,29 +148,58 @@ at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing&
   if (!st.gate_up.defined())
     throw Error("native forward: layer " + std::to_string(r.layer()) + " is routed but has no expert weights");
   const int64_t T = x.size(0), E = st.num_experts(), k = routing.ids.size(1), I = st.inter();
-  if (r.observer) r.observer->router(r.layer(), routing.ids, routing.weights);
+  const at::Device dev = x.device();
+  if (r.observer) {
+    StageScope t("statistics", dev);
+    r.observer->router(r.layer(), routing.ids, routing.weights);
+  }
   auto lopt = x.options().dtype(at::kLong);
   const bool all = r.options.all_experts_see_all_tokens;
   at::Tensor xs, expert_of_row, counts, order, token;
-  if (!all) {
-    at::Tensor flat = routing.ids.reshape(-1);
-    order = at::argsort(flat, /*stable=*/true);
-    expert_of_row = flat.index_select(0, order);
-    token = at::div(order, k, "floor");
-    counts = at::bincount(flat, {}, E);
-    xs = x.index_select(0, token);
-  } else {
-    xs = x.repeat({E, 1});
-    counts = at::full({E}, T, lopt);
-    expert_of_row = at::arange(E, lopt).repeat_interleave(T);
+  {
+    StageScope t("experts: sort, gather", dev);
+    if (!all) {
+      at::Tensor flat = routing.ids.reshape(-1);
+      order = at::argsort(flat, /*stable=*/true);
+      expert_of_row = flat.index_select(0, order);
+      token = at::div(order, k, "floor");
+      counts = at::zeros({E}, lopt).scatter_add_(0, flat, at::ones_like(flat));  // bincount syncs (max().item())
+      xs = x.index_select(0, token);
+    } else {
+      xs = x.repeat({E, 1});
+      counts = at::full({E}, T, lopt);
+      expert_of_row = at::arange(E, lopt).repeat_interleave(T);
+    }
   }
-  if (r.observer) r.observer->expert_input(r.layer(), "gate_up", xs, expert_of_row, counts);
-  at::Tensor gu = r.gemm.linear(xs, st.gate_up, counts);
-  if (math.gate_up_bias.defined()) gu = gu + math.gate_up_bias.index_select(0, expert_of_row);
-  at::Tensor h = math.glu(gu.narrow(1, 0, I), gu.narrow(1, I, I));
-  if (r.observer) r.observer->expert_input(r.layer(), "down", h, expert_of_row, counts);
-  at::Tensor y = r.gemm.linear(h.contiguous(), st.down, counts);
-  if (math.down_bias.defined()) y = y + math.down_bias.index_select(0, expert_of_row);
+  if (r.observer) {
+    StageScope t("statistics", dev);
+    r.observer->expert_input(r.layer(), "gate_up", xs, expert_of_row, counts);
+  }
+  at::Tensor h;
+  {
+    StageScope t("experts: gate_up GEMM", dev);
+    at::Tensor gu = r.gemm.linear(xs, st.gate_up, counts);
+    if (math.gate_up_bias.defined()) gu = gu + math.gate_up_bias.index_select(0, expert_of_row);
+    h = math.glu(gu.narrow(1, 0, I), gu.narrow(1, I, I));
+  }
+  if (r.observer) {
+    StageScope t("statistics", dev);
+    r.observer->expert_input(r.layer(), "down", h, expert_of_row, counts);
+  }
+  at::Tensor y;
+  {
+    StageScope t("experts: down GEMM", dev);
+    y = r.gemm.linear(h.contiguous(), st.down, counts);
+    if (math.down_bias.defined()) y = y + math.down_bias.index_select(0, expert_of_row);
+  }
+  StageScope t("experts: combine", dev);
+  if (!all && routing.weights.scalar_type() == y.scalar_type()) {
+    // Weights already in the compute dtype (rounded by the family): back to token order, then
+    // one batched [1, k] x [k, H] product per token, accumulated in float32 by the GEMM.
+    at::Tensor inv = at::empty_like(order).scatter_(0, order, at::arange(order.size(0), lopt));
+    at::Tensor per_token = y.index_select(0, inv).view({T, k, y.size(1)});
+    return at::bmm(routing.weights.unsqueeze(1), per_token).squeeze(1).to(x.scalar_type());
+  }
   at::Tensor w = routing.weights.to(at::kFloat);
   at::Tensor out;
   if (!all) {

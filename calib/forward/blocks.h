@@ -70,6 +70,9 @@ struct LayerRun {
   ActivationObserver* observer;  // may be null
   const ForwardOptions& options;
   ExpertGemm& gemm;
+  // The head computes logits only when someone wants them (calibration needs only the
+  // observer's view of lm_head's input: no [tokens, vocab] GEMM and float32 logits).
+  bool want_logits = true;
   int64_t layer() const { return w.layer; }
   // y = x @ W^T for the site `key` of this layer (+ bias `bias_key` when that aux exists).
   at::Tensor linear(const std::string& key, const at::Tensor& x, const std::string& bias_key = "") const;

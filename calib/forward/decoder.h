@@ -32,7 +32,8 @@ class DecoderFamily {
   virtual at::Tensor embed(const LayerWeights& globals, const at::Tensor& ids) const;
   // One decoder layer over h [B, S, H].
   virtual at::Tensor layer(const LayerRun& run, const at::Tensor& h) const = 0;
-  // Final norm and lm_head (observer sees lm_head's input): logits [B, S, V] float32.
+  // Final norm and lm_head (observer sees lm_head's input): logits [B, S, V] float32, or an
+  // undefined tensor when !run.want_logits.
   virtual at::Tensor head(const LayerRun& run, const at::Tensor& h) const = 0;
 };
 

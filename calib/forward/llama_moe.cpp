@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "calib/forward/stage_timer.h"
+
 namespace moeq::fwd {
 
 void LlamaMoeFamily::prepare(int64_t seq, const ForwardOptions& options) {
@@ -12,15 +14,23 @@ at::Tensor LlamaMoeFamily::feed_forward(const LayerRun& r, const at::Tensor& x) 
   if (!r.w.has("router")) return gated_mlp(r, "mlp", x, activation(spec_.act));
   at::Tensor flat = x.reshape({-1, x.size(-1)});
   r.observe({"router"}, flat);
-  Routing routing = softmax_topk(r.linear("router", flat), spec_.top_k, spec_.renormalize);
-  if (spec_.round_weights_to_dtype) routing.weights = routing.weights.to(x.scalar_type());
+  Routing routing;
+  {
+    StageScope t("router, top-k", x.device());
+    routing = softmax_topk(r.linear("router", flat), spec_.top_k, spec_.renormalize);
+    if (spec_.round_weights_to_dtype) routing.weights = routing.weights.to(x.scalar_type());
+  }
   at::Tensor y = routed_experts(r, flat, routing, activation(spec_.act));
   if (!spec_.shared_prefix.empty()) y = y + gated_mlp(r, spec_.shared_prefix, flat, activation(spec_.act));
   return y.view(x.sizes());
 }
 
 at::Tensor LlamaMoeFamily::layer(const LayerRun& r, const at::Tensor& h_in) const {
-  at::Tensor h = h_in + self_attention(r, rms_norm(h_in, r.w.a("input_layernorm.weight"), spec_.eps), spec_.attn, rope_);
+  at::Tensor h;
+  {
+    StageScope t("attention", h_in.device());
+    h = h_in + self_attention(r, rms_norm(h_in, r.w.a("input_layernorm.weight"), spec_.eps), spec_.attn, rope_);
+  }
   return h + feed_forward(r, rms_norm(h, r.w.a("post_attention_layernorm.weight"), spec_.eps));
 }
 

@@ -1,5 +1,7 @@
 #include "calib/forward/weights.h"
 
+#include <ATen/Parallel.h>
+
 #include "core/error.h"
 #include "io/aten_view.h"
 
@@ -60,24 +62,26 @@ WeightLoader::WeightLoader(std::shared_ptr<Checkpoint> ckpt, const SiteMap& site
                 "'; cannot tell where the text model's tensors live");
 }
 
-at::Tensor WeightLoader::load_site(const Site& s) const {
-  at::Tensor w = site_weight(*ckpt_, s).to(options_.device, options_.dtype);
-  if (options_.weight_transform) {
-    at::Tensor t = options_.weight_transform(s, w);
-    if (!t.defined() || t.sizes() != w.sizes())
-      throw Error("native forward: weight_transform returned a tensor of another shape for site '" + s.name + "'");
-    w = t.to(options_.device, options_.dtype);
-  }
-  return w.contiguous();
+at::Tensor WeightLoader::host_for(const at::Tensor& src, std::vector<Copy>& copies) const {
+  const bool pinned = options_.device.is_cuda();
+  if (!pinned && src.scalar_type() == options_.dtype && src.is_contiguous()) return src;  // the mmap view itself
+  at::Tensor dst = at::empty(src.sizes(), at::TensorOptions().dtype(options_.dtype).pinned_memory(pinned));
+  copies.push_back({dst, src});
+  return dst;
 }
 
-at::Tensor WeightLoader::load_aux(const std::string& tensor) const {
-  return tensor_view(*ckpt_, tensor).to(options_.device, options_.dtype);
+void WeightLoader::run_copies(std::vector<Copy>& copies) const {
+  // Reading the mmap faults its pages in: spread over the intra-op threads, one tensor each.
+  at::parallel_for(0, static_cast<int64_t>(copies.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) copies[i].dst.copy_(copies[i].src);
+  });
+  copies.clear();
 }
 
-LayerWeights WeightLoader::load_layer(int64_t layer) const {
+LayerWeights WeightLoader::stage_layer(int64_t layer) const {
   LayerWeights out;
   out.layer = layer;
+  std::vector<Copy> copies;
   const std::string site_prefix = "layers." + std::to_string(layer) + ".";
   std::map<int64_t, std::map<std::string, const Site*>> experts;  // expert -> proj -> site
   for (const Site& s : sites_.sites) {
@@ -87,7 +91,7 @@ LayerWeights WeightLoader::load_layer(int64_t layer) const {
       continue;
     }
     std::string key = s.name.compare(0, site_prefix.size(), site_prefix) == 0 ? s.name.substr(site_prefix.size()) : s.name;
-    out.linear[key] = load_site(s);
+    out.linear[key] = host_for(site_weight(*ckpt_, s), copies);
     out.sites[key] = &s;
   }
   const std::string tensor_layer = "layers." + std::to_string(layer) + ".";
@@ -95,9 +99,12 @@ LayerWeights WeightLoader::load_layer(int64_t layer) const {
     if (a.layer != layer) continue;
     const size_t pos = a.tensor.find(tensor_layer);
     if (pos == std::string::npos) continue;
-    out.aux[a.tensor.substr(pos + tensor_layer.size())] = load_aux(a.tensor);
+    out.aux[a.tensor.substr(pos + tensor_layer.size())] = host_for(tensor_view(*ckpt_, a.tensor), copies);
   }
-  if (experts.empty()) return out;
+  if (experts.empty()) {
+    run_copies(copies);
+    return out;
+  }
   const int64_t E = experts.rbegin()->first + 1;
   for (int64_t e = 0; e < E; ++e) {
     auto it = experts.find(e);
@@ -110,30 +117,84 @@ LayerWeights WeightLoader::load_layer(int64_t layer) const {
   const Site& g0 = *experts[0]["gate"];
   const Site& d0 = *experts[0]["down"];
   const int64_t I = g0.view.rows, H = g0.view.cols;
-  auto opts = at::TensorOptions().device(options_.device).dtype(options_.dtype);
-  out.experts.gate_up = at::empty({E, 2 * I, H}, opts);
-  out.experts.down = at::empty({E, d0.view.rows, d0.view.cols}, opts);
+  auto opts = at::TensorOptions().dtype(options_.dtype).pinned_memory(options_.device.is_cuda());
+  ExpertStack& st = out.experts;
+  st.gate_up = at::empty({E, 2 * I, H}, opts);
+  st.down = at::empty({E, d0.view.rows, d0.view.cols}, opts);
   for (int64_t e = 0; e < E; ++e) {
     auto& p = experts[e];
-    out.experts.gate_up[e].narrow(0, 0, I).copy_(load_site(*p["gate"]));
-    out.experts.gate_up[e].narrow(0, I, I).copy_(load_site(*p["up"]));
-    out.experts.down[e].copy_(load_site(*p["down"]));
+    st.gate_sites.push_back(p["gate"]);
+    st.up_sites.push_back(p["up"]);
+    st.down_sites.push_back(p["down"]);
+    copies.push_back({st.gate_up[e].narrow(0, 0, I), site_weight(*ckpt_, *p["gate"])});
+    copies.push_back({st.gate_up[e].narrow(0, I, I), site_weight(*ckpt_, *p["up"])});
+    copies.push_back({st.down[e], site_weight(*ckpt_, *p["down"])});
+  }
+  run_copies(copies);
+  return out;
+}
+
+LayerWeights WeightLoader::stage_globals(const std::vector<std::string>& site_names,
+                                         const std::vector<std::string>& aux_names) const {
+  LayerWeights out;
+  std::vector<Copy> copies;
+  for (const Site& s : sites_.sites)
+    for (const auto& n : site_names)
+      if (s.layer < 0 && s.name == n) {
+        out.linear[n] = host_for(site_weight(*ckpt_, s), copies);
+        out.sites[n] = &s;
+      }
+  for (const auto& n : aux_names)
+    if (ckpt_->has(prefix_ + n)) out.aux[n] = host_for(tensor_view(*ckpt_, prefix_ + n), copies);
+  run_copies(copies);
+  return out;
+}
+
+LayerWeights WeightLoader::upload(const LayerWeights& staged) const {
+  if (options_.device.is_cpu()) return staged;
+  auto up = [&](const at::Tensor& t) { return t.to(options_.device, /*non_blocking=*/true); };
+  LayerWeights out = staged;
+  for (auto& kv : out.linear) kv.second = up(kv.second);
+  for (auto& kv : out.aux) kv.second = up(kv.second);
+  if (out.experts.gate_up.defined()) {
+    out.experts.gate_up = up(out.experts.gate_up);
+    out.experts.down = up(out.experts.down);
   }
   return out;
 }
 
+void WeightLoader::transform(LayerWeights& w) const {
+  if (!options_.weight_transform) return;
+  auto apply = [&](const Site& s, const at::Tensor& weight) {
+    at::Tensor t = options_.weight_transform(s, weight);
+    if (!t.defined() || t.sizes() != weight.sizes())
+      throw Error("native forward: weight_transform returned a tensor of another shape for site '" + s.name + "'");
+    return t.to(options_.device, options_.dtype);
+  };
+  // A CPU forward's weights may alias the read-only mmap: replaced, never written.
+  for (auto& kv : w.linear) kv.second = apply(*w.sites.at(kv.first), kv.second).contiguous();
+  ExpertStack& st = w.experts;
+  if (!st.gate_up.defined()) return;
+  const int64_t I = st.inter();
+  for (size_t e = 0; e < st.gate_sites.size(); ++e) {
+    at::Tensor gu = st.gate_up[static_cast<int64_t>(e)];
+    gu.narrow(0, 0, I).copy_(apply(*st.gate_sites[e], gu.narrow(0, 0, I)));
+    gu.narrow(0, I, I).copy_(apply(*st.up_sites[e], gu.narrow(0, I, I)));
+    st.down[static_cast<int64_t>(e)].copy_(apply(*st.down_sites[e], st.down[static_cast<int64_t>(e)]));
+  }
+}
+
+LayerWeights WeightLoader::load_layer(int64_t layer) const {
+  LayerWeights w = upload(stage_layer(layer));
+  transform(w);
+  return w;
+}
+
 LayerWeights WeightLoader::load_globals(const std::vector<std::string>& site_names,
                                         const std::vector<std::string>& aux_names) const {
-  LayerWeights out;
-  for (const Site& s : sites_.sites)
-    for (const auto& n : site_names)
-      if (s.layer < 0 && s.name == n) {
-        out.linear[n] = load_site(s);
-        out.sites[n] = &s;
-      }
-  for (const auto& n : aux_names)
-    if (ckpt_->has(prefix_ + n)) out.aux[n] = load_aux(prefix_ + n);
-  return out;
+  LayerWeights w = upload(stage_globals(site_names, aux_names));
+  transform(w);
+  return w;
 }
 
 }  // namespace moeq::fwd

@@ -19,6 +19,8 @@ namespace moeq::fwd {
 struct ExpertStack {
   at::Tensor gate_up;  // [E, 2I, H]: gate rows then up rows of each expert
   at::Tensor down;     // [E, H, I]
+  // The sites of expert e: gate_sites[e], up_sites[e], down_sites[e] (for weight_transform).
+  std::vector<const Site*> gate_sites, up_sites, down_sites;
   int64_t num_experts() const { return gate_up.defined() ? gate_up.size(0) : 0; }
   int64_t inter() const { return down.size(2); }
 };
@@ -45,6 +47,12 @@ struct LayerWeights {
   int64_t bytes() const;
 };
 
+// Loading runs in two steps so that a GPU forward can overlap it with compute
+// (calib/forward/prefetch.h): stage (host only, thread-safe: the checkpoint's mmap is copied into
+// contiguous tensors in the compute dtype, pinned when the device is a GPU, expert stacks built
+// there, copies spread over the intra-op threads), then upload (device copies, non-blocking from
+// pinned memory, on the calling thread's current stream) and transform (options.weight_transform
+// per site, on the device). load_* do all three.
 class WeightLoader {
  public:
   WeightLoader(std::shared_ptr<Checkpoint> ckpt, const SiteMap& sites, const ForwardOptions& options);
@@ -54,12 +62,24 @@ class WeightLoader {
   // relative to the text model's prefix (`norm.weight`). Missing names are skipped, not errors
   // (a tied lm_head has no tensor of its own); the family checks what it needs.
   LayerWeights load_globals(const std::vector<std::string>& site_names, const std::vector<std::string>& aux_names) const;
+
+  LayerWeights stage_layer(int64_t layer) const;
+  LayerWeights stage_globals(const std::vector<std::string>& site_names, const std::vector<std::string>& aux_names) const;
+  // Host tensors -> options.device (non_blocking: the caller orders the stream).
+  LayerWeights upload(const LayerWeights& staged) const;
+  // Applies options.weight_transform to every linear weight (no-op without one).
+  void transform(LayerWeights& w) const;
   // `model.` or `model.language_model.`: where the text model's tensors live.
   const std::string& text_prefix() const { return prefix_; }
 
  private:
-  at::Tensor load_site(const Site& s) const;
-  at::Tensor load_aux(const std::string& tensor) const;
+  struct Copy {
+    at::Tensor dst, src;
+  };
+  // A host tensor of `shape` in the compute dtype (pinned for a GPU forward) filled from `src`
+  // by run_copies; on a CPU forward whose dtype matches a contiguous `src`, `src` itself.
+  at::Tensor host_for(const at::Tensor& src, std::vector<Copy>& copies) const;
+  void run_copies(std::vector<Copy>& copies) const;
   std::shared_ptr<Checkpoint> ckpt_;
   const SiteMap& sites_;
   const ForwardOptions& options_;
