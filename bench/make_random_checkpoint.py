@@ -1,14 +1,20 @@
 """A random-initialized checkpoint with the real tensor names and shapes of a Hub MoE, for
-end-to-end timing (bench/e2e_quantize.sh). Weights are N(0, 0.02) bf16, drawn on the GPU when
-there is one; per-expert 2D tensors as the Hub checkpoints store them; ~5 GB shards.
-Usage: python3 make_random_checkpoint.py olmoe|olmoe-mini OUT_DIR (olmoe-mini: 2 layers, 8 experts, for tests)"""
+end-to-end timing (bench/e2e_quantize.sh). Weights are N(0, 0.02) bf16 (norms and scales
+ones), drawn on the GPU when there is one; tensors as the Hub checkpoints store them; ~5 GB
+shards, written by 16 threads straight into the files (pwrite at planned offsets).
+Usage: python3 make_random_checkpoint.py FAMILY OUT_DIR
+  olmoe        OLMoE-1B-7B-0924 (13.8 GB)
+  gemma4       Gemma-4-26B-A4B (Gemma4ForConditionalGeneration, ~51 GB, vision tower included)
+  olmoe-mini, gemma4-mini: 2 layers, 8 experts, small widths, for tests"""
 import json
+import math
 import os
+import struct
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from safetensors.torch import save_file
 
 
 def olmoe(L=16, E=64, H=2048, I=1024, V=50304):
@@ -34,42 +40,150 @@ def olmoe(L=16, E=64, H=2048, I=1024, V=50304):
     return cfg, t
 
 
+def gemma4(L=30, E=128, H=2816, I=704, D=2112, V=262144, heads=16, kv=8, hd=256, gkv=2, ghd=512,
+           vis=dict(hidden=1152, layers=27, inter=4304, heads=16, hd=72, patch=16, pos=10240)):
+    """Gemma-4-26B-A4B (google/gemma-4-26B-A4B config.json): 30 layers (5 sliding : 1 full),
+    hidden 2816, dense MLP 2112 beside 128 experts of 704 (top 8, fused 3D gate_up_proj /
+    down_proj), sliding layers 8 kv heads of 256, full layers 2 kv heads of 512 with k = v
+    (attention_k_eq_v: no v_proj), vocab 262144, tied embeddings. Names as transformers 5.17's
+    Gemma4ForConditionalGeneration saves them; the vision tower (hidden 1152, head 72, 16
+    heads as in the config; 27 layers and MLP 4304, the SigLIP-so400m sizes, are assumed) is
+    copy-through for moeq."""
+    layer_types = [("full_attention" if (i + 1) % 6 == 0 else "sliding_attention") for i in range(L)]
+    if L < 6:
+        layer_types = ["sliding_attention"] * (L - 1) + ["full_attention"]
+    text = dict(model_type="gemma4_text", hidden_size=H, num_hidden_layers=L, intermediate_size=D,
+                moe_intermediate_size=I, num_experts=E, top_k_experts=8, enable_moe_block=True,
+                num_attention_heads=heads, num_key_value_heads=kv, num_global_key_value_heads=gkv, head_dim=hd,
+                global_head_dim=ghd, attention_k_eq_v=True, vocab_size=V, vocab_size_per_layer_input=V,
+                hidden_size_per_layer_input=0, num_kv_shared_layers=0, use_double_wide_mlp=False,
+                hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6, sliding_window=1024,
+                max_position_embeddings=262144, final_logit_softcapping=30.0, attention_bias=False,
+                attention_dropout=0.0, layer_types=layer_types, tie_word_embeddings=True,
+                use_bidirectional_attention="vision", dtype="bfloat16", pad_token_id=0, bos_token_id=2, eos_token_id=1,
+                rope_parameters={"full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1000000.0,
+                                                    "rope_type": "proportional"},
+                                 "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}})
+    vision = dict(model_type="gemma4_vision", hidden_size=vis["hidden"], intermediate_size=vis["inter"],
+                  num_hidden_layers=vis["layers"], num_attention_heads=vis["heads"], num_key_value_heads=vis["heads"],
+                  head_dim=vis["hd"], patch_size=vis["patch"], position_embedding_size=vis["pos"],
+                  pooling_kernel_size=3, default_output_length=280, standardize=True, use_clipped_linears=False,
+                  hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6)
+    cfg = dict(architectures=["Gemma4ForConditionalGeneration"], model_type="gemma4", text_config=text,
+               vision_config=vision, audio_config=None, tie_word_embeddings=True, dtype="bfloat16",
+               boi_token_id=255999, eoi_token_id=258882, image_token_id=258880, video_token_id=258884,
+               vision_soft_tokens_per_image=280)
+    m = "model.language_model."
+    t = [(m + "embed_tokens.weight", (V, H))]
+    for i in range(L):
+        p = f"{m}layers.{i}."
+        full = layer_types[i] == "full_attention"
+        d, nkv = (ghd, gkv) if full else (hd, kv)
+        a = p + "self_attn."
+        t += [(a + "q_proj.weight", (heads * d, H)), (a + "k_proj.weight", (nkv * d, H))]
+        if not full:
+            t += [(a + "v_proj.weight", (nkv * d, H))]
+        t += [(a + "o_proj.weight", (H, heads * d)), (a + "q_norm.weight", (d,)), (a + "k_norm.weight", (d,))]
+        t += [(p + f"mlp.{n}_proj.weight", (D, H)) for n in ("gate", "up")] + [(p + "mlp.down_proj.weight", (H, D))]
+        t += [(p + n + ".weight", (H,)) for n in ("input_layernorm", "post_attention_layernorm",
+                                                  "pre_feedforward_layernorm", "post_feedforward_layernorm",
+                                                  "pre_feedforward_layernorm_2", "post_feedforward_layernorm_1",
+                                                  "post_feedforward_layernorm_2")]
+        t += [(p + "layer_scalar", (1,)), (p + "router.proj.weight", (E, H)), (p + "router.scale", (H,)),
+              (p + "router.per_expert_scale", (E,)), (p + "experts.gate_up_proj", (E, 2 * I, H)),
+              (p + "experts.down_proj", (E, H, I))]
+    t += [(m + "norm.weight", (H,))]
+    vh, vi, vd = vis["hidden"], vis["inter"], vis["heads"] * vis["hd"]
+    v = "model.vision_tower."
+    t += [(v + "patch_embedder.input_proj.weight", (vh, 3 * vis["patch"] ** 2)),
+          (v + "patch_embedder.position_embedding_table", (2, vis["pos"], vh))]
+    for i in range(vis["layers"]):
+        p = f"{v}encoder.layers.{i}."
+        t += [(p + f"self_attn.{n}_proj.linear.weight", (vd, vh)) for n in "qkv"]
+        t += [(p + "self_attn.o_proj.linear.weight", (vh, vd)), (p + "self_attn.q_norm.weight", (vis["hd"],)),
+              (p + "self_attn.k_norm.weight", (vis["hd"],))]
+        t += [(p + f"mlp.{n}_proj.linear.weight", (vi, vh)) for n in ("gate", "up")]
+        t += [(p + "mlp.down_proj.linear.weight", (vh, vi))]
+        t += [(p + n + ".weight", (vh,)) for n in ("input_layernorm", "post_attention_layernorm",
+                                                  "pre_feedforward_layernorm", "post_feedforward_layernorm")]
+    t += [(v + "std_bias", (vh,)), (v + "std_scale", (vh,)), ("model.embed_vision.embedding_projection.weight", (H, vh))]
+    return cfg, t
+
+
+FAMILIES = {
+    "olmoe": olmoe,
+    "olmoe-mini": lambda: olmoe(2, 8, 256, 128, 1024),
+    "gemma4": gemma4,
+    "gemma4-mini": lambda: gemma4(2, 8, 256, 64, 192, 1024, heads=4, kv=2, hd=64, gkv=1, ghd=128,
+                                  vis=dict(hidden=64, layers=1, inter=128, heads=2, hd=32, patch=4, pos=16)),
+}
+
+
+def ones(name):
+    return name.endswith(("norm.weight", "layer_scalar", "router.scale", "per_expert_scale", "std_scale"))
+
+
+def write_checkpoint(out, tensors, shard_limit=5 << 30, threads=16):
+    """Plans ~5 GB shards in order, writes each file's header, then fills the tensors from
+    `threads` threads (each draws its tensor with its own seed and pwrites it in place)."""
+    shards, cur, cur_bytes = [], [], 0
+    for name, shape in tensors:
+        nb = 2 * math.prod(shape)
+        if cur and cur_bytes + nb > shard_limit:
+            shards.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append((name, shape, nb))
+        cur_bytes += nb
+    shards.append(cur)
+    n = len(shards)
+    files, fds, jobs, weight_map = [], [], [], {}
+    for k, shard in enumerate(shards):
+        files.append(f"model-{k + 1:05d}-of-{n:05d}.safetensors")
+        header, off = {"__metadata__": {"format": "pt"}}, 0
+        for name, shape, nb in shard:
+            header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + nb]}
+            jobs.append((len(jobs), k, name, shape, off))
+            weight_map[name] = files[-1]
+            off += nb
+        h = json.dumps(header, separators=(",", ":")).encode()
+        h += b" " * ((8 - len(h) % 8) % 8)
+        fd = os.open(os.path.join(out, files[-1]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.pwrite(fd, struct.pack("<Q", len(h)) + h, 0)
+        os.ftruncate(fd, 8 + len(h) + off)
+        fds.append((fd, 8 + len(h)))
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def fill(job):
+        i, k, name, shape, off = job
+        if ones(name):
+            w = torch.ones(shape, dtype=torch.bfloat16)
+        else:
+            g = torch.Generator(device=dev).manual_seed(i)
+            w = (torch.randn(shape, generator=g, device=dev, dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
+        buf = memoryview(w.view(torch.int16).numpy()).cast("B")
+        fd, start = fds[k]
+        done = 0
+        while done < len(buf):
+            done += os.pwrite(fd, buf[done:done + (1 << 30)], start + off + done)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fill, jobs))
+    for fd, _ in fds:
+        os.close(fd)
+    total = sum(nb for shard in shards for _, _, nb in shard)
+    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
+    return total, n
+
+
 def main():
     family, out = sys.argv[1], sys.argv[2]
-    cfg, tensors = {"olmoe": olmoe, "olmoe-mini": lambda: olmoe(2, 8, 256, 128, 1024)}[family]()
+    if family not in FAMILIES:
+        sys.exit(f"unknown family {family}; one of {', '.join(FAMILIES)}")
+    cfg, tensors = FAMILIES[family]()
     os.makedirs(out, exist_ok=True)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    g = torch.Generator(device=dev).manual_seed(0)
     t0 = time.time()
-    shard, shard_bytes, shards = {}, 0, []
-
-    def flush():
-        nonlocal shard, shard_bytes
-        if shard:
-            shards.append(shard)
-            name = f"model-{len(shards):05d}.safetensors"
-            save_file(shard, os.path.join(out, name), metadata={"format": "pt"})
-            shard, shard_bytes = {}, 0
-    names = {}
-    for name, shape in tensors:
-        w = (torch.randn(shape, generator=g, device=dev, dtype=torch.float32) * 0.02).to(torch.bfloat16)
-        if name.endswith("norm.weight"):
-            w = torch.ones(shape, dtype=torch.bfloat16, device=dev)
-        shard[name] = w.cpu()
-        shard_bytes += w.numel() * 2
-        names[name] = len(shards) + 1
-        if shard_bytes >= 5 << 30:
-            flush()
-    flush()
-    n = len(shards)
-    final = {}
-    for k in range(1, n + 1):
-        new = f"model-{k:05d}-of-{n:05d}.safetensors"
-        os.rename(os.path.join(out, f"model-{k:05d}.safetensors"), os.path.join(out, new))
-        final[k] = new
-    total = sum(2 * (torch.Size(s).numel()) for _, s in tensors)
-    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": total}, "weight_map": {k: final[v] for k, v in names.items()}}, f, indent=1)
+    total, n = write_checkpoint(out, tensors)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     print(f"{family}: {len(tensors)} tensors, {total / 1e9:.2f} GB in {n} shards, {time.time() - t0:.1f} s -> {out}")

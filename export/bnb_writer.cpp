@@ -43,7 +43,7 @@ class BnbWriter : public ExportWriter {
       throw Error("export bnb: site " + p.site->name + " quantizes activations; bitsandbytes 4-bit is weight-only");
   }
 
-  uint64_t write(const QuantizedSite& s, ShardWriter& out) const override {
+  uint64_t write(const QuantizedSite& s, TensorSink& out) const override {
     const std::string w = s.site->module + ".weight";
     uint64_t bytes = 0;
     auto put = [&](const std::string& name, const at::Tensor& t) {

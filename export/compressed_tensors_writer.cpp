@@ -58,7 +58,7 @@ class CompressedTensorsWriter : public ExportWriter {
     }
   }
 
-  uint64_t write(const QuantizedSite& s, ShardWriter& out) const override {
+  uint64_t write(const QuantizedSite& s, TensorSink& out) const override {
     const std::string& f = s.q->format;
     const std::string m = s.site->module;
     uint64_t bytes = 0;

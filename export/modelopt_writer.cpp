@@ -26,7 +26,9 @@ class ModelOptWriter : public ExportWriter {
       throw Error("export modelopt: site " + p.site->name + ": per-channel fp8 is not a ModelOpt layout (use granularity: tensor)");
   }
 
-  uint64_t write(const QuantizedSite& s, ShardWriter& out) const override {
+  bool lays_out_before_quantizing() const override { return true; }
+
+  uint64_t write(const QuantizedSite& s, TensorSink& out) const override {
     const std::string m = s.site->module;
     uint64_t bytes = 0;
     auto put = [&](const std::string& suffix, const at::Tensor& t) {

@@ -30,8 +30,12 @@ class ExportWriter {
   virtual std::string name() const = 0;
   // Refuses formats this consumer cannot load (throws moeq::Error naming site and format).
   virtual void check(const SitePlan& p) const = 0;
+  // True when write() only selects and reshapes the parts and makes tensors from the input
+  // scales (no values read), so a dry run on meta parts gives its tensors' names, dtypes and
+  // shapes before quantizing, and the export streams (quant/export_layout.h).
+  virtual bool lays_out_before_quantizing() const { return false; }
   // Writes the tensors of one quantized site; returns their total bytes.
-  virtual uint64_t write(const QuantizedSite& s, ShardWriter& out) const = 0;
+  virtual uint64_t write(const QuantizedSite& s, TensorSink& out) const = 0;
   // config.json changes and side files (hf_quant_config.json, ...).
   virtual void finish(const std::string& dir, nlohmann::json& config, const Plan& plan, const Recipe& recipe) const = 0;
 };

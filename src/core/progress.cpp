@@ -13,11 +13,15 @@ Progress::Progress(std::string what, uint64_t total_bytes)
       start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 void Progress::advance(uint64_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
   done_ += bytes;
   draw(false);
 }
 
-void Progress::done() { draw(true); }
+void Progress::done() {
+  std::lock_guard<std::mutex> lk(mu_);
+  draw(true);
+}
 
 void Progress::draw(bool final) {
   const auto now = std::chrono::steady_clock::now();

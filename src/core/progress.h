@@ -1,8 +1,9 @@
 #pragma once
 #include <cstdint>
 // Progress for long work: a bar with rate and ETA on a terminal, plain lines (every 10%)
-// otherwise, on stderr.
+// otherwise, on stderr. advance() and done() may be called from several threads.
 #include <chrono>
+#include <mutex>
 #include <string>
 
 namespace moeq {
@@ -20,6 +21,7 @@ class Progress {
   int last_decile_ = -1;
   bool tty_;
   std::chrono::steady_clock::time_point start_, last_draw_;
+  std::mutex mu_;
 };
 
 }  // namespace moeq

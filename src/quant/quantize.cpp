@@ -24,6 +24,7 @@
 #include "io/checkpoint.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
+#include "quant/export_layout.h"
 #include "quant/input_scales.h"
 #include "recipe/recipe.h"
 
@@ -106,38 +107,42 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   }
   report.device = opt.device;
 
-  // Which stored tensors hold a quantized site.
-  std::map<std::string, std::vector<const SitePlan*>> by_tensor;
-  for (const auto& sp : plan.sites) by_tensor[sp.site->view.tensor].push_back(&sp);
-  auto any_quantized = [&](const std::string& t) {
-    auto it = by_tensor.find(t);
-    if (it == by_tensor.end()) return false;
-    for (const auto* p : it->second)
-      if (p->quantize) return true;
-    return false;
+  // The export's tensors in order: copy-through, split-out unquantized sites, quantized jobs.
+  const ExportOrder order = export_order(*ck, plan);
+  const auto& jobs = order.jobs;
+  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
+  // Streaming: with the layout known up front the shard files are created now and every
+  // tensor is written as it comes, overlapping the quantization of later jobs; else the
+  // shards are buffered and written when full (same bytes either way).
+  // MOEQ_BUFFERED_EXPORT=1 forces the buffered path (benchmarks compare the two).
+  const bool buffered_env = std::getenv("MOEQ_BUFFERED_EXPORT") != nullptr;
+  std::string buffered_why = buffered_env ? "MOEQ_BUFFERED_EXPORT is set" : "QuantizeOptions::stream_export is off";
+  if (opt.stream_export && !buffered_env)
+    if (auto layout = plan_export_layout(*ck, order, writer, in_scales, &buffered_why))
+      sw.stream(*layout, meta);
+  auto write_copy_through = [&] {
+    for (const auto& name : order.copy_through) {
+      const TensorInfo& info = ck->info(name);
+      sw.add_raw(name, dtype_name(info.dtype), info.shape, ck->data(name), info.nbytes());
+      progress.advance(info.nbytes());
+    }
   };
-
-  // 1. Copy-through: tensors with no quantized site keep their name and bytes.
-  for (const auto& name : ck->names()) {
-    if (any_quantized(name)) continue;
-    const TensorInfo& info = ck->info(name);
-    sw.add_raw(name, dtype_name(info.dtype), info.shape, ck->data(name), info.nbytes());
-    progress.advance(info.nbytes());
-  }
-  // 2. Unquantized sites inside partly quantized fused stacks: written per expert.
-  for (const auto& sp : plan.sites) {
-    if (sp.quantize || !sp.site->fused || !any_quantized(sp.site->view.tensor)) continue;
-    at::Tensor w = site_weight(*ck, *sp.site).contiguous();
-    sw.add(sp.site->module + ".weight", w);
-    report.bytes_after[sp.site->name] = w.nbytes();
+  // 1. Buffered: first, as they are ordered. Streaming: by a thread of their own while the
+  //    quantize stages run (they land in other shards than most quantized parts, so
+  //    the two writers rarely wait for the same file).
+  if (!sw.streaming()) write_copy_through();
+  // 2. Unquantized sites inside partly quantized fused stacks.
+  for (const SitePlan* sp : order.split_sites) {
+    at::Tensor w = site_weight(*ck, *sp->site).contiguous();
+    sw.add(sp->site->module + ".weight", w);
+    report.bytes_after[sp->site->name] = w.nbytes();
     progress.advance(w.nbytes());
   }
   // 3. Quantized sites, batched; gate and up of the same experts share their per-tensor amax.
   //    Three stages overlap: a loader thread gathers each job's stacks into (pinned) host
   //    memory, this thread moves them to the device and quantizes them (one sync per stack,
   //    for the NaN check, and one for the results' copy back), a writer thread hands the
-  //    results to the export writer, whose shard flushes write the files.
-  const auto jobs = plan_jobs(plan);
+  //    results to the export writer (streaming: straight into the files).
   const bool pinned = dev.is_cuda();
   struct Loaded {
     size_t job;
@@ -179,6 +184,17 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       fail(std::current_exception());
     }
   });
+  double t_copy = 0;
+  std::thread copier([&] {
+    if (!sw.streaming()) return;
+    try {
+      const auto a = Clock::now();
+      write_copy_through();
+      t_copy = since(a);
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  });
   std::thread writer_thread([&] {
     try {
       while (auto d = done.pop()) {
@@ -187,16 +203,12 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
         for (size_t j = 0; j < job.size(); ++j) {
           const SiteBatch& b = job[j];
           QuantizedTensor& q = d->qs[j];
-          // Pinned staging goes back to its cache; the shard keeps a pageable copy until flushed.
-          if (pinned)
+          // Buffered: pinned staging goes back to its cache, the shard keeps a pageable copy
+          // until flushed. Streaming writes from the pinned memory at once.
+          if (pinned && !sw.streaming())
             for (auto& [name, t] : q.parts) t = t.clone();
           for (size_t i = 0; i < b.sites.size(); ++i) {
-            QuantizedSite qs{b.sites[i]->site, &q, b.sites.size() == 1 ? -1 : static_cast<int64_t>(i), std::nullopt,
-                             std::nullopt};
-            if (auto in = in_scales.find(b.sites[i]->site->name); in != in_scales.end()) {
-              qs.input_scale = in->second.scale;
-              qs.input_amax = in->second.amax;
-            }
+            const QuantizedSite qs = quantized_site(b, i, q, in_scales);
             report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
             if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? d->deqs[j].select(0, qs.index) : d->deqs[j]);
             progress.advance(site_bytes(*ck, *b.sites[i]->site));
@@ -241,11 +253,12 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   }
   loader.join();
   writer_thread.join();
+  copier.join();
   if (err) std::rethrow_exception(err);
   const double t_stages = since(t_start);
   // Stored tensors whose every site was quantized are fully accounted for; fused
   // tensors with a mix were split above.
-  std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", recipe.name}};
+  const bool streamed = sw.streaming();
   const auto t_finish0 = Clock::now();
   sw.finish(meta);
   const double t_finish = since(t_finish0);
@@ -269,9 +282,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   out.commit();
   if (std::getenv("MOEQ_TIMING"))
     std::fprintf(stderr,
-                 "moeq timing: setup %.2f s, quantize stages %.2f s (busy: gather %.2f s, device %.2f s, writer %.2f s), "
-                 "shard files %.2f s, %zu jobs\n",
-                 std::chrono::duration<double>(t_start - t_begin).count(), t_stages, t_load, t_device, t_write, t_finish, jobs.size());
+                 "moeq timing: setup %.2f s, quantize stages %.2f s (busy: gather %.2f s, device %.2f s, writer %.2f s, "
+                 "copy-through writer %.2f s), "
+                 "shard files %.2f s, %zu jobs; shard writes %s\n",
+                 std::chrono::duration<double>(t_start - t_begin).count(), t_stages, t_load, t_device, t_write, t_copy, t_finish, jobs.size(),
+                 streamed ? "streamed" : ("buffered (" + buffered_why + ")").c_str());
   std::printf("wrote %s: %s -> %s (%.2fx smaller); report: %s/report.md\n", opt.out.c_str(),
               human_bytes(report.source_bytes).c_str(), human_bytes(report.export_bytes).c_str(),
               static_cast<double>(report.source_bytes) / std::max<uint64_t>(1, report.export_bytes), opt.out.c_str());

@@ -13,6 +13,10 @@ struct QuantizeOptions {
   bool overwrite = false, strict = false;
   bool weight_only = false;     // override the recipe: no activation quantization
   uint64_t max_shard_bytes = 5ull << 30;
+  // Write each tensor into shard files laid out up front as soon as it is quantized, where
+  // the export writer and formats allow it (quant/export_layout.h); off: buffer each shard
+  // and write it when full. The files are the same; tests compare the two.
+  bool stream_export = true;
   // Also write moeq's own dequantization of every quantized site (float32, named
   // `<module>.weight`) to DIR/model.safetensors: what a consumer of the export must decode
   // to (the compressed-tensors consumer test compares against it).
