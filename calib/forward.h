@@ -54,6 +54,18 @@ struct ForwardOptions {
   // Optional: replaces a linear weight (already on the device, [out, in]) before use, e.g.
   // by quantize-dequantize for compare's fake-quantized model.
   std::function<at::Tensor(const Site&, const at::Tensor&)> weight_transform;
+  // Optional: replace the input of a linear before it is multiplied, e.g. by compare's
+  // activation fake quantization (W4A4 / W8A8). Unset: the inputs are used as they are, at
+  // no cost. Called after the observer saw the unchanged input; must return x's shape.
+  //  input_transform(site, x): x [..., in], the input of the dense linear `site` (every
+  //    linear of a layer or head but the routed experts; sites sharing an input get a call
+  //    each, so each can use its own scale).
+  //  expert_input_transform(layer, proj, x, expert_of_row): the routed experts of `layer`,
+  //    proj "gate_up" (the input gate and up share) or "down"; x [rows, in] grouped by
+  //    expert, expert_of_row [rows] int64 names each row's expert.
+  std::function<at::Tensor(const Site&, const at::Tensor&)> input_transform;
+  std::function<at::Tensor(int64_t layer, const std::string& proj, const at::Tensor& x, const at::Tensor& expert_of_row)>
+      expert_input_transform;
 };
 
 struct ForwardStats {

@@ -117,7 +117,17 @@ std::string ExpertGemm::description() const {
 
 at::Tensor LayerRun::linear(const std::string& key, const at::Tensor& x, const std::string& bias_key) const {
   at::Tensor b = bias_key.empty() ? at::Tensor() : w.a_opt(bias_key);
-  return at::linear(x, w.w(key), b.defined() ? std::optional<at::Tensor>(b) : std::nullopt);
+  return at::linear(input(key, x), w.w(key), b.defined() ? std::optional<at::Tensor>(b) : std::nullopt);
+}
+
+at::Tensor LayerRun::input(const std::string& key, const at::Tensor& x) const {
+  if (!options.input_transform) return x;
+  const Site* s = w.site(key);
+  if (!s) return x;
+  at::Tensor y = options.input_transform(*s, x);
+  if (!y.defined() || y.sizes() != x.sizes())
+    throw Error("native forward: input_transform returned a tensor of another shape for the input of site '" + s->name + "'");
+  return y;
 }
 
 void LayerRun::observe(const std::vector<std::string>& keys, const at::Tensor& x) const {
@@ -175,10 +185,19 @@ at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing&
     StageScope t("statistics", dev);
     r.observer->expert_input(r.layer(), "gate_up", xs, expert_of_row, counts);
   }
+  // compare's activation fake quantization (ForwardOptions::expert_input_transform), if set
+  auto expert_input = [&](const char* proj, const at::Tensor& in) {
+    if (!r.options.expert_input_transform) return in;
+    at::Tensor y = r.options.expert_input_transform(r.layer(), proj, in, expert_of_row);
+    if (!y.defined() || y.sizes() != in.sizes())
+      throw Error("native forward: expert_input_transform returned a tensor of another shape for layer " +
+                  std::to_string(r.layer()) + " (" + proj + ")");
+    return y;
+  };
   at::Tensor h;
   {
     StageScope t("experts: gate_up GEMM", dev);
-    at::Tensor gu = r.gemm.linear(xs, st.gate_up, counts);
+    at::Tensor gu = r.gemm.linear(expert_input("gate_up", xs), st.gate_up, counts);
     if (math.gate_up_bias.defined()) gu = gu + math.gate_up_bias.index_select(0, expert_of_row);
     h = math.glu(gu.narrow(1, 0, I), gu.narrow(1, I, I));
   }
@@ -189,7 +208,7 @@ at::Tensor routed_experts(const LayerRun& r, const at::Tensor& x, const Routing&
   at::Tensor y;
   {
     StageScope t("experts: down GEMM", dev);
-    y = r.gemm.linear(h.contiguous(), st.down, counts);
+    y = r.gemm.linear(expert_input("down", h).contiguous(), st.down, counts);
     if (math.down_bias.defined()) y = y + math.down_bias.index_select(0, expert_of_row);
   }
   StageScope t("experts: combine", dev);

@@ -74,8 +74,12 @@ struct LayerRun {
   // observer's view of lm_head's input: no [tokens, vocab] GEMM and float32 logits).
   bool want_logits = true;
   int64_t layer() const { return w.layer; }
-  // y = x @ W^T for the site `key` of this layer (+ bias `bias_key` when that aux exists).
+  // y = x @ W^T for the site `key` of this layer (+ bias `bias_key` when that aux exists), on
+  // input(key, x).
   at::Tensor linear(const std::string& key, const at::Tensor& x, const std::string& bias_key = "") const;
+  // x as the linear `key` consumes it: options.input_transform applied when set (and `key` is a
+  // site of this layer), else x itself. For linears a family multiplies without linear().
+  at::Tensor input(const std::string& key, const at::Tensor& x) const;
   // Tells the observer the input x [..., in] shared by the sites `keys` (missing keys skipped).
   void observe(const std::vector<std::string>& keys, const at::Tensor& x) const;
 };

@@ -13,7 +13,7 @@ at::Tensor standard_head(const LayerRun& run, const at::Tensor& h, double eps, R
   const bool own_head = run.w.has("lm_head");
   if (own_head) run.observe({"lm_head"}, x);
   if (!run.want_logits) return at::Tensor();
-  at::Tensor logits = at::linear(x, run.w.w(own_head ? "lm_head" : "embed_tokens")).to(at::kFloat);
+  at::Tensor logits = at::linear(own_head ? run.input("lm_head", x) : x, run.w.w(own_head ? "lm_head" : "embed_tokens")).to(at::kFloat);
   if (softcap > 0) logits = at::tanh(logits / softcap) * softcap;
   return logits;
 }

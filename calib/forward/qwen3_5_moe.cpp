@@ -71,7 +71,7 @@ class Qwen35Moe : public DecoderFamily {
     const bool own_head = r.w.has("lm_head");
     if (own_head) r.observe({"lm_head"}, x);
     if (!r.want_logits) return at::Tensor();
-    return at::linear(x, r.w.w(own_head ? "lm_head" : "embed_tokens")).to(at::kFloat);
+    return at::linear(own_head ? r.input("lm_head", x) : x, r.w.w(own_head ? "lm_head" : "embed_tokens")).to(at::kFloat);
   }
 
  private:

@@ -43,7 +43,7 @@ at::Tensor sigmoid_moe(const LayerRun& r, const at::Tensor& x, const SigmoidRout
   if (!r.w.has("router")) return gated_mlp(r, "mlp", x, act);
   at::Tensor flat = x.reshape({-1, x.size(-1)});
   r.observe({"router"}, flat);
-  at::Tensor logits = at::linear(flat.to(at::kFloat), r.w.w("router").to(at::kFloat));
+  at::Tensor logits = at::linear(r.input("router", flat).to(at::kFloat), r.w.w("router").to(at::kFloat));
   Routing routing = sigmoid_group_topk(logits, r.w.a_opt("mlp.gate.e_score_correction_bias"), s);
   at::Tensor y = routed_experts(r, flat, routing, act);
   if (r.w.has("shared_experts.gate")) y = y + gated_mlp(r, "shared_experts", flat, act);

@@ -49,14 +49,11 @@ int cmd_compare(const std::vector<std::string>& argv) {
   const std::string usage = "moeq compare MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR "
                             "[--device cpu|cuda] [--worst N] [--within-db DB] [--eval DATA [--eval-samples N] "
                             "[--eval-seq-len S] | --eval-ids IDS.safetensors] [--eval-dtype bfloat16|float32] "
-                            "[--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS]";
+                            "[--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS] [--calib calib.h5]";
   Args args(expand_recipes(argv), {},
             {"recipe", "formats", "o", "out", "device", "worst", "within-db", "calib", "eval", "eval-ids", "eval-samples",
              "eval-seq-len", "eval-dtype", "eval-chunk", "eval-ref-mib", "max-kl"});
   args.expect_positional(1, usage);
-  if (args.has("calib"))
-    throw Error("--calib: compare measures weight-only fake quantization; activation quantization (input scales "
-                "from calibration) is not part of compare yet. Run without --calib (add --eval DATA for the output error)");
   if (args.has("eval") && args.has("eval-ids")) throw Error("give --eval DATA or --eval-ids IDS.safetensors, not both");
   CompareOptions o;
   o.model = args.positional()[0];
@@ -65,6 +62,7 @@ int cmd_compare(const std::vector<std::string>& argv) {
   o.device = args.get("device", "cpu");
   const std::string out = args.get("o", args.get("out"));
   if (out.empty() || (o.recipes.empty() && o.formats.empty())) throw Error("usage: " + usage);
+  o.calib = args.get("calib");
   o.eval_file = args.get("eval");
   o.eval_ids_file = args.get("eval-ids");
   o.eval_dtype = args.get("eval-dtype", o.eval_dtype);
@@ -82,11 +80,11 @@ int cmd_compare(const std::vector<std::string>& argv) {
   write_compare_report(out, r, o.within_db, o.max_kl);
   const Pick pick = pick_variant(r, o.within_db, o.max_kl);
   for (const auto& v : r.variants) {
-    std::printf("%-24s %10.2f MiB  %6.3f bits/weight  mean SQNR %7.2f dB", v.name.c_str(),
+    std::printf("%-32s %10.2f MiB  %6.3f bits/weight  mean SQNR %7.2f dB", v.name.c_str(),
                 static_cast<double>(v.expected_bytes) / (1024.0 * 1024.0), v.bits_per_weight, headline_sqnr(v));
     if (v.output.measured)
-      std::printf("  KL %s  top-1 %6.2f%%  ppl %+.4f", kl_text(v.output.kl_mean).c_str(), 100.0 * v.output.top1,
-                  v.output.ppl_delta);
+      std::printf("  KL %s  top-1 %6.2f%%  ppl %+.4f  activations: %s", kl_text(v.output.kl_mean).c_str(),
+                  100.0 * v.output.top1, v.output.ppl_delta, v.activations.c_str());
     std::printf("\n");
   }
   if (pick.chosen >= 0) {

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <set>
 
+#include "calib/calib_file.h"
 #include "calib/dataset.h"
 #include "compare/eval_outputs.h"
+#include "compare/input_transform.h"
 #include "core/error.h"
 #include "io/aten_view.h"
 #include "core/progress.h"
@@ -16,6 +19,7 @@
 #include "io/dtype.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
+#include "quant/input_scales.h"
 #include "recipe/recipe.h"
 
 namespace moeq {
@@ -33,16 +37,20 @@ double rel_err(double signal, double noise) {
 
 // The --formats shorthand: one rule, every site, default params. Protected roles stay
 // unquantized because the rule does not name them (make_plan's rule).
-Recipe format_recipe(const std::string& format) {
+// With activations (compare --calib), formats with a static input scale (nvfp4, fp8) quantize
+// every quantized linear's input too (W4A4, W8A8).
+Recipe format_recipe(const std::string& format, bool activations) {
   format_by_name(format);  // unknown: an error listing the known formats
   Recipe r;
   r.name = format;
   r.path = "--formats " + format;
-  r.weight_only = true;
+  const bool inputs = activations && format_quantizes_inputs(format);
+  r.weight_only = !inputs;
   RecipeRule rule;
   rule.index = 1;
   rule.sites = {"*"};
   rule.format = format;
+  rule.input_quant = inputs;
   r.rules.push_back(rule);
   return r;
 }
@@ -136,21 +144,28 @@ Variant evaluate(const Recipe& recipe, const Plan& plan, const SiteMap& map, con
   v.export_format = recipe.export_format;
   v.warnings = plan.warnings;
   int64_t unruled = 0;
-  bool input_quant = false;
-  std::set<std::string> formats;
+  std::set<std::string> formats, input_formats;
   for (const auto& sp : plan.sites) {
     if (sp.quantize) formats.insert(sp.format);
     else v.skipped[sp.reason]++;
     if (sp.site->role == Role::Expert && !sp.quantize && !sp.rule) unruled++;
-    input_quant = input_quant || sp.input_quant;
+    if (sp.quantize && sp.input_quant) {
+      v.input_quant_sites++;
+      input_formats.insert(sp.format);
+    }
   }
   v.formats.assign(formats.begin(), formats.end());
   if (unruled)
     v.warnings.push_back(std::to_string(unruled) + " expert sites match no rule and stay unquantized (moeq quantize "
                          "refuses this recipe until a rule decides them)");
-  if (input_quant)
-    v.warnings.push_back("the recipe quantizes activations (input_quant): only weights are quantized here (weight "
-                         "error and, with --eval, the output error of the weight-only fake-quantized model)");
+  if (v.input_quant_sites && opt.calib.empty()) {
+    v.activations = "none: " + activation_label(input_formats) + " activations not measured (no --calib)";
+    v.warnings.push_back("the recipe quantizes the activations of " + std::to_string(v.input_quant_sites) +
+                         " sites (input_quant, " + activation_label(input_formats) +
+                         "): measured here with weights only (weight error and, with --eval, the output error of "
+                         "the weight-only fake-quantized model); pass --calib calib.h5 with --eval to quantize "
+                         "activations too");
+  }
 
   v.sites = measure(ck, plan, dev, "compare " + v.name);
   v.sites_total = static_cast<int64_t>(map.sites.size());
@@ -290,9 +305,9 @@ CompareResult run_compare(const CompareOptions& opt) {
   for (const auto& p : opt.recipes) recipes.push_back(load_recipe(p));
   for (const auto& f : opt.formats)
     if (f == "all")
-      for (const auto& name : format_names()) recipes.push_back(format_recipe(name));
+      for (const auto& name : format_names()) recipes.push_back(format_recipe(name, !opt.calib.empty()));
     else
-      recipes.push_back(format_recipe(f));
+      recipes.push_back(format_recipe(f, !opt.calib.empty()));
   std::set<std::string> names;
   for (auto& r : recipes) {
     std::string n = r.name;
@@ -318,19 +333,56 @@ CompareResult run_compare(const CompareOptions& opt) {
   const at::Tensor ids = eval_ids(opt, &info);  // before the weight pass: bad eval input fails fast
   std::vector<Plan> plans;
   for (const auto& r : recipes) plans.push_back(make_plan(r, map.sites, false));
-  for (size_t k = 0; k < recipes.size(); ++k) res.variants.push_back(evaluate(recipes[k], plans[k], map, *ck, dev, opt));
+  // Activation scales from calibration, for this model only; also before the weight pass.
+  std::vector<InputTransforms> inputs(plans.size());
+  if (!opt.calib.empty()) {
+    if (!ids.defined())
+      throw Error("--calib " + opt.calib + ": quantized activations show only in the output error; pass --eval DATA "
+                  "or --eval-ids IDS.safetensors too");
+    const CalibData calib = read_calib_file(opt.calib);
+    require_calib_matches(calib, opt.calib, cfg, *ck, opt.model);
+    for (size_t k = 0; k < plans.size(); ++k) inputs[k] = plan_input_transforms(plans[k], calib, opt.calib);
+    info.calib = opt.calib;
+  }
+  // Variants in recipe order; a recipe whose activations are quantized is followed by its
+  // weights-only twin (same weights, activations unquantized).
+  std::vector<WeightTransform> transforms;
+  std::vector<InputTransforms> variant_inputs;
+  const std::string calib_name = std::filesystem::path(opt.calib).filename().string();
+  for (size_t k = 0; k < recipes.size(); ++k) {
+    Variant v = evaluate(recipes[k], plans[k], map, *ck, dev, opt);
+    if (ids.defined()) {
+      transforms.push_back(plan_weight_transform(ck, plans[k], dev));
+      variant_inputs.push_back(inputs[k]);
+    }
+    if (inputs[k].sites == 0) {
+      if (!opt.calib.empty() && v.input_quant_sites == 0)
+        v.warnings.push_back("--calib " + opt.calib + ": the recipe quantizes no activations (no input_quant site)");
+      res.variants.push_back(std::move(v));
+      continue;
+    }
+    Variant twin = v;
+    v.activations_quantized = true;
+    v.activations = activation_label(inputs[k].formats) + " (activations from " + calib_name + ")";
+    twin.name = v.name + " (weights only)";
+    twin.weights_only_twin = true;
+    twin.activations = "none (weights only: reference for " + v.name + ")";
+    twin.warnings.clear();
+    res.variants.push_back(std::move(v));
+    res.variants.push_back(std::move(twin));
+    transforms.push_back(plan_weight_transform(ck, plans[k], dev));
+    variant_inputs.push_back(InputTransforms{});
+  }
   if (!ids.defined()) return res;
 
-  // Output error: every plan's fake-quantized model against the unquantized one.
-  std::vector<WeightTransform> transforms;
-  for (const Plan& p : plans) transforms.push_back(plan_weight_transform(ck, p, dev));
+  // Output error: every variant's fake-quantized model against the unquantized one.
   EvalOptions eo;
   eo.ids = ids;
   eo.device = dev;
   eo.dtype = info.dtype == "float32" ? at::kFloat : at::kBFloat16;
   eo.chunk_samples = opt.eval_chunk_samples;
   eo.ref_budget_bytes = opt.eval_ref_mib << 20;
-  const EvalResult er = evaluate_outputs(ck, cfg, transforms, eo);
+  const EvalResult er = evaluate_outputs(ck, cfg, transforms, eo, variant_inputs);
   for (size_t k = 0; k < er.variants.size(); ++k) res.variants[k].output = er.variants[k];
   info.measured = true;
   info.samples = ids.size(0);

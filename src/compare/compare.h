@@ -32,6 +32,11 @@ struct CompareOptions {
   std::string eval_dtype = "bfloat16";  // the forward's compute dtype: bfloat16 | float32
   int64_t eval_chunk_samples = 8;
   int64_t eval_ref_mib = 4096;          // host memory for the reference logits (eval_outputs.h); 0: one sample per group
+  // calib.h5 of this model (moeq calibrate): with eval ids, every variant whose rules quantize
+  // activations (input_quant; --formats nvfp4 / fp8 become W4A4 / W8A8) also fake-quantizes the
+  // inputs of those linears with the export's input scales (compare/input_transform.h), and a
+  // weights-only twin row shows what the activations cost.
+  std::string calib;
 };
 
 // The error of one quantized site. sqnr_db = 10 log10(||w||^2 / ||w - deq||^2), +inf when
@@ -78,6 +83,12 @@ struct Variant {
   std::vector<ExpertError> experts;             // (layer, expert) order
   std::vector<ExpertError> worst_experts;       // lowest SQNR first
   OutputError output;                           // measured only with eval ids
+  // Activations: how many quantized sites the recipe quantizes the input of (input_quant),
+  // whether the output error fake-quantized them (--calib), and the label the reports show.
+  int64_t input_quant_sites = 0;
+  bool activations_quantized = false;
+  bool weights_only_twin = false;  // the same weights without activation quantization: a reference row, never picked
+  std::string activations = "none (weight-only recipe)";
 };
 
 // How the output error was measured (eval.measured false: no eval ids given).
@@ -87,6 +98,7 @@ struct EvalInfo {
   std::string dtype, expert_gemm;
   int64_t samples = 0, seq_len = 0, tokens = 0, groups = 0, samples_per_group = 0, ref_budget_mib = 0;
   double seconds = 0, ppl_ref = 0;
+  std::string calib;  // the calibration file whose input scales quantized activations ("" without --calib)
 };
 
 struct CompareResult {

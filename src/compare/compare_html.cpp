@@ -114,13 +114,14 @@ std::string size_chart(const CompareResult& r) {
 
 std::string output_table(const CompareResult& r) {
   std::ostringstream o;
-  o << "<table><tr><th>variant</th><th>expected size</th><th>mean KL (nats)</th><th>max KL</th><th>top-1 agreement</th>"
+  o << "<table><tr><th>variant</th><th>activations</th><th>expected size</th><th>mean KL (nats)</th><th>max KL</th><th>top-1 agreement</th>"
        "<th>logit cosine</th><th>ppl</th><th>ppl delta</th></tr>";
   for (size_t k = 0; k < r.variants.size(); ++k) {
     const Variant& v = r.variants[k];
     const OutputError& e = v.output;
     o << "<tr><td><span style=\"color:" << svg::palette(k) << "\">&#9632;</span> " << escape(v.name)
-      << "</td><td class=n>" << human_bytes(v.expected_bytes) << "</td><td class=n>" << kl_text(e.kl_mean)
+      << "</td><td>" << escape(v.activations) << "</td><td class=n>" << human_bytes(v.expected_bytes)
+      << "</td><td class=n>" << kl_text(e.kl_mean)
       << "</td><td class=n>" << kl_text(e.kl_max) << "</td><td class=n>" << svg::number(100.0 * e.top1, 2)
       << "%</td><td class=n>" << svg::number(e.cosine_mean, 6) << "</td><td class=n>" << svg::number(e.ppl_quant, 4)
       << "</td><td class=n>" << (e.ppl_delta >= 0 ? "+" : "") << svg::number(e.ppl_delta, 4) << "</td></tr>";

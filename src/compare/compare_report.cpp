@@ -31,7 +31,16 @@ std::string output_error_note(const CompareResult& r) {
   o << "Output error measured with moeq's native forward (" << e.dtype << " on " << r.device << ") on "
     << e.samples << " samples x " << e.seq_len << " tokens (" << e.tokens << " predicted tokens) from " << e.source
     << "; every variant's weights are quantize-dequantized as its export would hold them, unquantized sites stay "
-       "exact, activations are not quantized. Reference perplexity " << svg::number(e.ppl_ref, 4) << ". Reference "
+       "exact, "
+    << (e.calib.empty()
+            ? std::string("activations are not quantized (recipes with input_quant are measured with weights only; "
+                          "--calib calib.h5 quantizes their activations)")
+            : "and variants labelled W4A4 / W8A8 also fake-quantize the input of every input_quant linear as the "
+              "deployed kernel does (FP8: static per-tensor scale; NVFP4: the static global scale and dynamic E4M3 "
+              "scales per 16 inputs), with the input scales the export carries, from " + e.calib +
+              " (per expert for routed experts, gate and up sharing one); rows marked (weights only) are the same "
+              "recipes without activation quantization")
+    << ". Reference perplexity " << svg::number(e.ppl_ref, 4) << ". Reference "
     << "logits kept on the host in float32, " << e.samples_per_group << " samples per group (" << e.groups
     << " group(s), --eval-ref-mib " << e.ref_budget_mib << "); " << svg::number(e.seconds, 1) << " s.";
   return o.str();
@@ -86,7 +95,7 @@ Pick pick_by_weight(const CompareResult& r, double within_db) {
   const auto& vs = r.variants;
   std::vector<int> measured;
   for (int i = 0; i < static_cast<int>(vs.size()); ++i)
-    if (std::isfinite(headline_sqnr(vs[i]))) measured.push_back(i);
+    if (std::isfinite(headline_sqnr(vs[i])) && !vs[i].weights_only_twin) measured.push_back(i);
   std::ostringstream t;
   t << "Rule (moeq compare): among the variants with a measured weight error, pick the smallest expected export "
        "whose mean SQNR over its quantized sites is within "
@@ -154,7 +163,7 @@ Pick pick_by_output(const CompareResult& r, double within_db, double max_kl) {
   const auto& vs = r.variants;
   std::vector<int> measured;
   for (int i = 0; i < static_cast<int>(vs.size()); ++i)
-    if (vs[i].output.measured) measured.push_back(i);
+    if (vs[i].output.measured && !vs[i].weights_only_twin) measured.push_back(i);
   std::ostringstream t;
   t << "Rule (moeq compare, output error): pick the smallest expected export whose mean KL(reference || quantized) "
        "per token is at most "
@@ -209,6 +218,9 @@ Pick pick_by_output(const CompareResult& r, double within_db, double max_kl) {
                                     : " The weight-SQNR rule (within " + svg::number(within_db, 1) + " dB) would pick " +
                                           vs[weight.chosen].name + " (" + output_desc(vs[weight.chosen]) +
                                           "); the output error decides here.");
+  if (std::any_of(vs.begin(), vs.end(), [](const Variant& v) { return v.weights_only_twin; }))
+    t << " Rows marked (weights only) are the activation-quantized recipes without their activation quantization: "
+         "references that show what the activations cost, not candidates.";
   p.text = t.str();
   return p;
 }
@@ -241,6 +253,7 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
       oe["ref_budget_mib"] = e.ref_budget_mib;
       oe["seconds"] = e.seconds;
       oe["expert_gemm"] = e.expert_gemm;
+      oe["calib"] = e.calib.empty() ? json(nullptr) : json(e.calib);
       oe["definitions"] = {
           {"tokens", "positions 0..S-2 of every sample (each predicts the next id); all metrics over the same tokens"},
           {"kl_mean", "mean over tokens of KL(P_ref || P_quant) = sum_v p_ref (log p_ref - log p_quant), nats"},
@@ -257,7 +270,10 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
       {"mean_sqnr_db", "mean of the per-site SQNR in dB over quantized sites with a non-zero error"},
       {"expert_sqnr_db", "SQNR of one expert over all its quantized projections (energies summed)"},
       {"expected_bytes", "every stored tensor at its stored size, quantized sites at the format's bits_per_weight"},
-      {"bits_per_weight", "over quantized sites, scales included"}};
+      {"bits_per_weight", "over quantized sites, scales included"},
+      {"activations", "whether the output error fake-quantized the inputs of the recipe's input_quant linears (--calib: "
+                      "input scales from calib.h5, as the export carries them); weights_only_twin: the same recipe "
+                      "with activations unquantized, a reference row that is never picked"}};
   json pj = {{"within_db", pick.within_db},
              {"metric", pick.by_output ? "kl_mean (output error)" : "mean_sqnr_db over quantized sites"},
              {"text", pick.text}};
@@ -282,6 +298,10 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
     x["size_ratio"] = ratio(v);
     x["bits_per_weight"] = v.all.quantized ? num(v.bits_per_weight) : json(nullptr);
     x["summary"] = stats_json(v.all);
+    x["activations"] = {{"label", v.activations},
+                        {"input_quant_sites", v.input_quant_sites},
+                        {"quantized", v.activations_quantized},
+                        {"weights_only_twin", v.weights_only_twin}};
     if (v.output.measured) {
       const OutputError& o = v.output;
       x["output_error"] = {{"tokens", o.tokens},          {"kl_mean", num(o.kl_mean)},   {"kl_max", num(o.kl_max)},
@@ -322,11 +342,11 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
   md << "- " << output_error_note(r) << "\n\n";
   if (r.eval.measured) {
     md << "## Output error (fake-quantized vs unquantized model)\n\n"
-       << "| variant | expected size | bits/weight | mean KL (nats) | max KL | top-1 agreement | logit cosine | ppl | "
-          "ppl delta |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+       << "| variant | activations | expected size | bits/weight | mean KL (nats) | max KL | top-1 agreement | logit "
+          "cosine | ppl | ppl delta |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& v : r.variants) {
       const OutputError& o = v.output;
-      md << "| " << v.name << " | " << human_bytes(v.expected_bytes) << " | "
+      md << "| " << v.name << " | " << v.activations << " | " << human_bytes(v.expected_bytes) << " | "
          << (v.all.quantized ? svg::number(v.bits_per_weight, 3) : "-") << " | " << kl_text(o.kl_mean) << " | "
          << kl_text(o.kl_max) << " | " << svg::number(100.0 * o.top1, 2) << "% | " << svg::number(o.cosine_mean, 6)
          << " | " << svg::number(o.ppl_quant, 4) << " | " << (o.ppl_delta >= 0 ? "+" : "") << svg::number(o.ppl_delta, 4)
@@ -402,6 +422,10 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
         "(codes and scales); the exact export adds headers and layout padding.\n"
      << "- Output error (with --eval): over positions 0..S-2 of every sample; KL(P_ref || P_quant) per token in nats, "
         "averaged; top-1: argmax agreement; ppl: exp(mean NLL of the next id); cosine: of the two logit vectors.\n"
+     << "- Activations: `W4A4 (activations from calib.h5)` / `W8A8 (...)`: the inputs of the recipe's input_quant "
+        "linears are fake-quantized as the deployed kernels do (FP8 static per-tensor; NVFP4 static global scale and "
+        "dynamic E4M3 scales per 16 inputs), with the export's input scales (per expert for routed experts); "
+        "`(weights only)` rows are the same recipes without it.\n"
      << "- report.json holds every site, layer and expert; report.html has the charts.\n";
   return md.str();
 }

@@ -75,7 +75,11 @@ WeightTransform plan_weight_transform(std::shared_ptr<Checkpoint> ckpt, const Pl
 }
 
 EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& cfg,
-                            const std::vector<WeightTransform>& transforms, const EvalOptions& opt) {
+                            const std::vector<WeightTransform>& transforms, const EvalOptions& opt,
+                            const std::vector<InputTransforms>& inputs) {
+  if (!inputs.empty() && inputs.size() != transforms.size())
+    throw Error("compare --eval: " + std::to_string(inputs.size()) + " input transforms for " +
+                std::to_string(transforms.size()) + " weight transforms");
   const auto t0 = std::chrono::steady_clock::now();
   if (!opt.ids.defined() || opt.ids.dim() != 2 || opt.ids.scalar_type() != at::kLong || opt.ids.size(0) < 1 ||
       opt.ids.size(1) < 2)
@@ -98,6 +102,8 @@ EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig&
     at::Tensor ref;
     {
       fo.weight_transform = nullptr;
+      fo.input_transform = nullptr;
+      fo.expert_input_transform = nullptr;
       auto f = make_forward(ckpt, cfg, fo);
       const ForwardStats st = f->run(ids, nullptr, [&](int64_t at_sample, const at::Tensor& logits) {
         if (!ref.defined()) ref = at::empty({g, S, logits.size(2)}, logits.options().device(at::kCPU).dtype(at::kFloat));
@@ -107,6 +113,8 @@ EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig&
     }
     for (size_t k = 0; k < transforms.size(); ++k) {
       fo.weight_transform = transforms[k];
+      fo.input_transform = inputs.empty() ? nullptr : inputs[k].linear;
+      fo.expert_input_transform = inputs.empty() ? nullptr : inputs[k].experts;
       auto f = make_forward(ckpt, cfg, fo);
       f->run(ids, nullptr, [&](int64_t at_sample, const at::Tensor& logits) {
         const int64_t n = logits.size(0);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "compare/input_transform.h"
 #include "compare/output_error.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
@@ -47,9 +48,12 @@ struct EvalResult {
   std::string expert_gemm;
 };
 
-// Runs the reference (no transform) and one forward per transform. Throws moeq::Error when the
-// family has no native forward.
+// Runs the reference (no transform) and one forward per transform. `inputs` is empty or holds,
+// per transform, the input transforms of its forward (compare --calib: activation fake
+// quantization, compare/input_transform.h; unset functions leave the inputs alone). Throws
+// moeq::Error when the family has no native forward.
 EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& cfg,
-                            const std::vector<WeightTransform>& transforms, const EvalOptions& opt);
+                            const std::vector<WeightTransform>& transforms, const EvalOptions& opt,
+                            const std::vector<InputTransforms>& inputs = {});
 
 }  // namespace moeq

@@ -16,6 +16,8 @@ std::string fused_key(const Site& s) {
 
 }  // namespace
 
+bool format_quantizes_inputs(const std::string& format) { return format == "nvfp4" || format == "fp8"; }
+
 float input_scale_from_amax(const std::string& format, float amax) {
   if (!std::isfinite(amax) || amax <= 0)
     throw Error("input amax " + std::to_string(amax) + " gives no usable input scale (must be finite and > 0)");

@@ -14,6 +14,8 @@
 
 namespace moeq {
 
+// Whether moeq quantizes activations for `format` (a static input scale exists: nvfp4, fp8).
+bool format_quantizes_inputs(const std::string& format);
 // Throws moeq::Error for formats whose activations moeq does not quantize, and for an amax
 // that is not finite and > 0.
 float input_scale_from_amax(const std::string& format, float amax);
