@@ -308,3 +308,35 @@ TEST_CASE("mse: quantize -> export -> verify on the demo checkpoint; scales are 
     }
   }
 }
+
+TEST_CASE("mse: FP8 exports, per tensor (gate/up: one joint amax) and per channel, verify", "[mse]") {
+  test::TempDir tmp;
+  const std::string rest = "  - roles: [attention, dense_mlp, shared_experts, other]\n    enable: false\n";
+  for (const char* gran : {"tensor", "channel"}) {
+    DYNAMIC_SECTION(gran) {
+      const std::string dir = test::quantize_demo_export(
+          tmp, false, std::string(gran) == "tensor" ? "modelopt" : "compressed-tensors",  // ModelOpt has no per-channel FP8
+          std::string("  - roles: [experts]\n    format: fp8\n    params: {granularity: ") + gran + "}\n    calibrator: mse\n" + rest,
+          gran);
+      const std::string src = tmp.path + "/flat";
+      const VerifyResult v = verify_export(dir, src);
+      for (const auto& p : v.problems) UNSCOPED_INFO(p);
+      CHECK(v.problems.empty());
+      CHECK(v.experts_quantized == v.experts_expected);
+      auto ck = Checkpoint::open(dir);
+      auto sck = Checkpoint::open(src);
+      const std::string p = "model.layers.0.mlp.experts.1.";
+      const at::Tensor g = tensor_view(*sck, p + "gate_proj.weight"), u = tensor_view(*sck, p + "up_proj.weight");
+      const at::Tensor sg = tensor_view(*ck, p + "gate_proj.weight_scale"), su = tensor_view(*ck, p + "up_proj.weight_scale");
+      if (std::string(gran) == "tensor") {
+        // One amax for the pair, searched over their joint error; scale = amax / 448.
+        const at::Tensor a = fp8_tensor_mse_amax({g, u}, at::maximum(own_amax(g), own_amax(u)), mse()).reshape({});
+        CHECK(at::equal(sg, su));
+        CHECK(at::equal(sg.reshape({}), a / 448.f));
+      } else {
+        CHECK(at::equal(sg.flatten(), fp8_channel_mse_amax(g, mse()) / 448.f));
+        CHECK(at::equal(su.flatten(), fp8_channel_mse_amax(u, mse()) / 448.f));
+      }
+    }
+  }
+}
