@@ -67,9 +67,9 @@ struct SitePlan {
   std::string format;
   FormatParams params;
   bool input_quant = false;
-  WeightCalibrator calibrator;       // how the weight scales are chosen (quantized sites)
   const RecipeRule* rule = nullptr;  // the rule that decided, or null
   std::string reason;                // why skipped (or "rule N" for quantized)
+  WeightCalibrator calibrator;       // how the weight scales are chosen (quantized sites)
 };
 
 struct Plan {
