@@ -72,7 +72,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   std::map<std::string, RoleTotals> roles;
   nlohmann::ordered_json sites = nlohmann::ordered_json::array();
   int64_t experts = 0, experts_q = 0;
-  std::map<std::string, int64_t> skip_reasons;
+  std::map<std::string, int64_t> skip_reasons, calibrators;
   for (const auto& sp : plan.sites) {
     const Site& s = *sp.site;
     const uint64_t before = static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
@@ -89,6 +89,12 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
                      {"format", sp.quantize ? nlohmann::ordered_json(sp.format) : nlohmann::ordered_json(nullptr)},
                      {"input_quant", sp.input_quant}, {"reason", sp.reason}, {"bytes_before", before}, {"bytes_after", after}});
     if (auto in = d.input_scales.find(s.name); in != d.input_scales.end()) sites.back()["input_scale"] = in->second;
+    if (sp.quantize) {
+      sites.back()["calibrator"] = sp.calibrator.describe();
+      if (!sp.calibrator.note.empty()) sites.back()["calibrator_note"] = sp.calibrator.note;
+      const std::string k = sp.calibrator.describe() + (sp.calibrator.note.empty() ? "" : " (" + sp.calibrator.note + ")");
+      calibrators[k]++;
+    }
   }
   nlohmann::ordered_json others = nlohmann::ordered_json::array();
   for (const auto& a : map.aux) {
@@ -121,6 +127,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   for (const auto& [role, r] : roles)
     j["roles"][role] = {{"sites", r.sites}, {"quantized", r.quantized}, {"bytes_before", r.before}, {"bytes_after", r.after}};
   j["skipped_by_reason"] = skip_reasons;
+  j["weight_calibrators"] = calibrators;  // how the weight scales were chosen: sites per calibrator
   j["warnings"] = d.warnings;
   j["calibration"] = d.calib ? calibration_json(d) : nlohmann::ordered_json(nullptr);
   j["sites"] = sites;
@@ -135,6 +142,9 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   md << "- export: " << d.export_format << ", device " << d.device << "\n";
   md << "- size: " << human_bytes(d.source_bytes) << " -> " << human_bytes(d.export_bytes) << " ("
      << j["size_ratio"].get<double>() << "x smaller)\n";
+  md << "- weight scales:";
+  for (const auto& [k, n] : calibrators) md << " " << k << ": " << n << " sites;";
+  md << (calibrators.empty() ? " none quantized\n" : "\n");
   md << "- **" << coverage << "**\n\n";
   md << "## Per role\n\n| role | sites | quantized | bytes before | bytes after |\n|---|---:|---:|---:|---:|\n";
   for (const auto& [role, r] : roles)

@@ -92,12 +92,12 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
   for (const auto& job : plan_jobs(plan)) {
     std::vector<at::Tensor> stacks;
     for (const SiteBatch& b : job) stacks.push_back(load_stack(ck, b, dev));
-    const std::optional<at::Tensor> amax = shared_amax(job, stacks);
+    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks);
     for (size_t j = 0; j < job.size(); ++j) {
       const SiteBatch& b = job[j];
       const SitePlan& first = *b.sites[0];
       const QuantFormat& fmt = format_by_name(first.format);
-      const QuantizedTensor q = fmt.quantize(stacks[j], first.params, amax);
+      const QuantizedTensor& q = qs[j];
       const at::Tensor deq = fmt.dequantize(q, at::kFloat).to(at::kCPU).contiguous();
       const at::Tensor w = stacks[j].to(at::kCPU).to(at::kFloat).contiguous();
       if (deq.sizes() != w.sizes())

@@ -27,13 +27,10 @@ struct PlanDequant {
     const auto& job = jobs[k];
     std::vector<at::Tensor> stacks;
     for (const SiteBatch& b : job) stacks.push_back(load_stack(*ckpt, b, device));
-    const std::optional<at::Tensor> amax = shared_amax(job, stacks);
+    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks);
     std::vector<at::Tensor> out;
-    for (size_t j = 0; j < job.size(); ++j) {
-      const SitePlan& first = *job[j].sites[0];
-      const QuantFormat& fmt = format_by_name(first.format);
-      out.push_back(fmt.dequantize(fmt.quantize(stacks[j], first.params, amax), at::kFloat).to(dtype));
-    }
+    for (size_t j = 0; j < job.size(); ++j)
+      out.push_back(format_by_name(job[j].sites[0]->format).dequantize(qs[j], at::kFloat).to(dtype));
     return out;
   }
 

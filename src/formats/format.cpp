@@ -12,6 +12,11 @@ std::vector<std::unique_ptr<QuantFormat>>& registry() {
 }
 }  // namespace
 
+QuantizedTensor QuantFormat::quantize_with_block_scales(const at::Tensor&, const FormatParams&, const at::Tensor&,
+                                                        const at::Tensor&) const {
+  throw Error(name() + ": given block scales are not supported (only nvfp4 takes them)");
+}
+
 bool register_format(std::unique_ptr<QuantFormat> f) {
   registry().push_back(std::move(f));
   return true;

@@ -43,7 +43,8 @@ class QuantFormat {
   virtual void validate(const std::vector<int64_t>& shape, const FormatParams& p) const = 0;
   // w: [out, in] or [E, out, in], bf16/f16/f32, on CPU or CUDA (the kernel follows the
   // device). amax: optional per-tensor amax ([] or [E]) replacing the weights' own, where
-  // the format has a per-tensor scale (NVFP4 global scale, FP8 tensor scale).
+  // the format has a per-tensor scale (NVFP4 global scale, FP8 tensor scale); for FP8 with
+  // channel granularity, one amax per row ([out] or [E, out]).
   virtual QuantizedTensor quantize(const at::Tensor& w, const FormatParams& p,
                                    const std::optional<at::Tensor>& amax = std::nullopt) const = 0;
   // The same math written with ATen tensor ops only (no custom kernel): the baseline the
@@ -51,6 +52,12 @@ class QuantFormat {
   // Must produce the same parts, byte for byte.
   virtual QuantizedTensor quantize_torch_ops(const at::Tensor& w, const FormatParams& p,
                                              const std::optional<at::Tensor>& amax = std::nullopt) const = 0;
+  // Block scales chosen outside the format (the MSE search, src/quant/mse_search.h): NVFP4
+  // takes its FP8 E4M3 block scale bytes (uint8 [.., out, in/16], each a positive finite
+  // e4m3 value) and the per-tensor amax ([] or [E]) of its global scale, and quantizes every
+  // block with the given scale. Formats without such scales throw.
+  virtual QuantizedTensor quantize_with_block_scales(const at::Tensor& w, const FormatParams& p, const at::Tensor& amax,
+                                                     const at::Tensor& block_scales) const;
   // Back to floating point, shape q.shape, on the device of q's parts.
   virtual at::Tensor dequantize(const QuantizedTensor& q, at::ScalarType out = at::kFloat) const = 0;
   // Storage cost including scales, in bits per weight element, for this shape.

@@ -28,12 +28,13 @@ at::Tensor scale_from_amax(const at::Tensor& amax) {
   return a / at::full({}, kFp8Max, a.options());
 }
 
-// A given per-tensor amax ([] or [E]) as float [E] on `device`, checked.
-at::Tensor given_amax(const at::Tensor& amax, int64_t experts, const at::Device& device) {
-  if (amax.numel() != experts)
-    throw Error("fp8: given amax has " + std::to_string(amax.numel()) + " values, expected one per expert (" +
-                std::to_string(experts) + ")");
-  at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
+// A given amax as `count` floats on `device`, checked: per tensor ([] or [E]) one per
+// expert, per channel ([out] or [E, out]) one per row.
+at::Tensor given_amax(const at::Tensor& amax, int64_t count, bool per_channel, const at::Device& device) {
+  if (amax.numel() != count)
+    throw Error("fp8: given amax has " + std::to_string(amax.numel()) + " values, expected one per " +
+                (per_channel ? "row" : "expert") + " (" + std::to_string(count) + ")");
+  at::Tensor a = amax.to(device, at::kFloat).reshape({count}).contiguous();
   if (!(at::isfinite(a) & (a >= 0)).all().item<bool>())  // one sync
     throw Error("fp8: given amax must be finite and non-negative");
   return a;
@@ -104,13 +105,11 @@ class Fp8Format : public QuantFormat {
     validate(w.sizes().vec(), p);
     check_weight(w, "fp8", 0);
     const bool per_channel = p.granularity == "channel";
-    if (per_channel && amax) throw Error("fp8: a given amax only applies to per-tensor scales");
-    const bool was_2d = w.dim() == 2;
     at::Tensor w3 = to_3d(w);
     const WeightBatch b = as_batch(w3);
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(w.device());
     at::Tensor amax_t;
-    if (amax) amax_t = given_amax(*amax, b.experts, w.device());
+    if (amax) amax_t = given_amax(*amax, per_channel ? b.experts * b.rows : b.experts, per_channel, w.device());
 #ifdef MOEQ_WITH_CUDA
     if (w.is_cuda() && !per_channel && fp8_tensor_kernel_applies(b)) {  // amax + quantize: one launch, one sync
       at::Tensor scratch = at::zeros({2 * b.experts + 1}, f32.dtype(at::kInt));
@@ -159,11 +158,11 @@ class Fp8Format : public QuantFormat {
     validate(w.sizes().vec(), p);
     check_weight(w, "fp8", 0);
     const bool per_channel = p.granularity == "channel";
-    if (per_channel && amax) throw Error("fp8: a given amax only applies to per-tensor scales");
     require_finite(w, "fp8");
     const bool was_2d = w.dim() == 2;
     at::Tensor x = (was_2d ? w.unsqueeze(0) : w).to(at::kFloat);
-    at::Tensor a = amax ? given_amax(*amax, x.size(0), x.device()).reshape({-1, 1, 1})
+    const int64_t count = per_channel ? x.size(0) * x.size(1) : x.size(0);
+    at::Tensor a = amax ? given_amax(*amax, count, per_channel, x.device()).reshape({x.size(0), per_channel ? x.size(1) : 1, 1})
                         : (per_channel ? x.abs().amax({2}, true) : x.abs().amax({1, 2}, true));
     at::Tensor scale = scale_from_amax(a);
     at::Tensor q = (x / scale).clamp(-kFp8Max, kFp8Max).to(at::kFloat8_e4m3fn);

@@ -45,6 +45,19 @@ at::Tensor given_amax(const at::Tensor& amax, int64_t experts, bool was_2d, cons
   return a;
 }
 
+// Given FP8 block scale bytes as float8_e4m3fn [E, R, C/16] on `device`, checked: every
+// byte a positive finite e4m3 value (1..126), so no block divides by 0 or NaN.
+at::Tensor given_block_scales(const at::Tensor& s, const std::vector<int64_t>& shape3, bool was_2d, const at::Device& device) {
+  std::vector<int64_t> want = shape3;
+  if (was_2d) want.erase(want.begin());
+  if (s.sizes().vec() != want || (s.scalar_type() != at::kByte && s.scalar_type() != at::kFloat8_e4m3fn))
+    throw Error("nvfp4: given block scales must be uint8 or float8_e4m3fn of shape [.., out, in/16]");
+  const at::Tensor b = s.to(device).contiguous().view(at::kByte).reshape(shape3);
+  if (!((b >= 1) & (b <= 126)).all().item<bool>())  // one sync
+    throw Error("nvfp4: given block scales must be positive finite FP8 E4M3 values (bytes 1..126)");
+  return b.view(at::kFloat8_e4m3fn);
+}
+
 QuantizedTensor make_result(const at::Tensor& w, const FormatParams& p, const at::Tensor& q, const at::Tensor& scales,
                             const at::Tensor& global_scale) {
   const bool was_2d = w.dim() == 2;
@@ -112,6 +125,17 @@ class Nvfp4Format : public QuantFormat {
 
   QuantizedTensor quantize_torch_ops(const at::Tensor& w, const FormatParams& p,
                                      const std::optional<at::Tensor>& amax) const override {
+    return torch_ops(w, p, amax, std::nullopt);
+  }
+
+  QuantizedTensor quantize_with_block_scales(const at::Tensor& w, const FormatParams& p, const at::Tensor& amax,
+                                             const at::Tensor& block_scales) const override {
+    return torch_ops(w, p, amax, block_scales);
+  }
+
+  // The ATen-ops math; block_scales: given FP8 block scale bytes instead of the blocks' own.
+  QuantizedTensor torch_ops(const at::Tensor& w, const FormatParams& p, const std::optional<at::Tensor>& amax,
+                            const std::optional<at::Tensor>& block_scales) const {
     validate(w.sizes().vec(), p);
     check_weight(w, "nvfp4", kNvfp4Block);
     require_finite(w, "nvfp4");
@@ -124,8 +148,13 @@ class Nvfp4Format : public QuantFormat {
     gs = at::where(gs == 0, 1.f, gs);
     const at::Tensor g3 = gs.view({E, 1, 1});
     const at::Tensor xb = x.view({E, R, C / kNvfp4Block, kNvfp4Block});
-    at::Tensor s = xb.abs().amax({-1}) / (g3 * 6.f);
-    s = at::where(s == 0, 1.f, s).clamp(0.001953125, 448.0).to(at::kFloat8_e4m3fn);
+    at::Tensor s;
+    if (block_scales) {
+      s = given_block_scales(*block_scales, {E, R, C / kNvfp4Block}, w.dim() == 2, w.device());
+    } else {
+      s = xb.abs().amax({-1}) / (g3 * 6.f);
+      s = at::where(s == 0, 1.f, s).clamp(0.001953125, 448.0).to(at::kFloat8_e4m3fn);
+    }
     const at::Tensor v = xb / (s.to(at::kFloat) * g3).unsqueeze(-1);
     const at::Tensor q = e2m1_pack_torch(e2m1_codes_torch(v, v < 0).view({E, R, C}));
     return make_result(w, p, q, s, gs);

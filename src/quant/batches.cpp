@@ -2,19 +2,32 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstdio>
 #include <map>
 #include <set>
 
+#include "core/error.h"
 #include "io/aten_view.h"
+#include "quant/mse_search.h"
 
 namespace moeq {
 namespace {
+
+// Sites batch together only with the same calibrator (exact numbers, not describe()'s %g).
+std::string calibrator_key(const WeightCalibrator& c) {
+  if (!c.is_mse()) return c.method;
+  char b[160];
+  std::snprintf(b, sizeof b, "mse:%.17g:%.17g:%.17g:%d", c.start_multiplier, c.stop_multiplier, c.step_size,
+                c.fp8_scale_sweep ? 1 : 0);
+  return b;
+}
 
 std::string batch_key(const SitePlan& p) {
   const Site& s = *p.site;
   std::string k = std::to_string(s.layer) + "|" + role_name(s.role) + "|" + p.format + "|" +
                   std::to_string(p.params.block_size) + p.params.granularity + (p.params.double_quant ? "d" : "") +
-                  (p.params.symmetric ? "s" : "a") + "|" + std::to_string(s.view.rows) + "x" + std::to_string(s.view.cols);
+                  (p.params.symmetric ? "s" : "a") + "|" + std::to_string(s.view.rows) + "x" + std::to_string(s.view.cols) +
+                  "|" + calibrator_key(p.calibrator);
   return s.expert >= 0 ? k + "|" + s.proj : k + "|" + s.name;
 }
 
@@ -31,6 +44,13 @@ std::string partner_key(const SiteBatch& b) {
   // Dense pairs: same module path with up_proj <-> gate_proj.
   std::string other = s.name.substr(0, s.name.rfind('.')) + (s.proj == "gate" ? ".up" : ".gate");
   return k.substr(0, k.rfind('|')) + "|" + other;
+}
+
+// The key without its calibrator field (layer|role|format|params|shape|CALIBRATOR|proj).
+std::string without_calibrator(const std::string& key) {
+  size_t at = 0;
+  for (int i = 0; i < 5; ++i) at = key.find('|', at) + 1;
+  return key.substr(0, at) + key.substr(key.find('|', at));
 }
 
 }  // namespace
@@ -55,6 +75,13 @@ std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan) {
     if (!pk.empty() && batches.count(pk) && !done.count(pk) && batches[pk].sites.size() == batches[k].sites.size()) {
       job.push_back(batches[pk]);
       done.insert(pk);
+    } else if (!pk.empty() && has_tensor_scale(*batches[k].sites[0])) {
+      // A partner that differs only in its calibrator would get another per-tensor scale.
+      for (const auto& [ok, ob] : batches)
+        if (ok != pk && without_calibrator(ok) == without_calibrator(pk))
+          throw Error(batches[k].sites[0]->site->name + " (calibrator " + batches[k].sites[0]->calibrator.describe() + ") and " +
+                      ob.sites[0]->site->name + " (" + ob.sites[0]->calibrator.describe() + ") must share one per-tensor scale "
+                      "(gate and up are fused), but their rules pick different calibrators; give them the same calibrator");
     }
     jobs.push_back(std::move(job));
   }
@@ -85,6 +112,41 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
   if (job.size() != 2 || !has_tensor_scale(*job[0].sites[0])) return std::nullopt;
   auto a = [](const at::Tensor& w) { return w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax(); };
   return at::maximum(a(stacks[0]), a(stacks[1])).to(at::kFloat);
+}
+
+}  // namespace moeq
+
+namespace moeq {
+
+std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
+  const SitePlan& first = *job[0].sites[0];
+  const QuantFormat& fmt = format_by_name(first.format);
+  const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
+  std::optional<at::Tensor> amax = shared_amax(job, stacks);
+  std::vector<QuantizedTensor> out;
+  if (!cal.is_mse()) {
+    for (size_t j = 0; j < job.size(); ++j) out.push_back(fmt.quantize(stacks[j], first.params, amax));
+    return out;
+  }
+  auto own_amax = [](const at::Tensor& w) { return (w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax()).to(at::kFloat); };
+  if (first.format == "fp8" && first.params.granularity == "channel") {
+    for (size_t j = 0; j < job.size(); ++j)
+      out.push_back(fmt.quantize(stacks[j], first.params, fp8_channel_mse_amax(stacks[j], cal)));
+  } else if (first.format == "fp8") {
+    // One amax for the whole job: a gate/up pair's joint error under one shared scale.
+    const at::Tensor chosen = fp8_tensor_mse_amax(stacks, amax ? *amax : own_amax(stacks[0]), cal);
+    for (size_t j = 0; j < job.size(); ++j)
+      out.push_back(fmt.quantize(stacks[j], first.params, stacks[j].dim() == 2 ? chosen.reshape({}) : chosen));
+  } else if (first.format == "nvfp4") {
+    for (size_t j = 0; j < job.size(); ++j) {
+      const at::Tensor a = amax ? *amax : own_amax(stacks[j]);
+      out.push_back(fmt.quantize_with_block_scales(stacks[j], first.params, a, nvfp4_mse_block_scales(stacks[j], a, cal)));
+    }
+  } else {
+    throw Error(first.site->name + ": calibrator " + cal.describe() + " does not apply to format " + first.format + " (" +
+                calibrator_misfit(cal, first.format) + ")");
+  }
+  return out;
 }
 
 }  // namespace moeq

@@ -35,4 +35,10 @@ at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned);
 // with a per-tensor scale; nullopt for single batches and formats without one.
 std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);
 
+// Quantizes a job's stacks (on their device) as the plan says, one result per batch: the
+// gate/up pair's shared amax, and the rule's weight calibrator (max, or the MSE search of
+// mse_search.h: FP8 pairs search one amax over their joint error; NVFP4 searches block
+// scales under the shared global scale).
+std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);
+
 }  // namespace moeq

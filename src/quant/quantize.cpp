@@ -227,13 +227,10 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       std::vector<at::Tensor> stacks;
       for (auto& h : l->stacks) stacks.push_back(h.to(dev, /*non_blocking=*/true));
       l->stacks.clear();
-      const std::optional<at::Tensor> amax = shared_amax(job, stacks);
-      Done d{l->job, {}, {}};
+      Done d{l->job, quantize_job(job, stacks), {}};
       for (size_t j = 0; j < job.size(); ++j) {
-        const SitePlan& first = *job[j].sites[0];
-        const QuantFormat& fmt = format_by_name(first.format);
-        d.qs.push_back(fmt.quantize(stacks[j], first.params, amax));
-        d.deqs.push_back(dump ? fmt.dequantize(d.qs.back(), at::kFloat).to(at::kCPU) : at::Tensor());
+        const QuantFormat& fmt = format_by_name(job[j].sites[0]->format);
+        d.deqs.push_back(dump ? fmt.dequantize(d.qs[j], at::kFloat).to(at::kCPU) : at::Tensor());
       }
       if (dev.is_cuda()) {  // results to pinned host memory, then one sync for the job
         for (auto& q : d.qs)

@@ -4,6 +4,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -94,8 +96,56 @@ void parse_params(const Ctx& c, const YAML::Node& n, RecipeRule* r) {
   if (r->params.block_size < 0) c.fail(n, "block_size must be positive");
 }
 
-RecipeRule parse_native_rule(const Ctx& c, const YAML::Node& n, int index) {
-  c.check_keys(n, {"sites", "modules", "roles", "enable", "format", "params", "input_quant"}, "rule " + std::to_string(index));
+// `calibrator: max | mse`, or a mapping {method: mse, step_size, start_multiplier,
+// stop_multiplier, fp8_scale_sweep} (ModelOpt's MseCalibConfig fields). ModelOpt's
+// `algorithm` may also carry layerwise / distributed_sync, which do not change the weights.
+WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::string& where, bool modelopt) {
+  WeightCalibrator w;
+  if (n.IsMap()) {
+    std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep"};
+    if (modelopt) keys.insert(keys.end(), {"layerwise", "distributed_sync"});
+    c.check_keys(n, keys, where);
+    if (!n["method"]) c.fail(n, where + " needs 'method' (max or mse)");
+  } else if (!n.IsScalar()) {
+    c.fail(n, where + " must be max, mse, or a mapping with 'method'");
+  }
+  // (A YAML::Node assigned to another node overwrites it: no `method = n["method"]`.)
+  const YAML::Node method = n.IsMap() ? n["method"] : n;
+  w.method = c.get<std::string>(method, "method");
+  if (w.method != "max" && w.method != "mse")
+    c.fail(method, "unknown calibrator method '" + w.method + "' in " + where + " (known: max, mse)");
+  if (!n.IsMap()) return w;
+  auto number = [&](const char* k, double* out) {
+    if (!n[k]) return;
+    if (!w.is_mse()) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method mse");
+    *out = c.get<double>(n[k], k);
+    if (!(*out > 0) || !std::isfinite(*out)) c.fail(n[k], std::string("'") + k + "' in " + where + " must be a positive number");
+  };
+  number("step_size", &w.step_size);
+  number("start_multiplier", &w.start_multiplier);
+  number("stop_multiplier", &w.stop_multiplier);
+  if (n["fp8_scale_sweep"]) {
+    w.fp8_scale_sweep = c.get<bool>(n["fp8_scale_sweep"], "fp8_scale_sweep");
+    if (w.fp8_scale_sweep && !w.is_mse()) c.fail(n["fp8_scale_sweep"], "'fp8_scale_sweep' in " + where + " only applies to method mse");
+  }
+  if (w.start_multiplier > w.stop_multiplier)
+    c.fail(n, where + ": start_multiplier " + std::to_string(w.start_multiplier) + " is above stop_multiplier " +
+                  std::to_string(w.stop_multiplier));
+  if (w.num_steps() > 4096)
+    c.fail(n, where + ": " + std::to_string(w.num_steps()) + " candidate steps (ceil((stop - start) / step) + 1); at most 4096");
+  return w;
+}
+
+// A rule's calibrator must fit its format: an error naming the rule, format and line.
+void check_calibrator_fits(const Ctx& c, const YAML::Node& at, const RecipeRule& r) {
+  if (!r.enable || r.format.empty() || r.format == "@input") return;
+  const std::string why = calibrator_misfit(r.calibrator, r.format);
+  if (!why.empty()) c.fail(at, r.describe() + ": calibrator " + r.calibrator.describe() + " does not apply to format " + r.format + ": " + why);
+}
+
+RecipeRule parse_native_rule(const Ctx& c, const YAML::Node& n, int index, const WeightCalibrator& default_calibrator) {
+  c.check_keys(n, {"sites", "modules", "roles", "enable", "format", "params", "input_quant", "calibrator"},
+               "rule " + std::to_string(index));
   RecipeRule r;
   r.index = index;
   r.line = n.Mark().line + 1;
@@ -120,13 +170,33 @@ RecipeRule parse_native_rule(const Ctx& c, const YAML::Node& n, int index) {
   }
   if (n["params"]) parse_params(c, n["params"], &r);
   if (n["input_quant"]) r.input_quant = c.get<bool>(n["input_quant"], "input_quant");
+  r.calibrator = n["calibrator"] ? parse_calibrator(c, n["calibrator"], "rule " + std::to_string(index) + " calibrator", false)
+                                 : default_calibrator;
+  check_calibrator_fits(c, n["calibrator"] ? n["calibrator"] : n, r);
   return r;
+}
+
+// ModelOpt's `algorithm` for one weight rule. ModelOpt's own mse leaves some quantizers at
+// max (model_calib.py): dynamic block quantizers, MX formats, and with fp8_scale_sweep
+// everything but static NVFP4; moeq does the same and says so in the report.
+void apply_modelopt_algorithm(const Ctx& c, const YAML::Node& at, const WeightCalibrator& algo, const std::string& block_type,
+                              RecipeRule* r) {
+  r->calibrator = algo;
+  if (!algo.is_mse() || !r->enable || r->format == "@input") return;
+  auto keep_max = [&](const std::string& why) {
+    r->calibrator = WeightCalibrator{};
+    r->calibrator.note = "algorithm " + algo.describe() + " left at max: " + why;
+  };
+  if (block_type == "dynamic") keep_max("ModelOpt's mse skips dynamic block quantizers (block_sizes type: dynamic)");
+  else if (r->format == "mxfp4") keep_max("ModelOpt's mse skips MX formats");
+  else if (algo.fp8_scale_sweep && r->format != "nvfp4") keep_max("fp8_scale_sweep calibrates static NVFP4 weights only (as ModelOpt)");
+  else check_calibrator_fits(c, at, *r);
 }
 
 // ModelOpt quant_cfg entry -> rule. Its quantizer_name globs match
 // `<module>.weight_quantizer` / `<module>.input_quantizer`, so moeq keeps them as module
 // patterns and records which quantizer the entry is about.
-RecipeRule parse_modelopt_entry(const Ctx& c, const YAML::Node& n, int index) {
+RecipeRule parse_modelopt_entry(const Ctx& c, const YAML::Node& n, int index, const WeightCalibrator& algo) {
   c.check_keys(n, {"quantizer_name", "enable", "cfg", "parent_class"}, "quant_cfg entry " + std::to_string(index));
   if (!n["quantizer_name"]) c.fail(n, "quant_cfg entry needs 'quantizer_name'");
   RecipeRule r;
@@ -154,11 +224,12 @@ RecipeRule parse_modelopt_entry(const Ctx& c, const YAML::Node& n, int index) {
     bits = cfg["num_bits"].as<std::string>();
   }
   int64_t block = 0;
-  std::string scale_bits;
+  std::string scale_bits, block_type;
   if (cfg["block_sizes"]) {
     for (const auto& kv : cfg["block_sizes"]) {
       const std::string k = kv.first.as<std::string>();
       if (k == "-1") block = kv.second.as<int64_t>();
+      if (k == "type") block_type = kv.second.as<std::string>();
       if (k == "scale_bits") scale_bits = kv.second.IsSequence() ? "[" + kv.second[0].as<std::string>() + "," + kv.second[1].as<std::string>() + "]"
                                                                 : kv.second.as<std::string>();
     }
@@ -180,10 +251,32 @@ RecipeRule parse_modelopt_entry(const Ctx& c, const YAML::Node& n, int index) {
                   "4 or 8 bits with a block size: int4/int8)");
   }
   if (!weight) r.input_quant = true;  // a pattern for both quantizers of a module
+  apply_modelopt_algorithm(c, n, algo, block_type, &r);
   return r;
 }
 
 }  // namespace
+
+int64_t WeightCalibrator::num_steps() const {
+  return static_cast<int64_t>(std::ceil((stop_multiplier - start_multiplier) / step_size)) + 1;
+}
+
+std::string WeightCalibrator::describe() const {
+  if (!is_mse()) return method;
+  if (fp8_scale_sweep) return "mse (fp8 scale sweep)";
+  char b[128];
+  std::snprintf(b, sizeof b, "mse (amax x %g..%g, %lld steps)", start_multiplier, stop_multiplier,
+                static_cast<long long>(num_steps()));
+  return b;
+}
+
+std::string calibrator_misfit(const WeightCalibrator& c, const std::string& format) {
+  if (!c.is_mse()) return "";
+  if (c.fp8_scale_sweep)
+    return format == "nvfp4" ? "" : "fp8_scale_sweep picks NVFP4 block scales among the FP8 E4M3 values; use mse without it (fp8) or max";
+  if (format == "nvfp4" || format == "fp8") return "";
+  return "moeq's MSE search covers nvfp4 (block scales) and fp8 (tensor or channel scales); use calibrator: max for this rule";
+}
 
 std::string RecipeRule::describe() const {
   return "rule " + std::to_string(index) + " (line " + std::to_string(line) + ")";
@@ -217,17 +310,18 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     c.check_keys(root, {"quantize", "name", "description", "export", "weight_only"}, "the recipe");
     const YAML::Node q = root["quantize"];
     c.check_keys(q, {"algorithm", "quant_cfg"}, "quantize");
-    if (q["algorithm"] && q["algorithm"].as<std::string>() != "max")
-      c.fail(q["algorithm"], "calibration algorithm '" + q["algorithm"].as<std::string>() + "' is not supported (moeq: max)");
+    const WeightCalibrator algo = q["algorithm"] ? parse_calibrator(c, q["algorithm"], "algorithm", true) : WeightCalibrator{};
     if (!q["quant_cfg"] || !q["quant_cfg"].IsSequence()) c.fail(q, "'quant_cfg' must be a list");
     int i = 0;
-    for (const auto& e : q["quant_cfg"]) r.rules.push_back(parse_modelopt_entry(c, e, ++i));
+    for (const auto& e : q["quant_cfg"]) r.rules.push_back(parse_modelopt_entry(c, e, ++i, algo));
     r.modelopt_style = true;
   } else {
-    c.check_keys(root, {"recipe", "name", "description", "export", "weight_only", "rules"}, "the recipe");
+    c.check_keys(root, {"recipe", "name", "description", "export", "weight_only", "calibrator", "rules"}, "the recipe");
     if (!root["rules"] || !root["rules"].IsSequence()) c.fail(root, "a recipe needs a 'rules' list");
+    const WeightCalibrator dflt = root["calibrator"] ? parse_calibrator(c, root["calibrator"], "the recipe's calibrator", false)
+                                                     : WeightCalibrator{};
     int i = 0;
-    for (const auto& e : root["rules"]) r.rules.push_back(parse_native_rule(c, e, ++i));
+    for (const auto& e : root["rules"]) r.rules.push_back(parse_native_rule(c, e, ++i, dflt));
   }
   for (const char* k : {"recipe", "name"})
     if (root[k]) r.name = c.get<std::string>(root[k], k);
@@ -301,6 +395,7 @@ Plan make_plan(const Recipe& recipe, const std::vector<Site>& sites, bool strict
           sp.format = r.format;
           sp.params = r.params;
           sp.input_quant = !recipe.weight_only && input_rule && input_rule->input_quant && input_rule->enable;
+          sp.calibrator = r.calibrator;
           sp.reason = r.describe();
         } catch (const Error& e) {
           sp.reason = std::string("shape not supported: ") + e.what();

@@ -13,6 +13,27 @@
 
 namespace moeq {
 
+// How a rule's weight scales are chosen (docs/weight_calibration.md). `max` uses the
+// weights' abs-max; `mse` searches for the scales with the least squared weight error, as
+// NVIDIA Model Optimizer's `mse` algorithm: candidate amax = max amax x linspace(start,
+// stop, num_steps()) (per tensor: per expert of a stack; per row for FP8 channel scales;
+// per 16-element block for NVFP4, whose global scale stays the max), or with
+// fp8_scale_sweep every NVFP4 block scale tried among the 126 positive finite FP8 E4M3 values.
+struct WeightCalibrator {
+  std::string method = "max";  // max | mse
+  double start_multiplier = 0.25, stop_multiplier = 4.0, step_size = 0.1;
+  bool fp8_scale_sweep = false;
+  std::string note;            // why a ModelOpt-style `algorithm: mse` left this rule at max
+  bool is_mse() const { return method == "mse"; }
+  // ceil((stop - start) / step) + 1, in double as ModelOpt computes it (defaults: 39).
+  int64_t num_steps() const;
+  // "max", "mse (amax x 0.25..4, 39 steps)", "mse (fp8 scale sweep)"; also the batch key.
+  std::string describe() const;
+};
+
+// The formats a calibrator method can search; "" when it applies to `format`, else why not.
+std::string calibrator_misfit(const WeightCalibrator& c, const std::string& format);
+
 struct RecipeRule {
   int index = 0;                     // 1-based position in the recipe
   int line = 0;                      // line in the YAML file
@@ -23,6 +44,7 @@ struct RecipeRule {
   std::string format;                // required when enable
   FormatParams params;
   bool input_quant = false;          // also quantize activations (W4A4 / W8A8): needs calibration
+  WeightCalibrator calibrator;       // the rule's `calibrator`, else the recipe's, else max
   std::string describe() const;      // "rule 2 (line 7)"
 };
 
@@ -47,6 +69,7 @@ struct SitePlan {
   bool input_quant = false;
   const RecipeRule* rule = nullptr;  // the rule that decided, or null
   std::string reason;                // why skipped (or "rule N" for quantized)
+  WeightCalibrator calibrator;       // how the weight scales are chosen (quantized sites)
 };
 
 struct Plan {

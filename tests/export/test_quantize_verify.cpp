@@ -116,7 +116,8 @@ TEST_CASE("quantize + verify: shipped recipes (ModelOpt and compressed-tensors e
   const std::string root = test::tiny_dir();
   test::TempDir tmp;
   for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
-    for (const char* recipe : {"nvfp4_experts_only", "nvfp4_mlp_only", "nvfp4_all", "fp8", "mxfp4_experts", "fp8_experts_weight_only"}) {
+    for (const char* recipe : {"nvfp4_experts_only", "nvfp4_mlp_only", "nvfp4_all", "fp8", "mxfp4_experts", "fp8_experts_weight_only",
+                               "nvfp4_experts_only_mse"}) {
       DYNAMIC_SECTION(fam << " " << recipe) {
         const std::string src = root + "/" + fam + "/model";
         QuantizeOptions o;

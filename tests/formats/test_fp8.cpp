@@ -120,7 +120,11 @@ TEST_CASE("fp8: bad parameters and amax values are clear errors on both paths", 
   const at::Tensor w = at::randn({2, 8, 64});
   for (auto path : {&QuantFormat::quantize, &QuantFormat::quantize_torch_ops}) {
     REQUIRE_ERROR_MENTIONS((f.*path)(w, gran("row"), std::nullopt), "fp8", "granularity", "row");
-    REQUIRE_ERROR_MENTIONS((f.*path)(w, gran("channel"), at::ones({2})), "fp8", "per-tensor");
+    REQUIRE_ERROR_MENTIONS((f.*path)(w, gran("channel"), at::ones({2})), "fp8", "2 values", "one per row (16)");
+    // A given per-row amax (the MSE search's) equal to the rows' own gives the default bytes.
+    require_same_parts((f.*path)(w, gran("channel"), w.abs().amax({2})), (f.*path)(w, gran("channel"), std::nullopt));
+    const QuantizedTensor half = (f.*path)(w, gran("channel"), w.abs().amax({2}) / 2);
+    CHECK(at::equal(half.parts.at("weight_scale").flatten(), (w.abs().amax({2}) / 2 / 448).flatten()));
     REQUIRE_ERROR_MENTIONS((f.*path)(w, gran("tensor"), at::ones({3})), "fp8", "3 values", "2");
     REQUIRE_ERROR_MENTIONS((f.*path)(w, gran("tensor"), -at::ones({2})), "fp8", "non-negative");
     REQUIRE_ERROR_MENTIONS((f.*path)(w, gran("tensor"), at::full({2}, NAN)), "fp8", "finite");
