@@ -50,4 +50,25 @@ def kl(r):
     return out
 print("KL cpu ", kl(a)); print("KL cuda", kl(b))
 PY
+  echo "== compare --calib (W4A4 / W8A8 activations from calib.h5) on CUDA vs CPU (demo, bf16)"
+  W=/tmp/cc; rm -rf $W; mkdir -p $W
+  "$M" make-demo $W/demo > /dev/null && "$M" calibrate $W/demo/qwen3_moe_fused --samples 16 --seq-len 128 --device cuda \
+    -o $W/calib.h5 --quiet > /dev/null 2>&1; echo "calibrate rc=$?"
+  python3 -c "import torch;from safetensors.torch import save_file;g=torch.Generator().manual_seed(1);save_file({'ids':torch.randint(512,(8,64),generator=g)},'$W/ids.safetensors')"
+  for d in cpu cuda; do
+    "$M" compare $W/demo/qwen3_moe_fused --recipes recipes/nvfp4_experts_only.yaml recipes/fp8.yaml --calib $W/calib.h5 \
+      --eval-ids $W/ids.safetensors --device $d -o $W/cmp_$d > $W/cmp_$d.txt 2>&1; echo "compare --calib $d rc=$?"
+    grep -E "^\| (nvfp4|fp8)" $W/cmp_$d/report.md | head -8
+  done
+  echo "== MSE weight scales (nvfp4_experts_only_mse) on CUDA vs CPU (demo): same bytes, time vs max"
+  for d in cpu cuda; do
+    for r in nvfp4_experts_only nvfp4_experts_only_mse; do
+      t=$(date +%s.%N)
+      "$M" quantize $W/demo/qwen3_moe_fused --recipe recipes/$r.yaml --weight-only --device $d -o $W/q-$r-$d > /dev/null 2>&1
+      echo "$r $d rc=$? $(awk "BEGIN{print $(date +%s.%N)-$t}") s; verify: $("$M" verify $W/q-$r-$d --source $W/demo/qwen3_moe_fused 2>&1 | grep -E 'SQNR|OK|problem' | head -2 | tr '\n' ' ')"
+    done
+  done
+  for f in $W/q-nvfp4_experts_only_mse-cpu/*.safetensors; do
+    cmp "$f" "$W/q-nvfp4_experts_only_mse-cuda/$(basename "$f")" && echo "mse cpu == cuda: $(basename "$f")"
+  done
 } 2>&1 | tee "$OUT/calib_check.txt"
