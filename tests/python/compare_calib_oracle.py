@@ -29,12 +29,12 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_eval_oracle import fake_quantized_checkpoint, metrics  # noqa: E402
+from compare_eval_oracle import N, S, eval_ids, fake_quantized_checkpoint, metrics  # noqa: E402
 
 FAMILIES = ["qwen3_moe", "olmoe"]
 RECIPES = ["nvfp4_experts_only", "fp8"]
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "recipes")
-N, S, SEED, CALIB_SEED = 3, 16, 99, 7
+CALIB_SEED = 7  # eval ids: compare_eval_oracle's N x S, seed SEED
 
 
 def e2m1(v):
@@ -124,11 +124,7 @@ def main():
     failures = []
     for fam in FAMILIES:
         model = os.path.join(tiny, fam, "model")
-        cfg = json.load(open(os.path.join(model, "config.json")))
-        g = torch.Generator().manual_seed(SEED)
-        ids = torch.randint(cfg["vocab_size"], (N, S), generator=g)
-        ids_file = os.path.join(work, f"{fam}_ids.safetensors")
-        save_file({"ids": ids.contiguous()}, ids_file)
+        cfg, ids, ids_file = eval_ids(model, work, fam)
         calib_ids = torch.randint(cfg["vocab_size"], (4, S), generator=torch.Generator().manual_seed(CALIB_SEED))
         data = os.path.join(work, f"{fam}_calib.jsonl")
         with open(data, "w") as f:

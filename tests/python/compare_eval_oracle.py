@@ -76,6 +76,15 @@ def fake_quantized_checkpoint(model_dir, deq_dir, out_dir):
     return replaced
 
 
+def eval_ids(model, work, fam):
+    """The model's config and its fixed eval ids [N, S] (seed SEED), also saved for moeq's --eval-ids."""
+    cfg = json.load(open(os.path.join(model, "config.json")))
+    ids = torch.randint(cfg["vocab_size"], (N, S), generator=torch.Generator().manual_seed(SEED))
+    ids_file = os.path.join(work, f"{fam}_ids.safetensors")
+    save_file({"ids": ids.contiguous()}, ids_file)
+    return cfg, ids, ids_file
+
+
 def main():
     moeq, tiny, work = sys.argv[1:4]
     shutil.rmtree(work, ignore_errors=True)
@@ -83,11 +92,7 @@ def main():
     failures = []
     for fam in FAMILIES:
         model = os.path.join(tiny, fam, "model")
-        cfg = json.load(open(os.path.join(model, "config.json")))
-        g = torch.Generator().manual_seed(SEED)
-        ids = torch.randint(cfg["vocab_size"], (N, S), generator=g)
-        ids_file = os.path.join(work, f"{fam}_ids.safetensors")
-        save_file({"ids": ids.contiguous()}, ids_file)
+        cfg, ids, ids_file = eval_ids(model, work, fam)
         ref = logits(model, ids)
         for name, (export, rules) in RECIPES.items():
             d = os.path.join(work, fam, name)
