@@ -23,6 +23,26 @@
 
 namespace moeq::test {
 
+namespace {
+// One forward over ids with a RecordingObserver: logits [N, S, V] (float32, CPU) and what the
+// observer saw. The forward is kept: it owns the sites the observer points to.
+struct RecordedRun {
+  std::unique_ptr<MoeForward> forward;
+  std::unique_ptr<RecordingObserver> obs;
+  ForwardResult result;
+};
+
+RecordedRun run_recorded(const std::string& model_dir, const at::Tensor& ids, const ForwardOptions& o) {
+  RecordedRun r;
+  r.forward = make_forward(Checkpoint::open(model_dir), load_config(model_dir), o);
+  r.obs = std::make_unique<RecordingObserver>(r.forward->sites());
+  std::vector<at::Tensor> parts;
+  r.result.stats = r.forward->run(ids, r.obs.get(), [&](int64_t, const at::Tensor& l) { parts.push_back(l.to(at::kCPU)); });
+  r.result.logits = at::cat(parts);
+  return r;
+}
+}  // namespace
+
 void check_family_against_oracle(const std::string& family) {
   const std::string dir = forward_dir() + "/" + family;
   auto oracle = load_tensors(dir + "/forward_oracle.safetensors");
@@ -35,12 +55,10 @@ void check_family_against_oracle(const std::string& family) {
   o.device = dev;
   o.dtype = at::kFloat;
   o.chunk_samples = 2;  // 3 samples: two chunks of different sizes
-  auto ck = Checkpoint::open(dir + "/model");
-  auto f = make_forward(ck, load_config(dir + "/model"), o);
-  RecordingObserver obs(f->sites());
-  std::vector<at::Tensor> parts;
-  ForwardStats st = f->run(ids, &obs, [&](int64_t, const at::Tensor& l) { parts.push_back(l.to(at::kCPU)); });
-  at::Tensor logits = at::cat(parts);
+  RecordedRun run = run_recorded(dir + "/model", ids, o);
+  const RecordingObserver& obs = *run.obs;
+  const ForwardStats& st = run.result.stats;
+  const at::Tensor& logits = run.result.logits;
   REQUIRE(logits.sizes() == ref.sizes());
   const double d32 = max_diff(logits, ref);
   INFO(family << ": float32 max diff " << d32 << ", max |logit| " << scale << ", experts: " << st.expert_gemm
@@ -111,13 +129,9 @@ void check_bf16(const std::string& family) {
   ForwardOptions o;
   o.device = test_device();
   o.dtype = at::kBFloat16;
-  auto ck = Checkpoint::open(dir + "/model");
-  auto f = make_forward(ck, load_config(dir + "/model"), o);
-  RecordingObserver obs(f->sites());
-  std::vector<at::Tensor> parts;
-  ForwardResult r;
-  r.stats = f->run(ids, &obs, [&](int64_t, const at::Tensor& l) { parts.push_back(l.to(at::kCPU)); });
-  r.logits = at::cat(parts);
+  RecordedRun run = run_recorded(dir + "/model", ids, o);
+  const RecordingObserver& obs = *run.obs;
+  const ForwardResult& r = run.result;
   const int64_t N = ids.size(0), S = ids.size(1);
   int64_t flips = 0;
   const at::Tensor keep = positions_before_first_flip(obs, oracle, N, S, &flips);
@@ -209,14 +223,10 @@ TEST_CASE("forward: all_experts_see_all_tokens keeps the top-k output, every exp
   o.device = test_device();
   o.dtype = at::kFloat;
   o.all_experts_see_all_tokens = true;
-  std::unique_ptr<MoeForward> keep;
-  auto ck = Checkpoint::open(dir + "/model");
-  auto f = make_forward(ck, load_config(dir + "/model"), o);
-  RecordingObserver obs(f->sites());
-  std::vector<at::Tensor> parts;
-  f->run(ids, &obs, [&](int64_t, const at::Tensor& l) { parts.push_back(l.to(at::kCPU)); });
+  RecordedRun run = run_recorded(dir + "/model", ids, o);
+  const RecordingObserver& obs = *run.obs;
   const at::Tensor ref = oracle.at("logits");
-  CHECK(max_diff(at::cat(parts), ref) <= 1e-4 * max_abs(ref));
+  CHECK(max_diff(run.result.logits, ref) <= 1e-4 * max_abs(ref));
   for (const auto& [layer, counts] : obs.tokens) CHECK((counts.to(at::kCPU) == ids.numel()).all().item<bool>());
   // Each expert's gate input now covers all tokens: its amax is the layer input's amax, at
   // least the top-k amax of the oracle.
