@@ -19,6 +19,7 @@ For the 8 families of TINY_DIR x {nf4_experts, nf4_all, fp4_experts (plain, bloc
 4. greedy generate (8 new tokens) gives the oracle's tokens;
 5. memory: parameters + buffers + Linear4bit quant states of the loaded model against the same
    weights in bf16; the packed experts must be at most 0.30 of bf16 (NF4/FP4 + absmax);
+A checkpoint without a bitsandbytes quantization_config is refused (LoaderError naming it).
 A mutation check shows step 2/3 can fail: two experts' packed bytes swapped change the logits.
 With TRAINED_MODEL (the trained qwen3moe-tiny) and EVAL_JSONL (skipped, and said so, when absent): nf4_experts of it loads, and
 its perplexity on the first lines of EVAL_JSONL equals the oracle's.
@@ -165,6 +166,16 @@ def mutation_check(ml, model, ids, logits):
               f"{(moved - logits).abs().max().item():.3g}, as they must")
 
 
+def refused(ml, src):
+    """A checkpoint that is not a bitsandbytes 4-bit export is refused, naming its config."""
+    try:
+        ml.load_bnb_export(src)
+        check(False, f"{src}: load_bnb_export loaded a checkpoint without bitsandbytes quantization_config")
+    except ml.LoaderError as err:
+        check(str(src / "config.json") in str(err), f"refusal does not name the config file: {err}")
+        print(f"refused as it must: {err}")
+
+
 def perplexity(model, ids):
     with torch.no_grad():
         return math.exp(model(ids, labels=ids).loss.float().item())
@@ -195,6 +206,7 @@ def main():
     work.mkdir(parents=True)
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, device {DEVICE}")
     ml = install(work)
+    refused(ml, tiny / "qwen3_moe" / "model")
     cases = 0
     for fam in FAMILIES:
         src = tiny / fam / "model"
