@@ -79,9 +79,13 @@ void WeightLoader::run_copies(std::vector<Copy>& copies) const {
   copies.clear();
 }
 
-at::Tensor WeightLoader::weight_of(const Site& s) const {
-  return with_site_context(*ckpt_, s, [&] { return site_weight(*ckpt_, s); });
+
+namespace {
+// The site's view of its stored tensor; errors name the site (quant/site_errors.h).
+at::Tensor weight_of(const Checkpoint& ck, const Site& s) {
+  return with_site_context(ck, s, [&] { return site_weight(ck, s); });
 }
+}  // namespace
 
 LayerWeights WeightLoader::stage_layer(int64_t layer) const {
   LayerWeights out;
@@ -96,7 +100,7 @@ LayerWeights WeightLoader::stage_layer(int64_t layer) const {
       continue;
     }
     std::string key = s.name.compare(0, site_prefix.size(), site_prefix) == 0 ? s.name.substr(site_prefix.size()) : s.name;
-    out.linear[key] = host_for(weight_of(s), copies);
+    out.linear[key] = host_for(weight_of(*ckpt_, s), copies);
     out.sites[key] = &s;
   }
   const std::string tensor_layer = "layers." + std::to_string(layer) + ".";
@@ -131,9 +135,9 @@ LayerWeights WeightLoader::stage_layer(int64_t layer) const {
     st.gate_sites.push_back(p["gate"]);
     st.up_sites.push_back(p["up"]);
     st.down_sites.push_back(p["down"]);
-    copies.push_back({st.gate_up[e].narrow(0, 0, I), weight_of(*p["gate"])});
-    copies.push_back({st.gate_up[e].narrow(0, I, I), weight_of(*p["up"])});
-    copies.push_back({st.down[e], weight_of(*p["down"])});
+    copies.push_back({st.gate_up[e].narrow(0, 0, I), weight_of(*ckpt_, *p["gate"])});
+    copies.push_back({st.gate_up[e].narrow(0, I, I), weight_of(*ckpt_, *p["up"])});
+    copies.push_back({st.down[e], weight_of(*ckpt_, *p["down"])});
   }
   run_copies(copies);
   return out;
@@ -146,7 +150,7 @@ LayerWeights WeightLoader::stage_globals(const std::vector<std::string>& site_na
   for (const Site& s : sites_.sites)
     for (const auto& n : site_names)
       if (s.layer < 0 && s.name == n) {
-        out.linear[n] = host_for(weight_of(s), copies);
+        out.linear[n] = host_for(weight_of(*ckpt_, s), copies);
         out.sites[n] = &s;
       }
   for (const auto& n : aux_names)

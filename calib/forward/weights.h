@@ -80,8 +80,6 @@ class WeightLoader {
   // by run_copies; on a CPU forward whose dtype matches a contiguous `src`, `src` itself.
   at::Tensor host_for(const at::Tensor& src, std::vector<Copy>& copies) const;
   void run_copies(std::vector<Copy>& copies) const;
-  // The site's view of its stored tensor; errors name the site (quant/site_errors.h).
-  at::Tensor weight_of(const Site& s) const;
   std::shared_ptr<Checkpoint> ckpt_;
   const SiteMap& sites_;
   const ForwardOptions& options_;

@@ -17,6 +17,7 @@
 #include "formats/format.h"
 #include "io/checkpoint.h"
 #include "io/dtype.h"
+#include "model/expert_check.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
 #include "quant/input_scales.h"

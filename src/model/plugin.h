@@ -34,11 +34,6 @@ SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std
 // Expert sites per layer that the checkpoint lacks (config says num_experts); one line
 // per layer with gaps. Empty when complete.
 std::vector<std::string> missing_experts(const SiteMap& map, const ModelConfig& config);
-// A config that declares routed experts while the plugin mapped no expert weight (a layout
-// it does not know) is an error, never an export without experts: throws moeq::Error naming
-// the model dir, the plugin and the first unclaimed tensor.
-void require_routed_experts(const SiteMap& map, const ModelConfig& config, const std::string& model_dir,
-                            const std::string& family, const Checkpoint& ckpt);
 
 }  // namespace moeq
 

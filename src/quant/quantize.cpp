@@ -24,6 +24,7 @@
 #include "io/safetensors_writer.h"
 #include "io/checkpoint.h"
 #include "io/output_guard.h"
+#include "model/expert_check.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
 #include "quant/export_layout.h"
