@@ -32,7 +32,7 @@ TEST_CASE("output guard: the source itself, inside it, around it, and through sy
   fs::create_symlink(src, tmp.path + "/link");                         // a second name for the source
   fs::create_symlink(tmp.path + "/elsewhere", src + "/out-link");      // inside the source, leading out
   const std::string what = "the source checkpoint";
-  REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src, "-o", src, what), "-o " + src, "is the source checkpoint");
+  REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src, "-o", src, what), ("-o " + src).c_str(), "is the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/", "-o", src, what), "is the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/sub/../", "-o", src, what), "is the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/q", "-o", src, what), "lies inside the source checkpoint");
