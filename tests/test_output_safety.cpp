@@ -32,13 +32,14 @@ TEST_CASE("output guard: the source itself, inside it, around it, and through sy
   fs::create_symlink(src, tmp.path + "/link");                         // a second name for the source
   fs::create_symlink(tmp.path + "/elsewhere", src + "/out-link");      // inside the source, leading out
   const std::string what = "the source checkpoint";
-  REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src, "-o", src, what), ("-o " + src).c_str(), "is the source checkpoint");
+  const std::string named = "-o " + src, real_src = fs::canonical(src).string();
+  REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src, "-o", src, what), named.c_str(), "is the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/", "-o", src, what), "is the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/sub/../", "-o", src, what), "is the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/q", "-o", src, what), "lies inside the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(tmp.path, "-o", src, what), "contains the source checkpoint");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(tmp.path + "/link", "-o", src, what), "is the source checkpoint",
-                         fs::canonical(src).string().c_str());
+                         real_src.c_str());
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(tmp.path + "/link/q", "-o", src, what), "lies inside");
   REQUIRE_ERROR_MENTIONS(refuse_output_over_input(src + "/out-link", "-o", src, what), "temporary and lock file");
   // Neighbours are fine: a shared name prefix is not containment.
@@ -113,8 +114,8 @@ TEST_CASE("a second writer into the same output fails naming the holder; a dead 
   {
     AtomicDir first(out, false);
     REQUIRE(fs::exists(out + ".lock"));
-    REQUIRE_ERROR_MENTIONS(AtomicDir(out, false), out.c_str(), "another moeq run",
-                           ("pid " + std::to_string(::getpid())).c_str(), ".lock");
+    const std::string pid = "pid " + std::to_string(::getpid());
+    REQUIRE_ERROR_MENTIONS(AtomicDir(out, false), out.c_str(), "another moeq run", pid.c_str(), ".lock");
     CHECK(fs::exists(first.path()));  // the holder's temporary survives the refused second run
   }
   CHECK_FALSE(fs::exists(out + ".lock"));
