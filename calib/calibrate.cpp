@@ -10,6 +10,7 @@
 #include "calib/stats_observer.h"
 #include "core/error.h"
 #include "core/format_util.h"
+#include "io/output_guard.h"
 #include "model/plugin.h"
 
 namespace moeq {
@@ -96,6 +97,8 @@ CalibData calibrate_with(MoeForward& fwd, const CalibrateOptions& opt, const Mod
 
 void calibrate_model(const CalibrateOptions& opt) {
   if (opt.out.empty()) throw Error("calibrate: no output file (-o CALIB.h5)");
+  refuse_output_over_input(opt.out, "-o", opt.model, "the source checkpoint");
+  refuse_output_over_input(opt.out, "-o", opt.data, "--data");
   CalibDataSpec spec{opt.data, opt.model, opt.samples, opt.seq_len};
   const CalibTokens tok = load_calibration_tokens(spec);
   std::fprintf(stderr, "[calibrate] %lld samples x %lld tokens: %s\n", static_cast<long long>(tok.ids.size(0)),

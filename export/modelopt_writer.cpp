@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "export/writer.h"
+#include "io/text_file.h"
 
 namespace moeq {
 namespace {
@@ -63,7 +64,7 @@ class ModelOptWriter : public ExportWriter {
     if (quant_algo == "MIXED_PRECISION") q["quantized_layers"] = layers;
     nlohmann::ordered_json hf = {{"producer", {{"name", "moeq"}, {"version", "0.1.0"}, {"recipe", recipe.name}}},
                                  {"quantization", q}};
-    std::ofstream(dir + "/hf_quant_config.json") << hf.dump(2) << "\n";
+    write_text_file(dir + "/hf_quant_config.json", hf.dump(2) + "\n");
 
     nlohmann::json qc = {{"quant_method", "modelopt"}, {"quant_algo", quant_algo}, {"kv_cache_quant_algo", nullptr},
                          {"exclude_modules", exclude}, {"ignore", exclude}, {"producer", {{"name", "moeq"}, {"version", "0.1.0"}}}};

@@ -1,10 +1,12 @@
 #include "export/report.h"
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "calib/coverage.h"
 #include "core/format_util.h"
+#include "io/text_file.h"
 
 namespace moeq {
 namespace {
@@ -133,9 +135,9 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   j["sites"] = sites;
   j["other_tensors"] = others;
   j["unclaimed"] = unclaimed;
-  std::ofstream(dir + "/report.json") << j.dump(1) << "\n";
+  write_text_file(dir + "/report.json", j.dump(1) + "\n");
 
-  std::ofstream md(dir + "/report.md");
+  std::ostringstream md;
   md << "# moeq quantization report\n\n";
   md << "- model: `" << d.model << "` (plugin " << d.plugin << ")\n";
   md << "- recipe: `" << d.recipe.name << "` (" << d.recipe.path << ")" << (d.recipe.weight_only ? ", weight-only" : "") << "\n";
@@ -167,6 +169,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
        << (s["format"].is_null() ? "-" : s["format"].get<std::string>()) << " | " << s["reason"].get<std::string>() << " | "
        << s["bytes_before"].get<uint64_t>() << " | " << s["bytes_after"].get<uint64_t>() << " |\n";
   md << "\nOther tensors (" << others.size() << ": norms, biases, router extras) are copied unchanged; report.json lists them.\n";
+  write_text_file(dir + "/report.md", md.str());
 }
 
 }  // namespace moeq

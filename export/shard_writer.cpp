@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/safetensors_writer.h"
+#include "io/text_file.h"
 
 namespace moeq {
 
@@ -164,7 +165,7 @@ void ShardWriter::finish(const std::map<std::string, std::string>& metadata) {
     nlohmann::ordered_json idx;
     idx["metadata"] = {{"total_size", total}};
     idx["weight_map"] = weight_map_;
-    std::ofstream(dir_ + "/model.safetensors.index.json") << idx.dump(2) << "\n";
+    write_text_file(dir_ + "/model.safetensors.index.json", idx.dump(2) + "\n");
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "io/atomic_dir.h"
 #include "io/safetensors_writer.h"
 #include "test_util.h"
 

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/aten_view.h"
+#include "quant/site_errors.h"
 
 namespace moeq::fwd {
 namespace {
@@ -78,6 +79,14 @@ void WeightLoader::run_copies(std::vector<Copy>& copies) const {
   copies.clear();
 }
 
+
+namespace {
+// The site's view of its stored tensor; errors name the site (quant/site_errors.h).
+at::Tensor weight_of(const Checkpoint& ck, const Site& s) {
+  return with_site_context(ck, s, [&] { return site_weight(ck, s); });
+}
+}  // namespace
+
 LayerWeights WeightLoader::stage_layer(int64_t layer) const {
   LayerWeights out;
   out.layer = layer;
@@ -91,7 +100,7 @@ LayerWeights WeightLoader::stage_layer(int64_t layer) const {
       continue;
     }
     std::string key = s.name.compare(0, site_prefix.size(), site_prefix) == 0 ? s.name.substr(site_prefix.size()) : s.name;
-    out.linear[key] = host_for(site_weight(*ckpt_, s), copies);
+    out.linear[key] = host_for(weight_of(*ckpt_, s), copies);
     out.sites[key] = &s;
   }
   const std::string tensor_layer = "layers." + std::to_string(layer) + ".";
@@ -126,9 +135,9 @@ LayerWeights WeightLoader::stage_layer(int64_t layer) const {
     st.gate_sites.push_back(p["gate"]);
     st.up_sites.push_back(p["up"]);
     st.down_sites.push_back(p["down"]);
-    copies.push_back({st.gate_up[e].narrow(0, 0, I), site_weight(*ckpt_, *p["gate"])});
-    copies.push_back({st.gate_up[e].narrow(0, I, I), site_weight(*ckpt_, *p["up"])});
-    copies.push_back({st.down[e], site_weight(*ckpt_, *p["down"])});
+    copies.push_back({st.gate_up[e].narrow(0, 0, I), weight_of(*ckpt_, *p["gate"])});
+    copies.push_back({st.gate_up[e].narrow(0, I, I), weight_of(*ckpt_, *p["up"])});
+    copies.push_back({st.down[e], weight_of(*ckpt_, *p["down"])});
   }
   run_copies(copies);
   return out;
@@ -141,7 +150,7 @@ LayerWeights WeightLoader::stage_globals(const std::vector<std::string>& site_na
   for (const Site& s : sites_.sites)
     for (const auto& n : site_names)
       if (s.layer < 0 && s.name == n) {
-        out.linear[n] = host_for(site_weight(*ckpt_, s), copies);
+        out.linear[n] = host_for(weight_of(*ckpt_, s), copies);
         out.sites[n] = &s;
       }
   for (const auto& n : aux_names)
@@ -166,10 +175,12 @@ LayerWeights WeightLoader::upload(const LayerWeights& staged) const {
 void WeightLoader::transform(LayerWeights& w) const {
   if (!options_.weight_transform) return;
   auto apply = [&](const Site& s, const at::Tensor& weight) {
-    at::Tensor t = options_.weight_transform(s, weight);
-    if (!t.defined() || t.sizes() != weight.sizes())
-      throw Error("native forward: weight_transform returned a tensor of another shape for site '" + s.name + "'");
-    return t.to(options_.device, options_.dtype);
+    return with_site_context(*ckpt_, s, [&] {
+      at::Tensor t = options_.weight_transform(s, weight);
+      if (!t.defined() || t.sizes() != weight.sizes())
+        throw Error("native forward: weight_transform returned a tensor of another shape for site '" + s.name + "'");
+      return t.to(options_.device, options_.dtype);
+    });
   };
   // A CPU forward's weights may alias the read-only mmap: replaced, never written.
   for (auto& kv : w.linear) kv.second = apply(*w.sites.at(kv.first), kv.second).contiguous();

@@ -17,6 +17,7 @@
 #include "formats/format.h"
 #include "io/checkpoint.h"
 #include "io/dtype.h"
+#include "model/expert_check.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
 #include "quant/input_scales.h"
@@ -92,7 +93,7 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
   for (const auto& job : plan_jobs(plan)) {
     std::vector<at::Tensor> stacks;
     for (const SiteBatch& b : job) stacks.push_back(load_stack(ck, b, dev));
-    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks);
+    const std::vector<QuantizedTensor> qs = quantize_job(ck, job, stacks);
     for (size_t j = 0; j < job.size(); ++j) {
       const SiteBatch& b = job[j];
       const SitePlan& first = *b.sites[0];
@@ -320,6 +321,7 @@ CompareResult run_compare(const CompareOptions& opt) {
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(opt.model);
   const SiteMap map = map_sites(plugin, cfg, *ck);
+  require_routed_experts(map, cfg, opt.model, plugin.family, *ck);
   CompareResult res;
   res.model = opt.model;
   res.plugin = plugin.family;

@@ -11,6 +11,7 @@
 #include "compare/svg_plot.h"
 #include "core/error.h"
 #include "core/format_util.h"
+#include "io/output_guard.h"
 
 namespace moeq {
 
@@ -431,6 +432,7 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
 }
 
 void write_compare_report(const std::string& dir, const CompareResult& r, double within_db, double max_kl) {
+  refuse_output_over_input(dir, "-o", r.model, "the source checkpoint");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create the report directory: " + ec.message());

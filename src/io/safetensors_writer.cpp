@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/text_file.h"
 
 namespace fs = std::filesystem;
 
@@ -133,9 +134,7 @@ void SafetensorsWriter::finish() {
     nlohmann::ordered_json wm = nlohmann::ordered_json::object();
     for (const auto& s : specs_) wm[s.name] = shards_[slots_[s.name].shard].file;
     idx["weight_map"] = wm;
-    std::ofstream out(dir_ + "/model.safetensors.index.json");
-    out << idx.dump(2) << "\n";
-    if (!out) throw Error(dir_ + "/model.safetensors.index.json: write failed");
+    write_text_file(dir_ + "/model.safetensors.index.json", idx.dump(2) + "\n");
   }
   finished_ = true;
 }
@@ -144,35 +143,6 @@ std::vector<std::string> SafetensorsWriter::files() const {
   std::vector<std::string> f;
   for (const auto& sh : shards_) f.push_back(sh.file);
   return f;
-}
-
-AtomicDir::AtomicDir(std::string final_path, bool overwrite) : final_(std::move(final_path)), overwrite_(overwrite) {
-  while (!final_.empty() && final_.back() == '/') final_.pop_back();
-  if (final_.empty()) throw Error("output path is empty");
-  if (fs::exists(final_) && !overwrite_)
-    throw Error(final_ + ": already exists (choose another output or pass --overwrite)");
-  std::string templ = final_ + ".tmp-XXXXXX";
-  if (!::mkdtemp(templ.data())) throw Error(final_ + ": cannot create temporary directory: " + std::strerror(errno));
-  tmp_ = templ;
-}
-
-AtomicDir::~AtomicDir() {
-  if (!committed_) {
-    std::error_code ec;
-    fs::remove_all(tmp_, ec);
-  }
-}
-
-void AtomicDir::commit() {
-  std::error_code ec;
-  if (fs::exists(final_)) {
-    if (!overwrite_) throw Error(final_ + ": already exists");
-    fs::remove_all(final_, ec);
-    if (ec) throw Error(final_ + ": cannot replace: " + ec.message());
-  }
-  fs::rename(tmp_, final_, ec);
-  if (ec) throw Error(final_ + ": cannot rename " + tmp_ + " into place: " + ec.message());
-  committed_ = true;
 }
 
 }  // namespace moeq

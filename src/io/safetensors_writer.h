@@ -50,23 +50,4 @@ class SafetensorsWriter {
   bool finished_ = false;
 };
 
-// Creates `final_path.tmp-XXXXXX` and renames it to `final_path` on commit(); removes the
-// temporary directory when destroyed without commit. An existing final_path is refused
-// unless overwrite is set, in which case it is replaced only after the new one is complete.
-class AtomicDir {
- public:
-  AtomicDir(std::string final_path, bool overwrite);
-  ~AtomicDir();
-  AtomicDir(const AtomicDir&) = delete;
-  AtomicDir& operator=(const AtomicDir&) = delete;
-  const std::string& path() const { return tmp_; }
-  void commit();
-
- private:
-  std::string final_;
-  std::string tmp_;
-  bool overwrite_;
-  bool committed_ = false;
-};
-
 }  // namespace moeq

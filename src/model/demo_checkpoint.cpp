@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/atomic_dir.h"
 #include "io/safetensors_writer.h"
+#include "io/text_file.h"
 
 namespace moeq {
 namespace {
@@ -115,7 +117,7 @@ void write_demo_checkpoint(const std::string& dir, bool fused, const DemoShape& 
       {"mlp_only_layers", nlohmann::json::array()}, {"vocab_size", d.vocab}, {"hidden_act", "silu"},
       {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"max_position_embeddings", 4096},
       {"tie_word_embeddings", false}, {"torch_dtype", "bfloat16"}, {"moeq_demo", {{"seed", seed}, {"fused", fused}}}};
-  std::ofstream(out.path() + "/config.json") << cfg.dump(2) << "\n";
+  write_text_file(out.path() + "/config.json", cfg.dump(2) + "\n");
   out.commit();
 }
 

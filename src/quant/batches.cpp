@@ -3,12 +3,14 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <set>
 
 #include "core/error.h"
 #include "io/aten_view.h"
 #include "quant/mse_search.h"
+#include "quant/site_errors.h"
 
 namespace moeq {
 namespace {
@@ -90,14 +92,14 @@ std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan) {
 
 at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev) {
   std::vector<at::Tensor> views;
-  for (const auto* p : b.sites) views.push_back(site_weight(ck, *p->site));
+  for (const auto* p : b.sites) views.push_back(with_site_context(ck, *p->site, [&] { return site_weight(ck, *p->site); }));
   at::Tensor w = b.sites.size() == 1 ? views[0].contiguous() : at::stack(views);
   return w.to(dev);
 }
 
 at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned) {
   std::vector<at::Tensor> views;
-  for (const auto* p : b.sites) views.push_back(site_weight(ck, *p->site));
+  for (const auto* p : b.sites) views.push_back(with_site_context(ck, *p->site, [&] { return site_weight(ck, *p->site); }));
   std::vector<int64_t> shape = views[0].sizes().vec();
   if (views.size() > 1) shape.insert(shape.begin(), static_cast<int64_t>(views.size()));
   at::Tensor out = at::empty(shape, views[0].options().pinned_memory(pinned));
@@ -118,7 +120,8 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
 
 namespace moeq {
 
-std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
+namespace {
+std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
   const SitePlan& first = *job[0].sites[0];
   const QuantFormat& fmt = format_by_name(first.format);
   const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
@@ -147,6 +150,44 @@ std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, con
                 calibrator_misfit(cal, first.format) + ")");
   }
   return out;
+}
+
+
+// The first site of the job that fails when quantized alone, with its own error (which
+// says more than the stack's: "weight contains NaN" rather than "amax must be finite").
+const Site* failing_site(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks, std::exception_ptr* why) {
+  for (size_t j = 0; j < job.size(); ++j)
+    for (size_t i = 0; i < job[j].sites.size(); ++i) {
+      const SiteBatch one{{job[j].sites[i]}, job[j].key};
+      const at::Tensor w = job[j].sites.size() > 1 ? stacks[j].select(0, static_cast<int64_t>(i)) : stacks[j];
+      try {
+        (void)quantize_stacks({one}, {w});
+      } catch (...) {
+        *why = std::current_exception();
+        return job[j].sites[i]->site;
+      }
+    }
+  return nullptr;
+}
+}  // namespace
+
+std::vector<QuantizedTensor> quantize_job(const Checkpoint& ck, const std::vector<SiteBatch>& job,
+                                          const std::vector<at::Tensor>& stacks) {
+  try {
+    return quantize_stacks(job, stacks);
+  } catch (...) {
+    std::exception_ptr why = std::current_exception();
+    const Site* culprit = job.size() == 1 && job[0].sites.size() == 1 ? job[0].sites[0]->site : failing_site(job, stacks, &why);
+    try {
+      std::rethrow_exception(why);
+    } catch (...) {
+      if (culprit) rethrow_with_site(ck, *culprit);
+      size_t n = 0;
+      for (const auto& b : job) n += b.sites.size();
+      rethrow_with_context(job[0].sites[0]->site->name + " and the " + std::to_string(n - 1) +
+                           " other sites quantized with it (first: " + site_context(ck, *job[0].sites[0]->site) + ")");
+    }
+  }
 }
 
 }  // namespace moeq

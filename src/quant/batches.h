@@ -25,6 +25,7 @@ struct SiteBatch {
 std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan);
 
 // The batch's weights as one tensor on `dev`: [out, in] for one site, else [E, out, in].
+// Errors name the site being read (quant/site_errors.h), as in gather_stack.
 at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev);
 
 // The same tensor in host memory, gathered from the checkpoint by several threads;
@@ -39,6 +40,9 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
 // gate/up pair's shared amax, and the rule's weight calibrator (max, or the MSE search of
 // mse_search.h: FP8 pairs search one amax over their joint error; NVFP4 searches block
 // scales under the shared global scale).
-std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);
+// An error names the site (quant/site_errors.h): when the job's one call fails, each of
+// its sites is quantized alone to find the one that fails by itself.
+std::vector<QuantizedTensor> quantize_job(const Checkpoint& ck, const std::vector<SiteBatch>& job,
+                                          const std::vector<at::Tensor>& stacks);
 
 }  // namespace moeq

@@ -19,14 +19,19 @@
 #include "export/report.h"
 #include "export/writer.h"
 #include "formats/cuda_stream.h"
+#include "io/atomic_dir.h"
 #include "io/aten_view.h"
 #include "io/safetensors_writer.h"
 #include "io/checkpoint.h"
+#include "io/output_guard.h"
+#include "model/expert_check.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
 #include "quant/export_layout.h"
 #include "quant/input_scales.h"
+#include "quant/site_errors.h"
 #include "recipe/recipe.h"
+#include "io/text_file.h"
 
 namespace fs = std::filesystem;
 
@@ -41,10 +46,16 @@ uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
 
 void quantize_checkpoint(const QuantizeOptions& opt) {
   const auto t_begin = std::chrono::steady_clock::now();
+  // Never write over, into or around an input (the bf16 weights would be gone).
+  refuse_output_over_input(opt.out, "-o", opt.model, "the source checkpoint");
+  refuse_output_over_input(opt.out, "-o", opt.recipe, "the recipe");
+  refuse_output_over_input(opt.out, "-o", opt.calib, "--calib");
+  refuse_output_over_input(opt.dump_dequant, "--dump-dequant", opt.model, "the source checkpoint");
   const ModelConfig cfg = load_config(opt.model);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(opt.model);
   const SiteMap map = map_sites(plugin, cfg, *ck);
+  require_routed_experts(map, cfg, opt.model, plugin.family, *ck);
   Recipe recipe = load_recipe(opt.recipe);
   if (opt.weight_only) recipe.weight_only = true;
   const Plan plan = make_plan(recipe, map.sites, opt.strict);
@@ -133,8 +144,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   if (!sw.streaming()) write_copy_through();
   // 2. Unquantized sites inside partly quantized fused stacks.
   for (const SitePlan* sp : order.split_sites) {
-    at::Tensor w = site_weight(*ck, *sp->site).contiguous();
-    sw.add(sp->site->module + ".weight", w);
+    at::Tensor w = with_site_context(*ck, *sp->site, [&] {
+      at::Tensor c = site_weight(*ck, *sp->site).contiguous();
+      sw.add(sp->site->module + ".weight", c);
+      return c;
+    });
     report.bytes_after[sp->site->name] = w.nbytes();
     progress.advance(w.nbytes());
   }
@@ -208,9 +222,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
           if (pinned && !sw.streaming())
             for (auto& [name, t] : q.parts) t = t.clone();
           for (size_t i = 0; i < b.sites.size(); ++i) {
-            const QuantizedSite qs = quantized_site(b, i, q, in_scales);
-            report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
-            if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? d->deqs[j].select(0, qs.index) : d->deqs[j]);
+            with_site_context(*ck, *b.sites[i]->site, [&] {
+              const QuantizedSite qs = quantized_site(b, i, q, in_scales);
+              report.bytes_after[b.sites[i]->site->name] = writer.write(qs, sw);
+              if (dump) dump->add(b.sites[i]->site->module + ".weight", qs.index >= 0 ? d->deqs[j].select(0, qs.index) : d->deqs[j]);
+            });
             progress.advance(site_bytes(*ck, *b.sites[i]->site));
           }
         }
@@ -227,7 +243,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       std::vector<at::Tensor> stacks;
       for (auto& h : l->stacks) stacks.push_back(h.to(dev, /*non_blocking=*/true));
       l->stacks.clear();
-      Done d{l->job, quantize_job(job, stacks), {}};
+      Done d{l->job, quantize_job(*ck, job, stacks), {}};
       for (size_t j = 0; j < job.size(); ++j) {
         const QuantFormat& fmt = format_by_name(job[j].sites[0]->format);
         d.deqs.push_back(dump ? fmt.dequantize(d.qs[j], at::kFloat).to(at::kCPU) : at::Tensor());
@@ -265,11 +281,12 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   // config.json with the consumer's quantization_config; other files copied unchanged.
   nlohmann::json config = cfg.raw;
   writer.finish(out.path(), config, plan, recipe);
-  std::ofstream(out.path() + "/config.json") << config.dump(2) << "\n";
+  write_text_file(out.path() + "/config.json", config.dump(2) + "\n");
   for (const auto& e : fs::directory_iterator(opt.model)) {
     const std::string f = e.path().filename();
     if (!e.is_regular_file() || e.path().extension() == ".safetensors" || f == "config.json" ||
-        f == "model.safetensors.index.json" || f == "hf_quant_config.json" || f.rfind("report.", 0) == 0)
+        f == "model.safetensors.index.json" || f == "hf_quant_config.json" || f.rfind("report.", 0) == 0 ||
+        f == kOutputMarker)
       continue;
     fs::copy_file(e.path(), out.path() + "/" + f);
   }

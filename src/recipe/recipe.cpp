@@ -416,6 +416,23 @@ Plan make_plan(const Recipe& recipe, const std::vector<Site>& sites, bool strict
       throw Error(w + "; check the block size against the model's dimensions");
     plan.warnings.push_back(w);
   }
+  // A rule that names roles and quantizes nothing of them is a recipe that does not fit
+  // the model (an expert layout the plugin did not map, a role the model lacks).
+  for (const RecipeRule& r : recipe.rules) {
+    if (!r.enable || r.roles.empty() || r.format == "@input") continue;
+    size_t of_roles = 0, quantized = 0;
+    for (const SitePlan& sp : plan.sites) {
+      if (std::find(r.roles.begin(), r.roles.end(), sp.site->role) == r.roles.end()) continue;
+      ++of_roles;
+      if (sp.quantize) ++quantized;
+    }
+    if (quantized > 0) continue;
+    std::string names;
+    for (Role role : r.roles) names += (names.empty() ? "" : ", ") + std::string(role_name(role));
+    throw Error(recipe.path + ": " + r.describe() + " names roles [" + names + "] but quantizes no site of them (" +
+                (of_roles == 0 ? std::string("the model has none: check the model and its plugin with moeq inspect")
+                               : std::to_string(of_roles) + " sites of those roles, every one decided otherwise") + ")");
+  }
   if (strict && !plan.warnings.empty()) throw Error(plan.warnings[0] + " (--strict)");
   return plan;
 }
