@@ -178,3 +178,10 @@ TEST_CASE("fuzz replay: mutated tokenizer.json files and texts never crash the t
     CHECK(enc.ok > 0);
   }
 }
+
+// Found by fuzz_calib_h5: a dataset header declaring more elements than the file stores made
+// the reader allocate them (std::bad_alloc, exit 3); now a moeq::Error naming the dataset.
+TEST_CASE("fuzz finding: a calib.h5 dataset longer than its storage is refused by name", "[fuzz][calib]") {
+  REQUIRE_ERROR_MENTIONS(read_calib_file(std::string(MOEQ_SOURCE_DIR) + "/tests/data/fuzz/calib_h5_huge_length.h5"),
+                         "calib_h5_huge_length.h5", "declares", "a damaged file");
+}
