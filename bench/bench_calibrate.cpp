@@ -7,24 +7,28 @@
 
 #include "calib/calibrate.h"
 #include "calib/dataset.h"
-#include "cli/args.h"
+#include "cli/parser.h"
 #include "cli/commands.h"
 
 namespace moeq::cli {
 
 int bench_calibrate(const std::vector<std::string>& argv) {
-  const std::string usage = "moeq bench calibrate MODEL_DIR [--data FILE] [--samples N] [--seq-len S] [--chunk C] "
-                            "[--device cpu|cuda] [--dtype bf16|f32]";
-  Args args(argv, {}, {"data", "samples", "seq-len", "chunk", "device", "dtype"});
-  args.expect_positional(2, usage);
   CalibrateOptions o;
-  o.model = args.positional()[1];
-  o.data = args.get("data");
-  o.samples = args.integer("samples", 64);
-  o.seq_len = args.integer("seq-len", 512);
-  o.chunk = args.integer("chunk", o.chunk);
-  o.device = args.get("device", "cpu");
-  o.dtype = args.get("dtype", o.dtype);
+  o.samples = 64;
+  o.seq_len = 512;
+  std::string what;
+  Command c("bench calibrate", "Tokens/s of the native forward alone and with the calibration statistics, on the same ids",
+            "MODEL_DIR [--data FILE] [--samples N] [--seq-len S] [--chunk C] [--device cpu|cuda] [--dtype bf16|f32]",
+            "moeq bench calibrate demo/qwen3_moe_fused --samples 16 --seq-len 256");
+  c.positional("calibrate", what, "the benchmark: calibrate");
+  c.positional("MODEL_DIR", o.model, "Hugging Face checkpoint directory (config.json + safetensors)");
+  c.option("--data", o.data, "calibration data (as moeq calibrate --data)", "the embedded default data");
+  c.option("--samples", o.samples, "number of samples")->check(integer_at_least(1));
+  c.option("--seq-len", o.seq_len, "tokens per sample")->check(integer_at_least(1));
+  c.option("--chunk", o.chunk, "samples per forward call of a layer")->check(integer_at_least(1));
+  c.option("--device", o.device, "where the forward runs")->check(one_of({"cpu", "cuda"}));
+  c.option("--dtype", o.dtype, "compute dtype of the forward")->check(one_of({"bf16", "f32"}));
+  if (!c.parse(argv)) return 0;
   o.progress = false;
   const CalibTokens tok = load_calibration_tokens({o.data, o.model, o.samples, o.seq_len});
   const ModelConfig cfg = load_config(o.model);

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "cli/args.h"
+#include "cli/parser.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "formats/cuda_stream.h"
@@ -48,8 +48,19 @@ std::vector<int64_t> parse_shape(const std::string& s) {
   std::vector<int64_t> out;
   std::stringstream ss(s);
   std::string tok;
-  while (std::getline(ss, tok, ',')) out.push_back(std::stoll(tok));
-  if (out.size() != 3) throw Error("--shape wants E,out,in (e.g. 128,1408,2816)");
+  while (std::getline(ss, tok, ',')) {
+    size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (tok.empty() || used != tok.size() || n < 1) used = 0;
+    if (used == 0) throw UsageError("--shape wants E,out,in (e.g. 128,1408,2816), got '" + s + "'");
+    out.push_back(n);
+  }
+  if (out.size() != 3) throw UsageError("--shape wants E,out,in (e.g. 128,1408,2816), got '" + s + "'");
   return out;
 }
 
@@ -57,18 +68,29 @@ std::vector<int64_t> parse_shape(const std::string& s) {
 
 int cmd_bench(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "calibrate") return bench_calibrate(argv);
-  Args args(argv, {}, {"device", "shape", "formats", "iters", "json", "threads"});
-  args.expect_positional(1, "moeq bench formats [--device cpu|cuda] [--shape E,out,in] [--formats a,b] [--iters N] [--json F]");
-  if (args.positional()[0] != "formats") throw Error("moeq bench: 'formats' or 'calibrate'");
-  const bool cuda = args.get("device", "cpu") == "cuda";
+  std::string what, device = "cpu", shape_text, formats_text, json_path;
+  int iters = 0, threads = 0;
+  Command c("bench formats", "Throughput of every format's kernel vs its torch-op baseline on one expert stack",
+            "[--device cpu|cuda] [--shape E,out,in] [--formats a,b] [--iters N] [--threads N] [--json FILE]",
+            "moeq bench formats --device cuda --shape 128,1408,2816 --formats nvfp4,fp8");
+  c.positional("formats", what, "the benchmark: formats (moeq bench calibrate --help for the other)");
+  c.option("--device", device, "where the kernels run")->check(one_of({"cpu", "cuda"}));
+  c.option("--shape", shape_text, "expert stack E,out,in (bf16)", "8,1408,2816 (cuda: 128,1408,2816)");
+  c.option("--formats", formats_text, "comma list of formats", "every registered format");
+  c.option("--iters", iters, "timed iterations (median)", "3 (cuda: 20)")->check(integer_at_least(1));
+  c.option("--threads", threads, "CPU threads (at::set_num_threads)", "torch's default")->check(integer_at_least(1));
+  c.option("--json", json_path, "also write the results as JSON to FILE");
+  if (!c.parse(argv)) return 0;
+  if (what != "formats") c.fail("moeq bench: 'formats' or 'calibrate', got '" + what + "'");
+  const bool cuda = device == "cuda";
   if (cuda && !at::hasCUDA()) throw Error("--device cuda: no CUDA device");
-  const auto shape = parse_shape(args.get("shape", cuda ? "128,1408,2816" : "8,1408,2816"));
-  const int iters = static_cast<int>(args.integer("iters", cuda ? 20 : 3));
-  if (args.has("threads")) at::set_num_threads(static_cast<int>(args.integer("threads", 1)));
+  const auto shape = parse_shape(shape_text.empty() ? (cuda ? "128,1408,2816" : "8,1408,2816") : shape_text);
+  if (iters == 0) iters = cuda ? 20 : 3;
+  if (threads > 0) at::set_num_threads(threads);
   std::vector<std::string> formats = format_names();
-  if (args.has("formats")) {
+  if (!formats_text.empty()) {
     formats.clear();
-    std::stringstream ss(args.get("formats"));
+    std::stringstream ss(formats_text);
     std::string f;
     while (std::getline(ss, f, ',')) formats.push_back(f);
   }
@@ -116,7 +138,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     j["formats"][name] = {{"kernel_gbs", gk}, {"torch_ops_gbs", gt}, {"speedup", gk / gt}, {"moved_gbs", moved}, {"pct_copy_bw", pct},
                           {"same_bytes", same}, {"kernel_ms", tk * 1e3}, {"torch_ops_ms", tt * 1e3}};
   }
-  if (args.has("json")) std::ofstream(args.get("json")) << j.dump(1) << "\n";
+  if (!json_path.empty()) std::ofstream(json_path) << j.dump(1) << "\n";
   return 0;
 }
 

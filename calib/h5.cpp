@@ -209,6 +209,13 @@ int64_t File::length(const std::string& name, hid_t dset) const {
   if (H5Sget_simple_extent_ndims(space.id()) != 1) fail(path_, "dataset " + name + " should be 1-dimensional");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space.id(), &n, nullptr);
+  // moeq writes every dataset in full (no compression): a length beyond the stored bytes is a
+  // damaged header, refused before anything that size is allocated (found by fuzz_calib_h5).
+  Handle type(H5Dget_type(dset), H5Tclose);
+  const hsize_t elem = std::max<size_t>(1, H5Tget_size(type.id())), stored = H5Dget_storage_size(dset);
+  if (n > stored / elem)
+    fail(path_, "dataset " + name + " declares " + std::to_string(n) + " elements but stores " + std::to_string(stored) +
+                    " bytes (a damaged file)");
   return static_cast<int64_t>(n);
 }
 

@@ -11,8 +11,9 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 # chromium: headless screenshots of moeq compare's report.html in the tests.
 # libpcre2-dev, libutf8proc-dev: the native tokenizer (regex pre-tokenizers, NFC).
+# libcli11-dev: the command-line parser (header-only).
 APT_PKGS="build-essential cmake ninja-build ccache pkg-config libyaml-cpp-dev libhdf5-dev \
-libeigen3-dev nlohmann-json3-dev libomp-dev chromium libpcre2-dev libutf8proc-dev"
+libeigen3-dev nlohmann-json3-dev libomp-dev chromium libpcre2-dev libutf8proc-dev libcli11-dev"
 # Python packages: torch is pinned to the GPU machine's version; the others are oracles.
 PY_PKGS="torch==2.11.0 transformers==5.17.0 safetensors==0.8.0 numpy bitsandbytes==0.50.2 \
 compressed-tensors==0.20.0 nvidia-modelopt==0.47.0 accelerate==1.15.0 requests pyyaml \

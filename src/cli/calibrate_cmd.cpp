@@ -1,31 +1,32 @@
 // `moeq calibrate MODEL --data FILE -o calib.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda]
 //  [--chunk N] [--dtype bf16|f32] [--all-experts-stats] [--channel-amax]`
 #include "calib/calibrate.h"
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/parser.h"
 
 namespace moeq::cli {
 
 int cmd_calibrate(const std::vector<std::string>& argv) {
-  Args args(argv, {"all-experts-stats", "channel-amax", "quiet"},
-            {"data", "o", "out", "samples", "seq-len", "device", "chunk", "dtype"});
-  const std::string usage =
-      "moeq calibrate MODEL_DIR --data FILE -o CALIB.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda] "
-      "[--chunk 8] [--dtype bf16|f32] [--all-experts-stats] [--channel-amax]";
-  args.expect_positional(1, usage);
   CalibrateOptions o;
-  o.model = args.positional()[0];
-  o.data = args.get("data");
-  o.out = args.get("o", args.get("out"));
-  if (o.out.empty()) throw Error("usage: " + usage);
-  o.samples = args.integer("samples", o.samples);
-  o.seq_len = args.integer("seq-len", o.seq_len);
-  o.chunk = args.integer("chunk", o.chunk);
-  o.device = args.get("device", o.device);
-  o.dtype = args.get("dtype", o.dtype);
-  o.all_experts_stats = args.flag("all-experts-stats");
-  o.channel_amax = args.flag("channel-amax");
-  o.progress = !args.flag("quiet");
+  bool quiet = false;
+  Command c("calibrate", "Run the native forward over calibration data; write every linear's input amax to calib.h5",
+            "MODEL_DIR --data FILE -o CALIB.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda] [--chunk 8] "
+            "[--dtype bf16|f32] [--all-experts-stats] [--channel-amax]",
+            "moeq calibrate demo/qwen3_moe_fused --data /work/shared/data/calib.jsonl --samples 64 -o calib.h5");
+  c.positional("MODEL_DIR", o.model, "Hugging Face checkpoint directory (config.json + safetensors)");
+  c.option("--data", o.data, "calibration data: .jsonl (text), .txt, .npy / .safetensors / .h5 ids", "the embedded default data");
+  c.option("-o,--output", o.out, "calib.h5 to write")->required();
+  c.alias("--out", o.out);
+  c.option("--samples", o.samples, "number of samples")->check(integer_at_least(1));
+  c.option("--seq-len", o.seq_len, "tokens per sample")->check(integer_at_least(1));
+  c.option("--chunk", o.chunk, "samples per forward call of a layer")->check(integer_at_least(1));
+  c.option("--device", o.device, "where the forward runs")->check(one_of({"cpu", "cuda"}));
+  c.option("--dtype", o.dtype, "compute dtype of the forward")->check(one_of({"bf16", "f32"}));
+  c.flag("--all-experts-stats", o.all_experts_stats, "every expert sees every token (statistics only; routing unchanged)");
+  c.flag("--channel-amax", o.channel_amax, "also write per-input-channel amax");
+  c.flag("--quiet", quiet, "no per-layer progress lines on stderr");
+  if (!c.parse(argv)) return 0;
+  o.progress = !quiet;
   calibrate_model(o);
   return 0;
 }

@@ -1,34 +1,15 @@
 // `moeq compare MODEL --recipes A.yaml B.yaml ... | --formats nvfp4,fp8,... -o REPORT_DIR`
 #include <cstdio>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/parser.h"
 #include "compare/compare.h"
 #include "compare/compare_report.h"
 
 namespace moeq::cli {
 namespace {
 
-// `--recipes` takes every following argument up to the next option; Args takes one value
-// per option, so rewrite it as repeated --recipe. Comma lists work for both flags.
-std::vector<std::string> expand_recipes(const std::vector<std::string>& argv) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    if (argv[i] != "--recipes") {
-      out.push_back(argv[i]);
-      continue;
-    }
-    size_t n = 0;
-    while (i + 1 < argv.size() && argv[i + 1].rfind("-", 0) != 0) {
-      out.push_back("--recipe");
-      out.push_back(argv[++i]);
-      ++n;
-    }
-    if (n == 0) throw Error("option --recipes needs at least one recipe file");
-  }
-  return out;
-}
-
+// Comma lists work for --recipes and --formats: "a.yaml,b.yaml" is two recipes.
 std::vector<std::string> split_commas(const std::vector<std::string>& values) {
   std::vector<std::string> out;
   for (const auto& v : values) {
@@ -46,36 +27,39 @@ std::vector<std::string> split_commas(const std::vector<std::string>& values) {
 }  // namespace
 
 int cmd_compare(const std::vector<std::string>& argv) {
-  const std::string usage = "moeq compare MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR "
-                            "[--device cpu|cuda] [--worst N] [--within-db DB] [--eval DATA [--eval-samples N] "
-                            "[--eval-seq-len S] | --eval-ids IDS.safetensors] [--eval-dtype bfloat16|float32] "
-                            "[--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS] [--calib calib.h5]";
-  Args args(expand_recipes(argv), {},
-            {"recipe", "formats", "o", "out", "device", "worst", "within-db", "calib", "eval", "eval-ids", "eval-samples",
-             "eval-seq-len", "eval-dtype", "eval-chunk", "eval-ref-mib", "max-kl"});
-  args.expect_positional(1, usage);
-  if (args.has("eval") && args.has("eval-ids")) throw Error("give --eval DATA or --eval-ids IDS.safetensors, not both");
   CompareOptions o;
-  o.model = args.positional()[0];
-  o.recipes = split_commas(args.all("recipe"));
-  o.formats = split_commas(args.all("formats"));
-  o.device = args.get("device", "cpu");
-  const std::string out = args.get("o", args.get("out"));
-  if (out.empty() || (o.recipes.empty() && o.formats.empty())) throw Error("usage: " + usage);
-  o.calib = args.get("calib");
-  o.eval_file = args.get("eval");
-  o.eval_ids_file = args.get("eval-ids");
-  o.eval_dtype = args.get("eval-dtype", o.eval_dtype);
-  o.worst_experts = static_cast<int>(args.integer("worst", 10, 0));
-  o.within_db = args.number("within-db", 3);
-  o.max_kl = args.number("max-kl", 0.01);
-  o.eval_samples = args.integer("eval-samples", o.eval_samples);
-  o.eval_seq_len = args.integer("eval-seq-len", o.eval_seq_len);
-  o.eval_chunk_samples = args.integer("eval-chunk", o.eval_chunk_samples);
-  o.eval_ref_mib = args.integer("eval-ref-mib", o.eval_ref_mib);
-  if (o.worst_experts < 0 || o.within_db < 0 || o.max_kl < 0) throw Error("--worst, --within-db and --max-kl must not be negative");
-  if (o.eval_samples < 1 || o.eval_seq_len < 2 || o.eval_ref_mib < 1)
-    throw Error("--eval-samples and --eval-ref-mib must be >= 1 and --eval-seq-len >= 2");
+  std::string out;
+  std::vector<std::string> recipes, recipe, formats;
+  Command c("compare", "Recipes or formats side by side on one model: export size, weight error and, with --eval, output error",
+            "MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR [--device cpu|cuda] "
+            "[--worst N] [--within-db DB] [--eval DATA [--eval-samples N] [--eval-seq-len S] | --eval-ids IDS.safetensors] "
+            "[--eval-dtype bfloat16|float32] [--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS] [--calib calib.h5]",
+            "moeq compare demo/qwen3_moe_fused --formats nvfp4,fp8,int4 -o out/compare");
+  c.positional("MODEL_DIR", o.model, "Hugging Face checkpoint directory (config.json + safetensors)");
+  c.option("--recipes", recipes, "recipe files (every argument up to the next option; comma lists too)")->expected(1, -1);
+  c.alias("--recipe", recipe);
+  c.option("--formats", formats, "formats applied to every linear but routers, embeddings and lm_head (comma list, or all)");
+  c.option("-o,--output", out, "directory for report.json, report.md and report.html")->required();
+  c.alias("--out", out);
+  c.option("--device", o.device, "where quantization and the eval forward run")->check(one_of({"cpu", "cuda"}));
+  c.option("--worst", o.worst_experts, "worst experts listed per variant")->check(integer_at_least(0));
+  c.option("--within-db", o.within_db, "weight pick: smallest export within this many dB of the best mean SQNR")
+      ->check(non_negative_number());
+  c.option("--eval", o.eval_file, "eval data, read as calibration data (through the model's tokenizer)");
+  c.option("--eval-ids", o.eval_ids_file, "eval ids: a safetensors file with an int64 tensor ids [N, S]");
+  c.option("--eval-samples", o.eval_samples, "eval samples (with --eval)")->check(integer_at_least(1));
+  c.option("--eval-seq-len", o.eval_seq_len, "tokens per eval sample (with --eval)")->check(integer_at_least(2));
+  c.option("--eval-dtype", o.eval_dtype, "compute dtype of the eval forward: bfloat16 or float32");
+  c.option("--eval-chunk", o.eval_chunk_samples, "samples per forward call")->check(integer_at_least(1));
+  c.option("--eval-ref-mib", o.eval_ref_mib, "host memory for the reference logits, MiB")->check(integer_at_least(1));
+  c.option("--max-kl", o.max_kl, "output pick: smallest export with mean KL at most this, nats")->check(non_negative_number());
+  c.option("--calib", o.calib, "calib.h5 of this model: activations of W4A4 / W8A8 variants quantized in the eval forward");
+  if (!c.parse(argv)) return 0;
+  if (!o.eval_file.empty() && !o.eval_ids_file.empty()) c.fail("give --eval DATA or --eval-ids IDS.safetensors, not both");
+  recipes.insert(recipes.end(), recipe.begin(), recipe.end());
+  o.recipes = split_commas(recipes);
+  o.formats = split_commas(formats);
+  if (o.recipes.empty() && o.formats.empty()) c.fail("give --recipes or --formats");
   const CompareResult r = run_compare(o);
   write_compare_report(out, r, o.within_db, o.max_kl);
   const Pick pick = pick_variant(r, o.within_db, o.max_kl);

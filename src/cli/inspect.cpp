@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/parser.h"
 #include "core/error.h"
 #include "core/format_util.h"
 #include "io/checkpoint.h"
@@ -35,9 +35,15 @@ std::string view_text(const Site& s) {
 }  // namespace
 
 int cmd_inspect(const std::vector<std::string>& argv) {
-  Args args(argv, {"json", "summary", "strict"}, {});
-  args.expect_positional(1, "moeq inspect MODEL_DIR [--json] [--summary] [--strict]");
-  const std::string dir = args.positional()[0];
+  std::string dir;
+  bool json = false, summary = false, strict = false;
+  Command c("inspect", "What moeq sees in a checkpoint: architecture, plugin, expert layout, sites, bytes per role",
+            "MODEL_DIR [--json] [--summary] [--strict]", "moeq inspect demo/qwen3_moe_fused --summary");
+  c.positional("MODEL_DIR", dir, "Hugging Face checkpoint directory (config.json + safetensors)");
+  c.flag("--json", json, "print JSON instead of tables");
+  c.flag("--summary", summary, "roles and totals only, no line per site");
+  c.flag("--strict", strict, "fail (exit 1) when a tensor is unclaimed or an expert is missing");
+  if (!c.parse(argv)) return 0;
   const ModelConfig cfg = load_config(dir);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ckpt = Checkpoint::open(dir);
@@ -66,7 +72,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     if (s.role == Role::Expert) expert_layers.insert(s.layer);
   const size_t claimed = site_tensors.size() + map.aux.size();
 
-  if (args.flag("json")) {
+  if (json) {
     nlohmann::ordered_json j;
     j["model"] = dir;
     j["model_type"] = cfg.model_type;
@@ -84,7 +90,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     j["total_bytes"] = ckpt->total_bytes();
     for (const auto& [role, r] : roles)
       j["roles"][role_name(role)] = {{"sites", r.sites}, {"aux_tensors", r.aux}, {"params", r.params}, {"bytes", r.bytes}};
-    if (!args.flag("summary")) {
+    if (!summary) {
       j["sites"] = nlohmann::ordered_json::array();
       for (const auto& s : map.sites) {
         const WeightView& v = s.view;
@@ -124,7 +130,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
       std::printf("%-15s %7s %7zu %14s %12s\n", "UNCLAIMED", "-", map.unclaimed.size(), "-", human_bytes(unclaimed_bytes).c_str());
     std::printf("%-15s %7lld %7lld %14lld %12s\n", "total", (long long)total.sites, (long long)total.aux,
                 (long long)total.params, human_bytes(total.bytes + unclaimed_bytes).c_str());
-    if (!args.flag("summary")) {
+    if (!summary) {
       std::printf("\n%-34s %-14s %-13s %-6s %s\n", "site", "role", "shape [out,in]", "dtype", "stored as");
       for (const auto& s : map.sites) {
         const std::string shape = "[" + std::to_string(s.view.rows) + ", " + std::to_string(s.view.cols) + "]";
@@ -137,7 +143,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "warning: tensor '%s' is not claimed by plugin %s (it would be copied unchanged)\n", n.c_str(),
                  plugin.family.c_str());
   for (const auto& m : missing) std::fprintf(stderr, "warning: %s\n", m.c_str());
-  if (args.flag("strict") && (!map.unclaimed.empty() || !missing.empty()))
+  if (strict && (!map.unclaimed.empty() || !missing.empty()))
     throw Error(dir + ": " + std::to_string(map.unclaimed.size()) + " unclaimed tensors, " +
                 std::to_string(missing.size()) + " incomplete expert layers (--strict)");
   return 0;

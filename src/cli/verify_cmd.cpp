@@ -5,21 +5,26 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/parser.h"
 #include "core/error.h"
 #include "export/verify.h"
 
 namespace moeq::cli {
 
 int cmd_verify(const std::vector<std::string>& argv) {
-  Args args(argv, {"json"}, {"source"});
-  args.expect_positional(1, "moeq verify EXPORT_DIR [--source MODEL_DIR] [--json]");
-  const std::string dir = args.positional()[0];
-  const VerifyResult r = verify_export(dir, args.get("source"));
+  std::string dir, source;
+  bool json = false;
+  Command c("verify", "Re-read an export (any layout): check every expert's weights and scales; with --source, decode and report the error",
+            "EXPORT_DIR [--source MODEL_DIR] [--json]", "moeq verify out/nvfp4 --source demo/qwen3_moe_fused");
+  c.positional("EXPORT_DIR", dir, "directory written by moeq quantize");
+  c.option("--source", source, "the checkpoint it was quantized from: decode every weight and report its error");
+  c.flag("--json", json, "print JSON instead of text");
+  if (!c.parse(argv)) return 0;
+  const VerifyResult r = verify_export(dir, source);
   std::map<std::string, std::vector<const SiteCheck*>> by_format;
   for (const auto& s : r.sites) by_format[s.format.empty() ? "unquantized" : s.format].push_back(&s);
-  if (args.flag("json")) {
+  if (json) {
     nlohmann::ordered_json j;
     j["export"] = dir;
     j["layout"] = r.layout;
@@ -61,9 +66,14 @@ int cmd_verify(const std::vector<std::string>& argv) {
 }
 
 int cmd_report(const std::vector<std::string>& argv) {
-  Args args(argv, {"json"}, {});
-  args.expect_positional(1, "moeq report EXPORT_DIR [--json]");
-  const std::string f = args.positional()[0] + (args.flag("json") ? "/report.json" : "/report.md");
+  std::string dir;
+  bool json = false;
+  Command c("report", "Print an export's report: every weight, its format or why it was skipped, bytes before and after",
+            "EXPORT_DIR [--json]", "moeq report out/nvfp4");
+  c.positional("EXPORT_DIR", dir, "directory written by moeq quantize");
+  c.flag("--json", json, "print report.json instead of report.md");
+  if (!c.parse(argv)) return 0;
+  const std::string f = dir + (json ? "/report.json" : "/report.md");
   std::ifstream in(f);
   if (!in) throw Error(f + ": no report here (was this directory written by moeq quantize?)");
   std::printf("%s", std::string(std::istreambuf_iterator<char>(in), {}).c_str());

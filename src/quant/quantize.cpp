@@ -27,6 +27,7 @@
 #include "model/expert_check.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
+#include "quant/dry_run.h"
 #include "quant/export_layout.h"
 #include "quant/input_scales.h"
 #include "quant/site_errors.h"
@@ -95,6 +96,14 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   if (opt.device != "cpu" && opt.device != "cuda") throw Error("--device must be cpu or cuda, got '" + opt.device + "'");
   if (dev.is_cuda() && !at::hasCUDA()) throw Error("--device cuda: no CUDA device is available (use --device cpu)");
 
+  if (opt.dry_run) {
+    std::printf("dry run: %s with %s, export %s to %s (nothing written)\n", opt.model.c_str(), opt.recipe.c_str(),
+                recipe.export_format.c_str(), opt.out.c_str());
+    print_plan(stdout, plan, *ck, recipe.export_format);
+    if (fs::exists(opt.out) && !opt.overwrite)
+      std::printf("note: %s exists: the run itself would refuse it without --overwrite\n", opt.out.c_str());
+    return;
+  }
   AtomicDir out(opt.out, opt.overwrite);
   ShardWriter sw(out.path(), opt.max_shard_bytes);
   std::unique_ptr<ShardWriter> dump;

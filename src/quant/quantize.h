@@ -12,6 +12,7 @@ struct QuantizeOptions {
   std::string device = "cpu";   // cpu | cuda
   bool overwrite = false, strict = false;
   bool weight_only = false;     // override the recipe: no activation quantization
+  bool dry_run = false;         // check everything, print the plan (quant/dry_run.h), write nothing
   uint64_t max_shard_bytes = 5ull << 30;
   // Write each tensor into shard files laid out up front as soon as it is quantized, where
   // the export writer and formats allow it (quant/export_layout.h); off: buffer each shard

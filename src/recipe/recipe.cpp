@@ -295,7 +295,8 @@ bool pattern_matches(const std::string& pattern, const std::string& text) {
   return ::fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
 }
 
-Recipe parse_recipe(const std::string& text, const std::string& path) {
+namespace {
+Recipe parse_recipe_unguarded(const std::string& text, const std::string& path) {
   Ctx c{path};
   YAML::Node root;
   try {
@@ -337,6 +338,15 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       c.fail(root["export"], "unknown export '" + r.export_format + "' (known: modelopt, compressed-tensors, bnb)");
   }
   return r;
+}
+}  // namespace
+
+Recipe parse_recipe(const std::string& text, const std::string& path) {
+  try {
+    return parse_recipe_unguarded(text, path);
+  } catch (const YAML::Exception& e) {  // a conversion not checked by name above (found by fuzzing)
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg + " (a value of the wrong type)");
+  }
 }
 
 Recipe load_recipe(const std::string& path) {

@@ -187,8 +187,10 @@ TEST_CASE("bnb4 matches bitsandbytes' CUDA kernels byte for byte", "[formats][bn
     // (NaN bit patterns aside: an offset that overflowed to inf gives NaN).
     at::Tensor deq = tensor_view(*cpu, c.name + ".deq");
     at::Tensor mine = f.dequantize(from_ref(*ref, c, w), at::kFloat);
-    // FP4 code 8 is -0 in bitsandbytes' kernels (and moeq) but +0 in its torch fallback,
-    // which its CPU dequantize takes for an odd last dim or, on AVX512 hosts, block >= 2048.
+    // The .deq values come from bitsandbytes' pure-torch CPU kernel on every host
+    // (tests/python/bnb_cpu_pin.py: its C AVX-512 kernel, taken on AVX-512 hosts, decodes rows
+    // shorter than a block with the wrong absmax, e.g. dq_big at block 256). FP4 code 8 is -0 in
+    // bitsandbytes' CUDA kernels (and moeq) but +0 in that torch kernel: the sign is folded.
     if (c.type == "fp4") {
       mine = mine + 0.0;
       deq = deq + 0.0;

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import bitsandbytes
 import bitsandbytes.functional as F
+import bnb_cpu_pin  # noqa: F401  one CPU decoding path on every host (AVX2, AVX-512)
 from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,8 +150,9 @@ def quantize_one(w, qt, bs, dq):
 
 
 def dequantize_one(parts, qt, bs, shape, device):
-    """bitsandbytes' own dequantize_4bit of one expert's parts, to float32. (Its CPU library
-    rounds to fp16 in a CPU-dependent way: on an AVX512 host a few values differ.)"""
+    """bitsandbytes' own dequantize_4bit of one expert's parts, to float32, through its
+    pure-torch kernel on every host (bnb_cpu_pin.py: its C library's AVX-512 kernel decodes
+    rows shorter than a block with the wrong absmax)."""
     p = {k: v.to(device) for k, v in parts.items()}
     state2, offset = None, None
     if "nested_absmax" in p:
