@@ -46,12 +46,12 @@ TEST_CASE("fusion groups: q/k/v share one NVFP4 weight_scale_2 in ModelOpt and o
 
 TEST_CASE("fusion groups: a recipe that splits q/k/v is refused for ModelOpt and compressed-tensors, not for bnb") {
   test::TempDir tmp;
-  const std::string rules = std::string(kNvfp4Experts) + "  - sites: \"layers.*.attn.[qk]\"\n    format: nvfp4\n";
+  const std::string rules = std::string(kNvfp4Experts) + "  - sites: [\"layers.*.attn.q\", \"layers.*.attn.k\"]\n    format: nvfp4\n";
   for (const char* exp : {"modelopt", "compressed-tensors"})
     REQUIRE_ERROR_MENTIONS(test::quantize_demo_export(tmp, false, exp, rules, exp), "r.yaml", "fusion group layers.0.attn.{q,k,v} is split",
                            "layers.0.attn.v is not quantized");
   const std::string nf4 = "  - roles: [experts]\n    format: nf4\n  - roles: [attention, dense_mlp, shared_experts, other]\n    "
-                          "enable: false\n  - sites: \"layers.*.attn.[qk]\"\n    format: nf4\n";
+                          "enable: false\n  - sites: [\"layers.*.attn.q\", \"layers.*.attn.k\"]\n    format: nf4\n";
   CHECK_NOTHROW(test::quantize_demo_export(tmp, false, "bnb", nf4, "bnb"));
 }
 

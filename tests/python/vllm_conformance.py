@@ -188,7 +188,8 @@ def check(export_dir, source_dir, family):
         by_module[m].add(s)
     scheme_of, scalars = {}, {}
     for m, suffixes in sorted(by_module.items()):
-        linear = bool(suffixes & {"weight", "weight_packed"})
+        # a linear: packed, or a 2D weight (norms are 1D, conv1d 3D; embeddings sit in ignore / exclude_modules)
+        linear = "weight_packed" in suffixes or ("weight" in suffixes and len(tensors[f"{m}.weight"][1]) == 2)
         sch = q.scheme(m) if linear else None
         if sch is None:  # unquantized: vLLM loads these as for the source model
             for s in suffixes:
