@@ -166,7 +166,9 @@ class CompressedTensors:
 
     @staticmethod
     def _match(t, m):
-        return t == "Linear" or t == m or (t.startswith("re:") and re.fullmatch(t[3:], m) is not None)
+        # class target Linear: vLLM's LinearBase modules, not VocabParallelEmbedding (embed_tokens)
+        linear_class = t == "Linear" and not m.endswith(("embed_tokens", "embedding"))
+        return linear_class or t == m or (t.startswith("re:") and re.fullmatch(t[3:], m) is not None)
 
     def scheme(self, m):  # C1
         if any(self._match(t, m) for t in self.ignore if t != "Linear"):
@@ -225,7 +227,7 @@ def check(export_dir, source_dir, family):
     fused = FAMILY_FUSED[family]
     groups = defaultdict(list)  # (fused linear or expert w13) -> member modules
     for m in scheme_of:
-        if scheme_of[m] is None:
+        if scheme_of[m] is None or "." not in m:
             continue
         e = EXPERT.match(m)
         base, proj = m.rsplit(".", 1)
