@@ -132,12 +132,12 @@ def out_in(suffixes, tensors, m):
     """The linear's [out, in] from its stored weight (packed formats: from the packing)."""
     if "weight_shape" in suffixes:
         return None  # int: read from the weight_shape values is not possible from headers; shape-check rows only
-    for s, mult in (("weight_packed", 2), ("weight", 1)):
+    for s in ("weight_packed", "weight"):
         if s in suffixes:
             dt, sh = tensors[f"{m}.{s}"]
             if len(sh) != 2:
                 return None
-            return sh[0], sh[1] * (mult if dt == "uint8" else 1)
+            return sh[0], sh[1] * (2 if dt == "uint8" else 1)  # U8 holds two E2M1 codes
     return None
 
 
