@@ -11,7 +11,6 @@
 //     weight_scale F32 [1] or [out, 1], input_scale F32 [1]
 // Scales that llm-compressor stores in the weight dtype (fp8 weight_scale) stay fp32 here
 // so that the export decodes to exactly what moeq quantized; loaders cast them.
-#include <cctype>
 #include <map>
 #include <set>
 
@@ -22,25 +21,6 @@
 
 namespace moeq {
 namespace {
-
-// `model.layers.3.mlp.experts.17.gate_proj` -> `re:model\.layers\.\d+\.mlp\.experts\.\d+\.gate_proj$`
-std::string generalize(const std::string& module) {
-  std::string out = "re:", part;
-  auto flush = [&](bool last) {
-    const bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
-    if (digits) out += "\\d+";
-    else
-      for (char c : part) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '_') ? std::string(1, c) : std::string("\\") + c;
-    out += last ? "$" : "\\.";
-    part.clear();
-  };
-  for (char c : module) {
-    if (c == '.') flush(false);
-    else part += c;
-  }
-  flush(true);
-  return out;
-}
 
 float scalar_of(const at::Tensor& t) { return t.to(at::kFloat).reshape({-1})[0].item<float>(); }
 
@@ -121,7 +101,7 @@ class CompressedTensorsWriter : public ExportWriter {
     }
     if (groups.empty()) throw Error("export compressed-tensors: the recipe quantizes no site");
     std::map<std::string, std::vector<std::string>> modules_of_pattern;
-    for (const auto& [m, key] : owner) modules_of_pattern[generalize(m)].push_back(m);
+    for (const auto& [m, key] : owner) modules_of_pattern[ct_module_regex(m)].push_back(m);
 
     nlohmann::json config_groups = nlohmann::json::object();
     std::set<std::string> formats;
@@ -136,7 +116,7 @@ class CompressedTensorsWriter : public ExportWriter {
         // this group's modules only; the exact module names otherwise.
         std::set<std::string> seen;
         for (const auto& m : grp.modules) {
-          const std::string pat = generalize(m);
+          const std::string pat = ct_module_regex(m);
           if (!seen.insert(pat).second) continue;
           bool alone = true;
           for (const auto& other : modules_of_pattern[pat]) alone = alone && owner[other] == key;

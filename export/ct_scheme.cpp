@@ -1,5 +1,7 @@
 #include "export/ct_scheme.h"
 
+#include <cctype>
+
 #include "core/error.h"
 
 namespace moeq {
@@ -84,6 +86,29 @@ CtGroupFormat moeq_format_of(const std::string& name, const nlohmann::json& grou
   const json in = group.value("input_activations", json());
   f.input_quant = in.is_object() && !(in.contains("dynamic") && in["dynamic"].is_boolean() && in["dynamic"].get<bool>());
   return f;
+}
+
+std::string ct_module_regex(const std::string& module) {
+  static const std::string kMultimodal = "model.language_model.";
+  std::string out = "re:", part, rest = module;
+  if (module.rfind(kMultimodal, 0) == 0) {
+    out += "(?:model\\.language_model|language_model\\.model)\\.";
+    rest = module.substr(kMultimodal.size());
+  }
+  auto flush = [&](bool last) {
+    const bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) out += "\\d+";
+    else
+      for (char c : part) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '_') ? std::string(1, c) : std::string("\\") + c;
+    out += last ? "$" : "\\.";
+    part.clear();
+  };
+  for (char c : rest) {
+    if (c == '.') flush(false);
+    else part += c;
+  }
+  flush(true);
+  return out;
 }
 
 }  // namespace moeq

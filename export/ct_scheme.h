@@ -31,4 +31,11 @@ struct CtGroupFormat {
 };
 CtGroupFormat moeq_format_of(const std::string& group_name, const nlohmann::json& group);
 
+// A config group target for every module of this shape: `model.layers.3.mlp.experts.17.gate_proj`
+// -> `re:model\.layers\.\d+\.mlp\.experts\.\d+\.gate_proj$`. A multimodal checkpoint's
+// `model.language_model.` prefix becomes `(?:model\.language_model|language_model\.model)\.`:
+// vLLM renames it (gemma4_mm.py, qwen3_vl.py / qwen3_5.py hf_to_vllm_mapper) but keeps `re:`
+// targets as written (compressed_tensors.py apply_vllm_mapper), so the regex must match both.
+std::string ct_module_regex(const std::string& module);
+
 }  // namespace moeq

@@ -3,6 +3,7 @@
 // `input_scale`; experts one module per expert; hf_quant_config.json and
 // config.json `quantization_config`; unquantized linears listed in exclude_modules.
 #include <fstream>
+#include <string>
 #include <set>
 
 #include "core/error.h"
@@ -12,7 +13,38 @@
 namespace moeq {
 namespace {
 
-std::string algo(const std::string& format) { return format == "nvfp4" ? "NVFP4" : "FP8"; }
+// ModelOpt's quant_algo spellings (modelopt/torch/export/quant_utils.py), as vLLM 0.34 accepts them
+// (vllm/model_executor/layers/quantization/modelopt.py LINEAR_ALGOS): NVFP4 is W4A4, W4A16_NVFP4
+// weight-only; FP8 is W8A8 with static per-tensor input scales only.
+std::string algo(const SitePlan& p) { return p.format == "nvfp4" ? (p.input_quant ? "NVFP4" : "W4A16_NVFP4") : "FP8"; }
+
+// exclude_modules as ModelOpt (>= 0.39) writes them: the largest module subtree that holds no
+// quantized linear as one `PATH*` pattern, a lone unquantized linear by its name. vLLM
+// (modelopt.py apply_vllm_mapper, is_layer_excluded) reads `PATH*` as PATH and PATH.*, so a
+// fused qkv_proj whose checkpoint lacks a shard (Gemma-4 full-attention layers have no v_proj)
+// is excluded as a whole instead of tripping quant_utils.py is_layer_skipped's "some but not
+// all shards" check on the missing shard.
+std::vector<std::string> exclude_patterns(const Plan& plan) {
+  std::set<std::string> holds_quantized;  // every dotted ancestor of a quantized module
+  for (const auto& sp : plan.sites)
+    if (sp.quantize)
+      for (size_t dot = sp.site->module.find('.'); dot != std::string::npos; dot = sp.site->module.find('.', dot + 1))
+        holds_quantized.insert(sp.site->module.substr(0, dot));
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& sp : plan.sites) {
+    if (sp.quantize) continue;
+    const std::string& m = sp.site->module;
+    std::string pick = m;
+    for (size_t dot = m.find('.'); dot != std::string::npos; dot = m.find('.', dot + 1))
+      if (!holds_quantized.count(m.substr(0, dot))) {
+        pick = m.substr(0, dot) + "*";
+        break;
+      }
+    if (seen.insert(pick).second) out.push_back(pick);
+  }
+  return out;
+}
 
 class ModelOptWriter : public ExportWriter {
  public:
@@ -25,6 +57,12 @@ class ModelOptWriter : public ExportWriter {
                   "for int4/int8, export: bnb for nf4/fp4)");
     if (p.format == "fp8" && p.params.granularity != "tensor")
       throw Error("export modelopt: site " + p.site->name + ": per-channel fp8 is not a ModelOpt layout (use granularity: tensor)");
+    // vLLM's ModelOpt FP8 (modelopt.py ModelOptFp8MoEMethod.create_weights, resolve("FP8")) is static
+    // W8A8 only: without input scales it runs with its placeholders (1.0), i.e. wrong numbers.
+    if (p.format == "fp8" && !p.input_quant)
+      throw Error("export modelopt: site " + p.site->name + ": fp8 weight-only has no ModelOpt layout (vLLM reads ModelOpt FP8 "
+                  "as W8A8 with static input scales); use export: compressed-tensors for FP8 weight-only, or quantize "
+                  "activations (input_quant: true, quantize --calib)");
   }
 
   bool lays_out_before_quantizing() const override { return true; }
@@ -44,23 +82,22 @@ class ModelOptWriter : public ExportWriter {
   }
 
   void finish(const std::string& dir, nlohmann::json& config, const Plan& plan, const Recipe& recipe) const override {
-    std::set<std::string> formats;
+    std::set<std::string> algos;
     std::vector<std::string> exclude;
     nlohmann::ordered_json layers = nlohmann::ordered_json::object();
     bool input_quant = false;
     for (const auto& sp : plan.sites) {
-      if (!sp.quantize) {
-        exclude.push_back(sp.site->module);
-        continue;
-      }
-      formats.insert(sp.format);
+      if (!sp.quantize) continue;
+      algos.insert(algo(sp));
       input_quant = input_quant || sp.input_quant;
-      layers[sp.site->module] = sp.format == "nvfp4" ? nlohmann::ordered_json{{"quant_algo", "NVFP4"}, {"group_size", 16}}
+      layers[sp.site->module] = sp.format == "nvfp4" ? nlohmann::ordered_json{{"quant_algo", algo(sp)}, {"group_size", 16}}
                                                      : nlohmann::ordered_json{{"quant_algo", "FP8"}};
     }
-    const std::string quant_algo = formats.size() == 1 ? algo(*formats.begin()) : "MIXED_PRECISION";
+    exclude = exclude_patterns(plan);
+    const std::string quant_algo = algos.size() == 1 ? *algos.begin() : "MIXED_PRECISION";
+    const bool nvfp4 = quant_algo == "NVFP4" || quant_algo == "W4A16_NVFP4";
     nlohmann::ordered_json q = {{"quant_algo", quant_algo}, {"kv_cache_quant_algo", nullptr}, {"exclude_modules", exclude}};
-    if (quant_algo == "NVFP4") q["group_size"] = 16;
+    if (nvfp4) q["group_size"] = 16;
     if (quant_algo == "MIXED_PRECISION") q["quantized_layers"] = layers;
     nlohmann::ordered_json hf = {{"producer", {{"name", "moeq"}, {"version", "0.1.0"}, {"recipe", recipe.name}}},
                                  {"quantization", q}};
@@ -68,7 +105,7 @@ class ModelOptWriter : public ExportWriter {
 
     nlohmann::json qc = {{"quant_method", "modelopt"}, {"quant_algo", quant_algo}, {"kv_cache_quant_algo", nullptr},
                          {"exclude_modules", exclude}, {"ignore", exclude}, {"producer", {{"name", "moeq"}, {"version", "0.1.0"}}}};
-    if (quant_algo == "NVFP4") {
+    if (nvfp4) {  // config_groups as ModelOpt's convert_hf_config writes them: W4A16 has no input_activations
       qc["group_size"] = 16;
       nlohmann::json weights = {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}, {"dynamic", false}};
       nlohmann::json group = {{"targets", {"Linear"}}, {"weights", weights}};

@@ -1,3 +1,4 @@
+#include "model/fusion.h"
 #include "export/report.h"
 
 #include <fstream>
@@ -90,6 +91,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
     sites.push_back({{"site", s.name}, {"role", role_name(s.role)}, {"tensor", s.view.tensor}, {"module", s.module},
                      {"format", sp.quantize ? nlohmann::ordered_json(sp.format) : nlohmann::ordered_json(nullptr)},
                      {"input_quant", sp.input_quant}, {"reason", sp.reason}, {"bytes_before", before}, {"bytes_after", after}});
+    if (const std::string fg = fusion_group(s); !fg.empty()) sites.back()["fusion_group"] = fg;  // shares its scales with the group
     if (auto in = d.input_scales.find(s.name); in != d.input_scales.end()) sites.back()["input_scale"] = in->second;
     if (sp.quantize) {
       sites.back()["calibrator"] = sp.calibrator.describe();

@@ -29,8 +29,8 @@ class ModelOptLayout : public VerifyLayout {
         for (const auto& m : j["quantization"].value("exclude_modules", nlohmann::json::array())) excluded_.insert(m.get<std::string>());
       }
     }
-    if (quant_algo_ != "NVFP4" && quant_algo_ != "FP8" && quant_algo_ != "MIXED_PRECISION")
-      throw Error(dir + ": quant_algo '" + quant_algo_ + "' is not verifiable (NVFP4, FP8, MIXED_PRECISION)");
+    if (quant_algo_ != "NVFP4" && quant_algo_ != "W4A16_NVFP4" && quant_algo_ != "FP8" && quant_algo_ != "MIXED_PRECISION")
+      throw Error(dir + ": quant_algo '" + quant_algo_ + "' is not verifiable (NVFP4, W4A16_NVFP4, FP8, MIXED_PRECISION)");
     // Scales belong to their weight; everything else is for the plugin to map.
     for (const auto& n : ck_->names()) {
       if (ends_with(n, ".weight_scale") || ends_with(n, ".weight_scale_2") || ends_with(n, ".input_scale")) params_.insert(n);
@@ -41,7 +41,13 @@ class ModelOptLayout : public VerifyLayout {
   std::string name() const override { return "modelopt"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
-  bool excluded(const std::string& m) const override { return excluded_.count(m) > 0; }
+  bool excluded(const std::string& m) const override {
+    if (excluded_.count(m)) return true;
+    for (const auto& e : excluded_)  // `PATH*`: PATH and everything under it, as vLLM reads it
+      if (e.size() > 1 && e.back() == '*' && (m == e.substr(0, e.size() - 1) || m.rfind(e.substr(0, e.size() - 1) + ".", 0) == 0))
+        return true;
+    return false;
+  }
 
   LayoutSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
     const Checkpoint& ck = *ck_;
@@ -56,7 +62,7 @@ class ModelOptLayout : public VerifyLayout {
     }
     std::string algo = quant_algo_ == "MIXED_PRECISION" ? (layer_algo_.count(m) ? layer_algo_.at(m) : "") : quant_algo_;
     if (algo.empty()) algo = w.dtype == DType::U8 ? "NVFP4" : "FP8";
-    ls.format = algo == "NVFP4" ? "nvfp4" : "fp8";
+    ls.format = algo == "NVFP4" || algo == "W4A16_NVFP4" ? "nvfp4" : "fp8";
     used.insert(m + ".weight_scale");
     const TensorInfo& ws = ck.info(m + ".weight_scale");
     QuantizedTensor q;

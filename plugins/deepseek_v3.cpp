@@ -1,6 +1,7 @@
 // DeepSeek-V3 (and Kimi-K2-style checkpoints): multi-head latent attention (q_a/q_b,
 // kv_a_proj_with_mqa/kv_b), the first `first_k_dense_replace` layers dense, then routed
 // experts plus shared experts, router with an e_score_correction_bias.
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -25,4 +26,7 @@ Rules deepseek_v3_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("DeepSeek-V3", deepseek_v3_rules, "deepseek_v3", "kimi_k2");
+// vLLM deepseek_v2.py DeepseekV2ForCausalLM.load_weights: q_a_proj + kv_a_proj_with_mqa load into
+// fused_qkv_a_proj (with q_lora_rank), gate/up into gate_up_proj and the experts' w13.
+MOEQ_FUSION_GROUPS("DeepSeek-V3", {{"q_a", "kv_a"}, {"gate", "up"}});
 }  // namespace moeq::plugins

@@ -3,6 +3,7 @@
 // scales. The multimodal checkpoint (Gemma4ForConditionalGeneration) nests the language
 // model under `model.language_model.` and carries vision/audio towers, which are
 // claimed as `other` (never quantized by moeq, never dropped).
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -39,4 +40,6 @@ Rules gemma4_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("Gemma4", gemma4_rules, "gemma4", "gemma4_text");
+// vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
+MOEQ_FUSION_GROUPS("Gemma4", {{"q", "k", "v"}, {"gate", "up"}});
 }  // namespace moeq::plugins

@@ -1,5 +1,6 @@
 // GLM-4.5/4.6 MoE: Llama attention, leading dense layers (first_k_dense_replace), routed
 // experts plus shared experts, router with e_score_correction_bias.
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -20,4 +21,6 @@ Rules glm4_moe_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("GLM-4-MoE", glm4_moe_rules, "glm4_moe");
+// vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
+MOEQ_FUSION_GROUPS("GLM-4-MoE", {{"q", "k", "v"}, {"gate", "up"}});
 }  // namespace moeq::plugins

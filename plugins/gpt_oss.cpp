@@ -4,6 +4,7 @@
 // experts, router and attention, and attention sinks are claimed as aux tensors.
 // (Checkpoints published in MXFP4 `*_blocks`/`*_scales` are reported as unclaimed: decoding
 // MXFP4 input is not supported yet.)
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -28,4 +29,6 @@ Rules gpt_oss_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("gpt-oss", gpt_oss_rules, "gpt_oss");
+// vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
+MOEQ_FUSION_GROUPS("gpt-oss", {{"q", "k", "v"}, {"gate", "up"}});
 }  // namespace moeq::plugins

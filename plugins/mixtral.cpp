@@ -1,5 +1,6 @@
 // Mixtral: on disk `block_sparse_moe.experts.E.{w1,w3,w2}` (gate, up, down) and
 // `block_sparse_moe.gate`; transformers 5 holds them fused under `mlp.experts` in memory.
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -20,4 +21,6 @@ Rules mixtral_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("Mixtral", mixtral_rules, "mixtral");
+// vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
+MOEQ_FUSION_GROUPS("Mixtral", {{"q", "k", "v"}, {"gate", "up"}});
 }  // namespace moeq::plugins

@@ -1,4 +1,5 @@
 // OLMoE: Qwen-like naming, q_norm/k_norm over the whole projection.
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -16,4 +17,6 @@ Rules olmoe_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("OLMoE", olmoe_rules, "olmoe");
+// vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
+MOEQ_FUSION_GROUPS("OLMoE", {{"q", "k", "v"}, {"gate", "up"}});
 }  // namespace moeq::plugins

@@ -3,6 +3,7 @@
 // (gated q_proj of twice the width); routed experts plus one shared expert with a
 // sigmoid gate. The multimodal checkpoint nests the text model under
 // `model.language_model.` and carries a vision tower (claimed as `other`).
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -34,4 +35,7 @@ Rules qwen3_5_moe_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("Qwen3.5-MoE", qwen3_5_moe_rules, "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next");
+// vLLM qwen3_5.py / qwen3_next.py: q/k/v -> qkv_proj, gate/up -> gate_up_proj (and w13),
+// in_proj_qkv + in_proj_z -> in_proj_qkvz, in_proj_b + in_proj_a -> in_proj_ba.
+MOEQ_FUSION_GROUPS("Qwen3.5-MoE", {{"q", "k", "v"}, {"gate", "up"}, {"in_proj_qkv", "in_proj_z"}, {"in_proj_b", "in_proj_a"}});
 }  // namespace moeq::plugins

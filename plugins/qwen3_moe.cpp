@@ -1,5 +1,6 @@
 // Qwen3-MoE (and Qwen2-MoE-style naming without shared experts): experts under
 // `mlp.experts`, router `mlp.gate`; per-expert 2D on disk, fused 3D in memory.
+#include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
 
@@ -18,4 +19,6 @@ Rules qwen3_moe_rules(const ModelConfig&) {
 }
 }  // namespace
 MOEQ_PLUGIN("Qwen3-MoE", qwen3_moe_rules, "qwen3_moe");
+// vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
+MOEQ_FUSION_GROUPS("Qwen3-MoE", {{"q", "k", "v"}, {"gate", "up"}});
 }  // namespace moeq::plugins

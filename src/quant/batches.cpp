@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/aten_view.h"
+#include "model/fusion.h"
 #include "quant/mse_search.h"
 #include "quant/site_errors.h"
 
@@ -37,22 +38,22 @@ bool has_tensor_scale(const SitePlan& p) {
   return p.format == "nvfp4" || (p.format == "fp8" && p.params.granularity == "tensor");
 }
 
-// The key of the batch holding the other half of a gate/up pair, or "".
-std::string partner_key(const SiteBatch& b) {
+// The key of the fusion group a batch belongs to (model/fusion.h: q/k/v, gate/up, ... as the
+// plugin declares), the same for every member batch that can share one per-tensor scale: the
+// batch key's layer|role|format|params fields, its calibrator, and the group (for expert stacks
+// without the expert index). "" outside fusion groups.
+std::string group_key(const SiteBatch& b, bool with_calibrator) {
   const Site& s = *b.sites[0]->site;
-  if (s.proj != "gate" && s.proj != "up") return "";
-  const std::string& k = b.key;
-  if (s.expert >= 0) return k.substr(0, k.rfind('|')) + "|" + (s.proj == "gate" ? "up" : "gate");
-  // Dense pairs: same module path with up_proj <-> gate_proj.
-  std::string other = s.name.substr(0, s.name.rfind('.')) + (s.proj == "gate" ? ".up" : ".gate");
-  return k.substr(0, k.rfind('|')) + "|" + other;
-}
-
-// The key without its calibrator field (layer|role|format|params|shape|CALIBRATOR|proj).
-std::string without_calibrator(const std::string& key) {
-  size_t at = 0;
-  for (int i = 0; i < 5; ++i) at = key.find('|', at) + 1;
-  return key.substr(0, at) + key.substr(key.find('|', at));
+  const std::string fg = fusion_group(s);
+  if (fg.empty()) return "";
+  std::vector<std::string> f;
+  for (size_t at = 0, next; at <= b.key.size(); at = next + 1) {
+    next = b.key.find('|', at);
+    if (next == std::string::npos) next = b.key.size();
+    f.push_back(b.key.substr(at, next - at));
+  }
+  const std::string group = s.expert >= 0 ? fg.substr(fg.find('{')) : fg;
+  return f[0] + "|" + f[1] + "|" + f[2] + "|" + f[3] + "|" + (with_calibrator ? f[5] : std::string()) + "|" + group;
 }
 
 }  // namespace
@@ -67,24 +68,34 @@ std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan) {
     batches[k].sites.push_back(&sp);
     batches[k].key = k;
   }
+  // Members of one fusion group with per-tensor scales must not differ in calibrator only.
+  std::map<std::string, const SiteBatch*> calibrator_of;
+  for (const auto& k : order) {
+    const SiteBatch& b = batches[k];
+    const std::string g = group_key(b, false);
+    if (g.empty() || !has_tensor_scale(*b.sites[0])) continue;
+    auto [it, fresh] = calibrator_of.emplace(g, &b);
+    const SitePlan& a = *it->second->sites[0];
+    if (!fresh && calibrator_key(a.calibrator) != calibrator_key(b.sites[0]->calibrator))
+      throw Error(a.site->name + " (calibrator " + a.calibrator.describe() + ") and " + b.sites[0]->site->name + " (" +
+                  b.sites[0]->calibrator.describe() + ") must share one per-tensor scale (fusion group " +
+                  fusion_group(*b.sites[0]->site) + ": vLLM fuses them), but their rules pick different calibrators; "
+                  "give them the same calibrator");
+  }
   std::vector<std::vector<SiteBatch>> jobs;
   std::set<std::string> done;
   for (const auto& k : order) {
     if (done.count(k)) continue;
     std::vector<SiteBatch> job = {batches[k]};
     done.insert(k);
-    const std::string pk = partner_key(batches[k]);
-    if (!pk.empty() && batches.count(pk) && !done.count(pk) && batches[pk].sites.size() == batches[k].sites.size()) {
-      job.push_back(batches[pk]);
-      done.insert(pk);
-    } else if (!pk.empty() && has_tensor_scale(*batches[k].sites[0])) {
-      // A partner that differs only in its calibrator would get another per-tensor scale.
-      for (const auto& [ok, ob] : batches)
-        if (ok != pk && without_calibrator(ok) == without_calibrator(pk))
-          throw Error(batches[k].sites[0]->site->name + " (calibrator " + batches[k].sites[0]->calibrator.describe() + ") and " +
-                      ob.sites[0]->site->name + " (" + ob.sites[0]->calibrator.describe() + ") must share one per-tensor scale "
-                      "(gate and up are fused), but their rules pick different calibrators; give them the same calibrator");
-    }
+    const std::string g = group_key(batches[k], true);
+    if (!g.empty())
+      for (const auto& other : order)
+        if (!done.count(other) && group_key(batches[other], true) == g &&
+            batches[other].sites.size() == batches[k].sites.size()) {
+          job.push_back(batches[other]);
+          done.insert(other);
+        }
     jobs.push_back(std::move(job));
   }
   return jobs;
@@ -111,9 +122,11 @@ at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned) {
 }
 
 std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
-  if (job.size() != 2 || !has_tensor_scale(*job[0].sites[0])) return std::nullopt;
+  if (job.size() < 2 || !has_tensor_scale(*job[0].sites[0])) return std::nullopt;
   auto a = [](const at::Tensor& w) { return w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax(); };
-  return at::maximum(a(stacks[0]), a(stacks[1])).to(at::kFloat);
+  at::Tensor m = a(stacks[0]);
+  for (size_t j = 1; j < stacks.size(); ++j) m = at::maximum(m, a(stacks[j]));
+  return m.to(at::kFloat);
 }
 
 }  // namespace moeq

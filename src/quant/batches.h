@@ -1,8 +1,9 @@
 #pragma once
 // How planned sites are grouped for quantization, shared by `moeq quantize` and
 // `moeq compare` so that compare measures exactly what an export would hold: the same
-// projection of every expert of a layer is one [E, out, in] stack, and the gate and up
-// stacks of the same experts share their per-tensor amax (vLLM fuses them).
+// projection of every expert of a layer is one [E, out, in] stack, and the members of a
+// fusion group (model/fusion.h: q/k/v, gate/up, ... as the plugin declares) share their
+// per-tensor amax (vLLM fuses them into one linear with one scale).
 #include <ATen/ATen.h>
 
 #include <optional>
@@ -20,8 +21,9 @@ struct SiteBatch {
   std::string key;
 };
 
-// The quantized sites of a plan as jobs in plan order: each job is one batch, or a
-// gate/up pair (same layer, experts and format) whose per-tensor scale is shared.
+// The quantized sites of a plan as jobs in plan order: each job is one batch, or the batches
+// of one fusion group (same layer, experts, format and calibrator) whose per-tensor scale is
+// shared.
 std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan);
 
 // The batch's weights as one tensor on `dev`: [out, in] for one site, else [E, out, in].
@@ -32,7 +34,7 @@ at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device
 // pinned = page-locked (for asynchronous copies to a CUDA device).
 at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned);
 
-// The amax both stacks of a gate/up pair use (max of the two, per expert), for formats
+// The amax every stack of a fusion group uses (max over them, per expert), for formats
 // with a per-tensor scale; nullopt for single batches and formats without one.
 std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);
 

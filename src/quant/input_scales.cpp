@@ -4,15 +4,14 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "model/fusion.h"
 
 namespace moeq {
 namespace {
 
-// The partner of a gate or up site (`layers.3.experts.17.gate` <-> `...up`), else "".
-std::string fused_key(const Site& s) {
-  if (s.proj != "gate" && s.proj != "up") return "";
-  return s.name.substr(0, s.name.size() - s.proj.size());
-}
+// The fusion group of a site (`layers.3.experts.17.{gate,up}`, `layers.3.attn.{q,k,v}`), else "":
+// its members share one input (vLLM fuses them), so one input scale.
+std::string fused_key(const Site& s) { return fusion_group(s); }
 
 }  // namespace
 
@@ -36,7 +35,7 @@ float input_global_scale_from_amax(float amax) {
 
 std::map<std::string, InputScale> input_scales(const Plan& plan, const CalibData& calib, const std::string& path) {
   std::map<std::string, float> amax_of;  // site name -> amax
-  std::map<std::string, float> fused;    // gate/up pair -> the larger amax
+  std::map<std::string, float> fused;    // fusion group -> the largest amax
   for (const auto& sp : plan.sites) {
     if (!sp.quantize || !sp.input_quant) continue;
     const Site& s = *sp.site;

@@ -4,8 +4,9 @@
 //   NVFP4: input_scale = amax / (6 * 448)   (E2M1 max x E4M3 max: the per-tensor scale of the
 //          dynamic per-block FP8 scales)
 //   FP8:   input_scale = amax / 448
-// in float32. Gate and up of one expert (or MLP) share the larger of their two amax
-// (modelopt preprocess_linear_fusion), so vLLM can fuse them.
+// in float32. The members of a fusion group (model/fusion.h: gate/up of one expert or MLP,
+// q/k/v, ...) share the largest of their amax (modelopt preprocess_linear_fusion), so vLLM can
+// fuse them.
 #include <map>
 #include <string>
 
@@ -24,7 +25,7 @@ float input_scale_from_amax(const std::string& format, float amax);
 float input_global_scale_from_amax(float amax);
 
 struct InputScale {
-  float amax = 0;   // the amax the scale comes from (gate/up: the larger of the two)
+  float amax = 0;   // the amax the scale comes from (a fusion group's: the largest of its members')
   float scale = 0;  // input_scale_from_amax(format, amax)
 };
 

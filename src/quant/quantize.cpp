@@ -17,6 +17,7 @@
 #include "core/format_util.h"
 #include "core/progress.h"
 #include "export/report.h"
+#include "export/fused_consumer_rules.h"
 #include "export/writer.h"
 #include "formats/cuda_stream.h"
 #include "io/atomic_dir.h"
@@ -67,12 +68,18 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   size_t input_quant_sites = 0;
   for (const auto& sp : plan.sites) {
     if (sp.site->role == Role::Expert && !sp.quantize && !sp.rule) unruled.push_back(sp.site->name);
-    if (sp.quantize) writer.check(sp);
     if (sp.input_quant) ++input_quant_sites;
   }
   if (!unruled.empty())
     throw Error(opt.recipe + ": " + std::to_string(unruled.size()) + " expert sites match no rule and would stay " +
                 "unquantized (first: " + unruled[0] + "); add a rule for them, or one with enable: false to keep them");
+  try {
+    for (const auto& sp : plan.sites)
+      if (sp.quantize) writer.check(sp);
+    check_fused_consumer_plan(plan, plugin.family, writer.name());
+  } catch (const Error& e) {
+    throw Error(opt.recipe + ": " + e.what());
+  }
   if (input_quant_sites && opt.calib.empty())
     throw Error(opt.recipe + ": the recipe quantizes activations of " + std::to_string(input_quant_sites) +
                 " sites (input_quant), which needs input scales from calibration: pass --calib CALIB.h5, or set "

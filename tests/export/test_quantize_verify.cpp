@@ -71,13 +71,14 @@ TEST_CASE("verify: a deleted expert scale and a gate/up scale mismatch fail with
   write_demo_checkpoint(tmp.path + "/m", true, shape, 5, false);
   QuantizeOptions o;
   o.model = tmp.path + "/m";
-  o.recipe = recipes_dir() + "/fp8_experts_weight_only.yaml";
+  o.recipe = recipes_dir() + "/nvfp4_experts_only.yaml";
+  o.weight_only = true;
   o.out = tmp.path + "/q";
   quantize_checkpoint(o);
   REQUIRE(verify_export(o.out, o.model).problems.empty());
   test::rewrite_export(o.out, [](const std::string& n, at::Tensor& t) {
     if (n == "model.layers.0.mlp.experts.1.down_proj.weight_scale") return false;
-    if (n == "model.layers.0.mlp.experts.2.up_proj.weight_scale") t.mul_(2);
+    if (n == "model.layers.0.mlp.experts.2.up_proj.weight_scale_2") t.mul_(2);
     return true;
   });
   VerifyResult r = verify_export(o.out, o.model);
@@ -125,6 +126,14 @@ TEST_CASE("quantize + verify: shipped recipes (ModelOpt and compressed-tensors e
         o.recipe = recipes_dir() + "/" + recipe + ".yaml";
         o.out = tmp.path + "/" + fam + "-" + recipe;
         o.weight_only = true;  // no calibration yet: weight-only exports
+        if (std::string(recipe) == "fp8") {  // ModelOpt FP8 is W8A8 only (vLLM): weight-only is refused
+          REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "fp8 weight-only has no ModelOpt layout");
+          continue;
+        }
+        if (std::string(fam) == "gpt_oss") {  // vLLM reads gpt-oss experts fused and interleaved only
+          REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "gpt-oss experts written per expert do not load in vLLM");
+          continue;
+        }
         quantize_checkpoint(o);
         VerifyResult r = verify_export(o.out, src);
         for (const auto& p : r.problems) UNSCOPED_INFO(p);

@@ -48,10 +48,11 @@ void check_same_files(const std::string& a, const std::string& b) {
   }
 }
 
-const char* kMixedRules =  // experts NVFP4 (but one expert kept), attention FP8: stacks, 2D sites, splits
+const char* kMixedRules =  // experts NVFP4 (but layer 1's kept), attention NVFP4 but o kept: stacks, 2D sites, splits
     "  - roles: [experts]\n    format: nvfp4\n"
-    "  - sites: \"layers.1.experts.2.*\"\n    enable: false\n"
-    "  - roles: [attention]\n    format: fp8\n"
+    "  - sites: \"layers.1.experts.*\"\n    enable: false\n"
+    "  - roles: [attention]\n    format: nvfp4\n"
+    "  - sites: \"layers.*.attn.o\"\n    enable: false\n"
     "  - roles: [dense_mlp, shared_experts, other]\n    enable: false\n";
 
 }  // namespace
@@ -135,8 +136,8 @@ TEST_CASE("stream export: quantize writes the same files streamed and buffered")
   struct Case { std::string name, rules; uint64_t max_shard; };
   const std::vector<Case> cases = {
       {"nvfp4 experts", "  - roles: [experts]\n    format: nvfp4\n  - roles: [attention, dense_mlp, shared_experts, other]\n    enable: false\n", 5ull << 30},
-      {"mixed, small shards", kMixedRules, 64 << 10},
-      {"fp8 experts, small shards", "  - roles: [experts]\n    format: fp8\n  - roles: [attention, dense_mlp, shared_experts, other]\n    enable: false\n", 100 << 10}};
+      {"mixed, small shards", kMixedRules, 64 << 10}};
+  // (ModelOpt FP8 needs calibration, W8A8 only: tests/export/test_quantize_calib.cpp exports it.)
   for (bool fused : {false, true})
     for (const auto& c : cases) {
       DYNAMIC_SECTION((fused ? "fused " : "per-expert ") << c.name) {
