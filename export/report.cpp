@@ -116,6 +116,22 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
     roles["unclaimed"].after += b;
     unclaimed.push_back({{"tensor", u}, {"bytes", b}, {"action", "copied unchanged: no rule of plugin " + d.plugin + " claims it"}});
   }
+  // MTP layers and towers, listed apart: not part of the trunk, copied unless a rule names the role.
+  struct Apart { int64_t sites = 0, quantized = 0, aux = 0; };
+  Apart mtp, tower;
+  for (const auto& sp : plan.sites) {
+    Apart* a = sp.site->role == Role::Mtp ? &mtp : sp.site->role == Role::Tower ? &tower : nullptr;
+    if (a) { a->sites++; a->quantized += sp.quantize; }
+  }
+  for (const auto& a : map.aux) {
+    if (a.role == Role::Mtp) mtp.aux++;
+    if (a.role == Role::Tower) tower.aux++;
+  }
+  auto apart_line = [](const char* what, const Apart& a) {
+    return std::string(what) + ": " + std::to_string(a.sites) + " linear sites (" + std::to_string(a.quantized) +
+           " quantized, " + std::to_string(a.sites - a.quantized) + " copied), " + std::to_string(a.aux) +
+           " other tensors copied";
+  };
   const std::string coverage = "experts quantized: " + std::to_string(experts_q) + " / " + std::to_string(experts);
   nlohmann::ordered_json j;
   j["model"] = d.model;
@@ -128,6 +144,8 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   j["size_ratio"] = static_cast<double>(d.source_bytes) / std::max<uint64_t>(1, d.export_bytes);
   j["experts"] = {{"quantized", experts_q}, {"total", experts}};
   j["coverage"] = coverage;
+  j["mtp"] = {{"sites", mtp.sites}, {"quantized", mtp.quantized}, {"other_tensors", mtp.aux}};
+  j["towers"] = {{"sites", tower.sites}, {"quantized", tower.quantized}, {"other_tensors", tower.aux}};
   for (const auto& [role, r] : roles)
     j["roles"][role] = {{"sites", r.sites}, {"quantized", r.quantized}, {"bytes_before", r.before}, {"bytes_after", r.after}};
   j["skipped_by_reason"] = skip_reasons;
@@ -149,7 +167,10 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   md << "- weight scales:";
   for (const auto& [k, n] : calibrators) md << " " << k << ": " << n << " sites;";
   md << (calibrators.empty() ? " none quantized\n" : "\n");
-  md << "- **" << coverage << "**\n\n";
+  md << "- **" << coverage << "**\n";
+  if (mtp.sites + mtp.aux > 0) md << "- " << apart_line("MTP layers", mtp) << " (role mtp)\n";
+  if (tower.sites + tower.aux > 0) md << "- " << apart_line("towers", tower) << " (role tower)\n";
+  md << "\n";
   md << "## Per role\n\n| role | sites | quantized | bytes before | bytes after |\n|---|---:|---:|---:|---:|\n";
   for (const auto& [role, r] : roles)
     md << "| " << role << " | " << r.sites << " | " << r.quantized << " | " << human_bytes(r.before) << " | "

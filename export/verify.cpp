@@ -1,6 +1,7 @@
 #include "export/verify.h"
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -49,6 +50,37 @@ double sqnr_floor_db(const std::string& format) {
   return 10.0;
 }
 
+// The source's MTP and tower tensors must reach the export: unchanged byte for byte, or for a
+// linear site a rule quantized, as that (already decoded and checked) site.
+void check_copied_roles(const Checkpoint& src, const SiteMap& src_map, const Checkpoint& out,
+                        const std::set<std::string>& quantized_sites, VerifyResult* res) {
+  std::map<std::string, std::pair<Role, std::string>> want;  // tensor -> role, site ("" for aux)
+  for (const auto& s : src_map.sites)
+    if (s.role == Role::Mtp || s.role == Role::Tower) want[s.view.tensor] = {s.role, s.name};
+  for (const auto& a : src_map.aux)
+    if (a.role == Role::Mtp || a.role == Role::Tower) want[a.tensor] = {a.role, ""};
+  for (const auto& [t, rs] : want) {
+    const bool mtp = rs.first == Role::Mtp;
+    if (!rs.second.empty() && quantized_sites.count(rs.second)) {
+      (mtp ? res->mtp_quantized : res->tower_quantized)++;
+      continue;
+    }
+    const std::string label = std::string(role_name(rs.first)) + " tensor '" + t + "'";
+    if (!out.has(t)) {
+      res->problems.push_back(label + " of the source is missing from the export");
+      continue;
+    }
+    const TensorInfo &a = src.info(t), &b = out.info(t);
+    if (a.dtype != b.dtype || a.shape != b.shape)
+      res->problems.push_back(label + ": export holds " + dtype_name(b.dtype) + " " + shape_str(b.shape) + ", source " +
+                              dtype_name(a.dtype) + " " + shape_str(a.shape) + ", and no rule quantized it");
+    else if (std::memcmp(src.data(t), out.data(t), a.nbytes()) != 0)
+      res->problems.push_back(label + ": copied with different bytes than the source's");
+    else
+      (mtp ? res->mtp_copied : res->tower_copied)++;
+  }
+}
+
 }  // namespace
 
 VerifyResult verify_export(const std::string& dir, const std::string& source_dir) {
@@ -85,7 +117,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
           for (const char* p : {"gate", "up", "down"}) expected[s.layer].insert(std::to_string(e) + "." + p);
   }
   std::map<int64_t, std::set<std::string>> found;
-  std::set<std::string> used;
+  std::set<std::string> used, quantized_sites;
   struct Shared { std::string name; float scale, input; };
   std::map<std::string, Shared> shared;  // module -> the scales gate and up must agree on
 
@@ -105,6 +137,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
         res.notes.push_back(label + ": excluded by the export config");
     }
     if (!ls.tensor_scale_name.empty()) shared[m] = {ls.tensor_scale_name, ls.tensor_scale, ls.input_scale};
+    if (!ls.format.empty()) quantized_sites.insert(s.name);
     if (ls.q && ok) {
       at::Tensor deq = format_by_name(ls.format).dequantize(*ls.q, at::kFloat);
       if (!at::isfinite(deq).all().item<bool>()) bad("decodes to NaN/Inf");
@@ -145,6 +178,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
       res.problems.push_back(m + " / " + up + ": gate and up carry different input scales (" + std::to_string(v.input) +
                              " vs " + std::to_string(u.input) + ")");
   }
+  if (src) check_copied_roles(*src, src_map, *ck, quantized_sites, &res);
   for (const auto& n : layout->params())
     if (!used.count(n)) res.problems.push_back("tensor '" + n + "' is a quantization parameter with no quantized weight beside it");
   for (const auto& [layer, want] : expected) {

@@ -20,6 +20,9 @@ struct VerifyResult {
   std::vector<std::string> notes;      // intentional exclusions and the like
   std::vector<SiteCheck> sites;
   size_t experts_expected = 0, experts_quantized = 0, layers = 0;
+  // With a source: its MTP / tower tensors, each present in the export byte for byte (or,
+  // for a site a rule quantized, as that quantized site).
+  size_t mtp_copied = 0, mtp_quantized = 0, tower_copied = 0, tower_quantized = 0;
 };
 
 VerifyResult verify_export(const std::string& export_dir, const std::string& source_dir);

@@ -36,4 +36,21 @@ void experts(Rules& r, const std::string& layers, const std::string& module, con
   r.push_back(experts_3d(m + "down_proj", Role::Expert, "layers.{L}.experts.{E}.down", "down"));
 }
 
+void nextn_layer(Rules& r, const std::string& layers) {
+  r.push_back(linear(layers + "eh_proj.weight", Role::Mtp, "layers.{L}.eh_proj", "eh_proj"));
+  r.push_back(linear(layers + "shared_head.head.weight", Role::Mtp, "layers.{L}.shared_head", "lm_head"));
+  r.push_back(aux(layers + "{P:enorm|hnorm}.weight", Role::Mtp, "MTP input norm"));
+  r.push_back(aux(layers + "shared_head.norm.weight", Role::Mtp, "MTP head norm"));
+  r.push_back(aux(layers + "embed_tokens.weight", Role::Mtp, "MTP embedding (gather table, copied)"));
+}
+
+void as_mtp(Rules& r, Rules inner, int64_t trunk_layers) {
+  for (Rule& x : inner) {
+    x.role = Role::Mtp;
+    if (x.layout != Layout::Aux && x.site.rfind("mtp.", 0) != 0) x.site = "mtp." + x.site;
+    x.layer_offset = trunk_layers;
+    r.push_back(std::move(x));
+  }
+}
+
 }  // namespace moeq::plugins

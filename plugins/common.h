@@ -24,4 +24,14 @@ void experts(Rules& r, const std::string& layers, const std::string& module,
              const std::string& gate = "gate_proj", const std::string& up = "up_proj",
              const std::string& down = "down_proj");
 
+// The extra tensors of a DeepSeek-V3 / GLM-4.5 next-n (MTP) layer under `{layers}`
+// (`model.layers.{num_hidden_layers}.`): eh_proj [H, 2H], enorm / hnorm, shared_head.head
+// [V, H] and shared_head.norm, and sometimes its own embed_tokens copy (claimed as an aux
+// tensor: a gather table, not a linear). Its attention and MoE use the trunk's rules;
+// map_sites turns every tensor of such a layer into role mtp.
+void nextn_layer(Rules& r, const std::string& layers);
+// Appends `inner` as a top-level MTP tree (Qwen3-Next / Qwen3.5 `mtp.layers.{L}.*`): role
+// mtp, site names prefixed `mtp.`, layers counted after the trunk's `trunk_layers`.
+void as_mtp(Rules& r, Rules inner, int64_t trunk_layers);
+
 }  // namespace moeq::plugins

@@ -22,6 +22,7 @@ Rules deepseek_v3_rules(const ModelConfig&) {
   r.push_back(linear(L + "mlp.gate.weight", Role::Router, "layers.{L}.router", "router"));
   r.push_back(aux(L + "mlp.gate.e_score_correction_bias", Role::Router, "router score bias"));
   gated_mlp(r, L, "mlp", Role::DenseMlp, "layers.{L}.mlp");
+  nextn_layer(r, L);  // the MTP layer model.layers.{num_hidden_layers}
   return r;
 }
 }  // namespace

@@ -2,7 +2,8 @@
 // (`experts.gate_up_proj [E, 2I, H]`, gate rows first), and a router with its own
 // scales. The multimodal checkpoint (Gemma4ForConditionalGeneration) nests the language
 // model under `model.language_model.` and carries vision/audio towers, which are
-// claimed as `other` (never quantized by moeq, never dropped).
+// claimed as role tower (never quantized by moeq, never dropped; the vision encoder's
+// linears are `*.linear.weight` inside Gemma4ClippableLinear modules).
 #include "model/fusion.h"
 #include "model/plugin.h"
 #include "plugins/common.h"
@@ -35,7 +36,7 @@ Rules gemma4_rules(const ModelConfig&) {
   text_model(r, "model.language_model.");
   for (const char* tower : {"model.vision_tower.**", "model.audio_tower.**", "model.embed_vision.**",
                             "model.embed_audio.**", "model.multi_modal_projector.**"})
-    r.push_back(aux(tower, Role::Other, "vision/audio tower (not quantized)"));
+    r.push_back(aux(tower, Role::Tower, "vision/audio tower (not quantized)"));
   return r;
 }
 }  // namespace

@@ -39,10 +39,11 @@ class Qwen35Moe : public DecoderFamily {
     v_heads_ = c.get_int("linear_num_value_heads", 0);
     dk_ = c.get_int("linear_key_head_dim", 0);
     dv_ = c.get_int("linear_value_head_dim", 0);
-    if (!c.text.contains("layer_types") || !c.text["layer_types"].is_array())
-      throw Error("config '" + c.path + "': layer_types (linear_attention / full_attention per layer) is missing");
-    for (const auto& t : c.text["layer_types"]) {
-      const std::string type = t.get<std::string>();
+    // layer_types, or Qwen3-Next's full_attention_interval (ModelConfig derives the list).
+    if (c.layer_types.empty())
+      throw Error("config '" + c.path + "': layer_types (linear_attention / full_attention per layer) and "
+                  "full_attention_interval are both missing");
+    for (const std::string& type : c.layer_types) {
       if (type != "linear_attention" && type != "full_attention")
         throw Error("config '" + c.path + "': layer type '" + type + "' (expected linear_attention or full_attention)");
       linear_.push_back(type == "linear_attention");

@@ -71,6 +71,22 @@ int cmd_inspect(const std::vector<std::string>& argv) {
   for (const auto& s : map.sites)
     if (s.role == Role::Expert) expert_layers.insert(s.layer);
   const size_t claimed = site_tensors.size() + map.aux.size();
+  // MTP layers (past the trunk) and tower tensors: copied through unless a rule names them.
+  std::set<int64_t> mtp_layers;
+  size_t mtp_tensors = 0, tower_tensors = 0;
+  {
+    std::set<std::string> mtp_t, tower_t;
+    for (const auto& s : map.sites) {
+      if (s.role == Role::Mtp) { mtp_t.insert(s.view.tensor); if (s.layer >= 0) mtp_layers.insert(s.layer); }
+      if (s.role == Role::Tower) tower_t.insert(s.view.tensor);
+    }
+    for (const auto& a : map.aux) {
+      if (a.role == Role::Mtp) { mtp_t.insert(a.tensor); if (a.layer >= 0) mtp_layers.insert(a.layer); }
+      if (a.role == Role::Tower) tower_t.insert(a.tensor);
+    }
+    mtp_tensors = mtp_t.size();
+    tower_tensors = tower_t.size();
+  }
 
   if (json) {
     nlohmann::ordered_json j;
@@ -85,6 +101,9 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     j["expert_layout"] = map.expert_layout;
     j["tensor_count"] = ckpt->names().size();
     j["tensors_claimed"] = claimed;
+    j["mtp_layers"] = mtp_layers;
+    j["mtp_tensors"] = mtp_tensors;
+    j["tower_tensors"] = tower_tensors;
     j["unclaimed"] = map.unclaimed;
     j["missing_experts"] = missing;
     j["total_bytes"] = ckpt->total_bytes();
@@ -117,6 +136,11 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     std::printf("on-disk layout %s\n", map.expert_layout.c_str());
     std::printf("tensors        %zu in checkpoint, %zu claimed (%zu holding sites, %zu aux), %zu unclaimed\n",
                 ckpt->names().size(), claimed, site_tensors.size(), map.aux.size(), map.unclaimed.size());
+    std::string mtp_list;
+    for (int64_t l : mtp_layers) mtp_list += (mtp_list.empty() ? " (layer " : ", ") + std::to_string(l);
+    if (!mtp_list.empty()) mtp_list += ")";
+    std::printf("mtp / towers   %zu MTP layers%s, %zu MTP tensors; %zu tower tensors (copied unless a rule names "
+                "the role)\n", mtp_layers.size(), mtp_list.c_str(), mtp_tensors, tower_tensors);
     std::printf("sites          %zu linear weights\n\n", map.sites.size());
     std::printf("%-15s %7s %7s %14s %12s %6s\n", "role", "sites", "aux", "params", "bytes", "share");
     RoleStats total;

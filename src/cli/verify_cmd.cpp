@@ -31,6 +31,8 @@ int cmd_verify(const std::vector<std::string>& argv) {
     j["layers_with_experts"] = r.layers;
     j["experts_expected"] = r.experts_expected;
     j["experts_quantized"] = r.experts_quantized;
+    j["mtp"] = {{"copied", r.mtp_copied}, {"quantized", r.mtp_quantized}};
+    j["towers"] = {{"copied", r.tower_copied}, {"quantized", r.tower_quantized}};
     j["problems"] = r.problems;
     j["notes"] = r.notes;
     for (const auto& s : r.sites)
@@ -41,6 +43,9 @@ int cmd_verify(const std::vector<std::string>& argv) {
     std::printf("export        %s (%s)\n", dir.c_str(), r.layout.c_str());
     std::printf("experts       %zu expert weights expected in %zu layers, %zu quantized and decoded\n", r.experts_expected,
                 r.layers, r.experts_quantized);
+    if (!args.get("source").empty())
+      std::printf("mtp / towers  %zu MTP tensors copied byte for byte, %zu MTP sites quantized; %zu tower tensors copied, "
+                  "%zu quantized\n", r.mtp_copied, r.mtp_quantized, r.tower_copied, r.tower_quantized);
     for (const auto& [fmt, v] : by_format) {
       size_t compared = 0;
       double min_db = 1e9, sum_db = 0, max_abs = 0;

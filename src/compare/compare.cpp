@@ -327,6 +327,7 @@ CompareResult run_compare(const CompareOptions& opt) {
   res.plugin = plugin.family;
   res.device = opt.device;
   for (const Site& s : map.sites) {
+    if (s.role == Role::Mtp) continue;  // MTP layers sit past the trunk's layers
     res.layers = std::max(res.layers, s.layer + 1);
     if (s.role == Role::Expert) res.experts_per_layer = std::max(res.experts_per_layer, s.expert + 1);
   }

@@ -26,6 +26,50 @@ int64_t first_int(const ModelConfig& c, std::initializer_list<const char*> keys,
   return fallback;
 }
 
+double number(const ModelConfig& c, const std::string& key, const nlohmann::json& v) {
+  if (!v.is_number()) throw Error(c.path + ": key '" + key + "' should be a number, got " + v.dump());
+  return v.get<double>();
+}
+
+void parse_rope(ModelConfig& c) {
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    const nlohmann::json* v = lookup(c, key);
+    if (!v) continue;
+    if (!v->is_object()) throw Error(c.path + ": key '" + key + "' should be an object, got " + v->dump());
+    c.rope = *v;
+    for (const char* t : {"rope_type", "type"})
+      if (auto it = v->find(t); it != v->end() && !it->is_null()) {
+        if (!it->is_string()) throw Error(c.path + ": key '" + key + "." + t + "' should be a string, got " + it->dump());
+        c.rope_type = it->get<std::string>();
+        break;
+      }
+    break;
+  }
+  const nlohmann::json& rp = c.rope;
+  if (rp.is_object() && rp.contains("rope_theta")) c.rope_theta = number(c, "rope_parameters.rope_theta", rp["rope_theta"]);
+  else if (const nlohmann::json* v = lookup(c, "rope_theta")) c.rope_theta = number(c, "rope_theta", *v);
+  if (rp.is_object() && rp.contains("partial_rotary_factor"))
+    c.partial_rotary_factor = number(c, "partial_rotary_factor", rp["partial_rotary_factor"]);
+  else if (const nlohmann::json* v = lookup(c, "partial_rotary_factor"))
+    c.partial_rotary_factor = number(c, "partial_rotary_factor", *v);
+}
+
+void parse_layer_types(ModelConfig& c) {
+  if (const nlohmann::json* v = lookup(c, "layer_types")) {
+    if (!v->is_array()) throw Error(c.path + ": key 'layer_types' should be a list of strings, got " + v->dump());
+    for (const auto& t : *v) {
+      if (!t.is_string()) throw Error(c.path + ": key 'layer_types' has a non-string entry " + t.dump());
+      c.layer_types.push_back(t.get<std::string>());
+    }
+    return;
+  }
+  const int64_t interval = first_int(c, {"full_attention_interval"}, 0);
+  if (!c.has("full_attention_interval")) return;
+  if (interval <= 0) throw Error(c.path + ": key 'full_attention_interval' should be positive, got " + std::to_string(interval));
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    c.layer_types.push_back((i + 1) % interval ? "linear_attention" : "full_attention");
+}
+
 }  // namespace
 
 int64_t ModelConfig::get_int(const std::string& key, int64_t fallback) const {
@@ -67,6 +111,15 @@ ModelConfig parse_config(const nlohmann::json& j, const std::string& path) {
   c.num_experts_per_tok = first_int(c, {"num_experts_per_tok", "top_k_experts", "experts_per_token"}, 0);
   c.num_shared_experts = first_int(c, {"n_shared_experts", "num_shared_experts"}, 0);
   c.first_k_dense_replace = first_int(c, {"first_k_dense_replace"}, 0);
+  c.num_mtp_layers = first_int(c, {"num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_layers"}, 0);
+  for (const char* key : {"dtype", "torch_dtype"})
+    if (const nlohmann::json* v = lookup(c, key)) {
+      if (!v->is_string()) throw Error(path + ": key '" + key + "' should be a string, got " + v->dump());
+      c.dtype = v->get<std::string>();
+      break;
+    }
+  parse_rope(c);
+  parse_layer_types(c);
   for (const nlohmann::json* src : {&c.text, &c.raw}) {
     auto t = src->find("tie_word_embeddings");
     if (t != src->end() && t->is_boolean()) { c.tie_word_embeddings = t->get<bool>(); break; }

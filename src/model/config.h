@@ -27,6 +27,23 @@ struct ModelConfig {
   int64_t num_shared_experts = 0;
   int64_t first_k_dense_replace = 0;   // leading dense layers (DeepSeek, GLM)
   bool tie_word_embeddings = false;
+  // Multi-token-prediction layers after the trunk: num_nextn_predict_layers (DeepSeek-V3,
+  // GLM-4.5) or mtp_num_hidden_layers (Qwen3-Next, Qwen3.5); 0 when the config says none.
+  int64_t num_mtp_layers = 0;
+  // The weights' dtype: `dtype` (transformers 5.x) or `torch_dtype` (4.x); "" when absent.
+  std::string dtype;
+  // RoPE parameters: `rope_parameters` (transformers 5.x) or `rope_scaling` (4.x) as stored
+  // (null when neither), with its type (`rope_type` or legacy `type`; "default" when none),
+  // theta (rope_parameters.rope_theta, else top-level rope_theta; 0 when absent) and
+  // partial_rotary_factor (inside the RoPE object, else top level; 0 when absent).
+  nlohmann::json rope;
+  std::string rope_type = "default";
+  double rope_theta = 0;
+  double partial_rotary_factor = 0;
+  // Attention kind per layer: `layer_types`, else derived from Qwen3-Next's
+  // `full_attention_interval` as transformers 5.17 does (configuration_qwen3_next.py: layer i
+  // is full_attention when (i + 1) % interval == 0, else linear_attention); empty when neither.
+  std::vector<std::string> layer_types;
   nlohmann::json raw;   // the whole file
   nlohmann::json text;  // text_config when present, else raw
 

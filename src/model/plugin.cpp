@@ -35,18 +35,45 @@ Site make_site(const Rule& r, const Captures& c, const std::string& tensor, cons
   Site s;
   s.name = expand_template(name_templ, c, r.alias);
   s.role = r.role;
-  s.layer = c.layer;
+  s.layer = c.layer >= 0 ? c.layer + r.layer_offset : -1;
   s.expert = c.expert;
   s.proj = expand_template(proj, c, r.alias);
   s.view.tensor = tensor;
   return s;
 }
 
+// A decoder layer past num_hidden_layers is a multi-token-prediction layer, not part of the
+// trunk (DeepSeek-V3's `model.layers.61`, GLM-4.5-Air's 46, GLM-4.5's 92; transformers 5.17
+// drops them on load: `_keys_to_ignore_on_load_unexpected = [r"model\.layers\.61.*"]` in
+// modeling_deepseek_v3.py, `model\.layers\.46.*` / `92.*` in modeling_glm4_moe.py). Every
+// site and aux tensor there becomes role mtp, its site name prefixed `mtp.`. A layer past
+// num_hidden_layers + num_nextn_predict_layers (when the config declares it) is an error.
+void mark_mtp(const ModelConfig& cfg, const TensorInfo& t, size_t first_site, size_t first_aux, SiteMap* out) {
+  auto check = [&](int64_t layer) {
+    if (cfg.num_mtp_layers > 0 && layer >= cfg.num_layers + cfg.num_mtp_layers)
+      throw Error("tensor '" + t.name + "': layer " + std::to_string(layer) + " is past the trunk's " +
+                  std::to_string(cfg.num_layers) + " layers and the config's " + std::to_string(cfg.num_mtp_layers) +
+                  " MTP layers (" + cfg.path + ")");
+  };
+  for (size_t i = first_site; i < out->sites.size(); ++i) {
+    Site& s = out->sites[i];
+    if (s.layer < cfg.num_layers) continue;
+    check(s.layer);
+    s.role = Role::Mtp;
+    if (s.name.rfind("mtp.", 0) != 0) s.name = "mtp." + s.name;
+  }
+  for (size_t i = first_aux; i < out->aux.size(); ++i)
+    if (out->aux[i].layer >= cfg.num_layers) {
+      check(out->aux[i].layer);
+      out->aux[i].role = Role::Mtp;
+    }
+}
+
 void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const ModelConfig& cfg, SiteMap* out) {
   const auto& sh = t.shape;
   switch (r.layout) {
     case Layout::Aux:
-      out->aux.push_back(AuxTensor{t.name, r.role, cap.layer, r.what});
+      out->aux.push_back(AuxTensor{t.name, r.role, cap.layer >= 0 ? cap.layer + r.layer_offset : -1, r.what});
       return;
     case Layout::Linear: {
       if (sh.size() != 2) shape_error(t, "2D [out, in]");
@@ -137,7 +164,9 @@ SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std
     for (const Rule& r : rules) {
       Captures c;
       if (!r.pattern.match(segs, &c)) continue;
+      const size_t first_site = out.sites.size(), first_aux = out.aux.size();
       apply_rule(r, c, *info, config, &out);
+      mark_mtp(config, *info, first_site, first_aux, &out);
       claimed = true;
       break;
     }

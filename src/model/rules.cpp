@@ -16,6 +16,8 @@ const char* role_name(Role r) {
     case Role::Embedding: return "embeddings";
     case Role::LmHead: return "lm_head";
     case Role::Norm: return "norms";
+    case Role::Mtp: return "mtp";
+    case Role::Tower: return "tower";
     case Role::Other: return "other";
   }
   return "?";

@@ -54,6 +54,9 @@ struct Rule {
   std::string proj;   // projection name (template allowed: {P})
   std::map<std::string, std::string> alias;
   std::string what;   // for Aux: what the tensor is
+  // Added to a captured {L} for the site's / aux tensor's layer (not its name): a top-level
+  // `mtp.layers.{L}` tree counts its layers after the trunk's (see plugins/common.h as_mtp).
+  int64_t layer_offset = 0;
 };
 
 Rule linear(const std::string& pattern, Role role, const std::string& site, const std::string& proj,

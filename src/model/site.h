@@ -8,10 +8,15 @@
 
 namespace moeq {
 
-enum class Role { Attention, DenseMlp, Expert, SharedExpert, Router, Embedding, LmHead, Norm, Other };
+// Mtp: a multi-token-prediction (next-n) layer, not part of the trunk: every tensor of
+// `model.layers.{L >= num_hidden_layers}` (DeepSeek-V3, GLM-4.5) or of a top-level `mtp.*`
+// tree (Qwen3-Next, Qwen3.5). Tower: a vision/audio encoder of a multimodal checkpoint.
+// Both are protected (copied through unless a rule names the role); the forward skips them.
+enum class Role { Attention, DenseMlp, Expert, SharedExpert, Router, Embedding, LmHead, Norm, Mtp, Tower, Other };
 const char* role_name(Role r);
 constexpr Role kAllRoles[] = {Role::Attention, Role::DenseMlp, Role::Expert, Role::SharedExpert, Role::Router,
-                              Role::Embedding, Role::LmHead, Role::Norm, Role::Other};
+                              Role::Embedding, Role::LmHead, Role::Norm, Role::Mtp, Role::Tower,
+                              Role::Other};
 
 // How the [out, in] matrix of a site sits in its stored tensor:
 // t = stored; if expert >= 0: t = t[expert]; if transpose: t = t^T;

@@ -156,7 +156,7 @@ RecipeRule parse_native_rule(const Ctx& c, const YAML::Node& n, int index, const
       Role role;
       if (!parse_role(s, &role))
         c.fail(n["roles"], "unknown role '" + s + "' (known: attention, dense_mlp, experts, shared_experts, router, "
-                           "embeddings, lm_head, other)");
+                           "embeddings, lm_head, norms, mtp, tower, other)");
       r.roles.push_back(role);
     }
   if (r.sites.empty() && r.modules.empty() && r.roles.empty())
@@ -282,7 +282,9 @@ std::string RecipeRule::describe() const {
   return "rule " + std::to_string(index) + " (line " + std::to_string(line) + ")";
 }
 
-bool is_protected_role(Role r) { return r == Role::Router || r == Role::Embedding || r == Role::LmHead; }
+bool is_protected_role(Role r) {
+  return r == Role::Router || r == Role::Embedding || r == Role::LmHead || r == Role::Mtp || r == Role::Tower;
+}
 
 bool parse_role(const std::string& s, Role* out) {
   for (Role r : kAllRoles)

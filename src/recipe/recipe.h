@@ -3,7 +3,7 @@
 // Later rules override earlier ones, as in NVIDIA Model Optimizer's quant_cfg. moeq reads
 // its own YAML form and ModelOpt-style `quantize: {quant_cfg: [...]}` YAML.
 //
-// Protected roles (router, embeddings, lm_head) are never quantized unless the rule that
+// Protected roles (router, embeddings, lm_head, mtp, tower) are never quantized unless the rule that
 // decides a site names that role in its `roles:` list.
 #include <string>
 #include <vector>
