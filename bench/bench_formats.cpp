@@ -57,9 +57,10 @@ std::vector<int64_t> parse_shape(const std::string& s) {
 
 int cmd_bench(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "calibrate") return bench_calibrate(argv);
+  if (!argv.empty() && argv[0] == "source") return bench_source(argv);
   Args args(argv, {}, {"device", "shape", "formats", "iters", "json", "threads"});
   args.expect_positional(1, "moeq bench formats [--device cpu|cuda] [--shape E,out,in] [--formats a,b] [--iters N] [--json F]");
-  if (args.positional()[0] != "formats") throw Error("moeq bench: 'formats' or 'calibrate'");
+  if (args.positional()[0] != "formats") throw Error("moeq bench: 'formats', 'calibrate' or 'source'");
   const bool cuda = args.get("device", "cpu") == "cuda";
   if (cuda && !at::hasCUDA()) throw Error("--device cuda: no CUDA device");
   const auto shape = parse_shape(args.get("shape", cuda ? "128,1408,2816" : "8,1408,2816"));

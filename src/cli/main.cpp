@@ -23,7 +23,7 @@ const Command kCommands[] = {
     {"verify", moeq::cli::cmd_verify, "EXPORT_DIR [--source MODEL_DIR] [--json]: check every expert weight and scale"},
     {"report", moeq::cli::cmd_report, "EXPORT_DIR [--json]: print the skipped-layers report"},
     {"compare", moeq::cli::cmd_compare, "MODEL_DIR (--recipes R.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR: weight error and size side by side"},
-    {"bench", moeq::cli::cmd_bench, "formats [--device cpu|cuda] [--shape E,out,in]: kernel vs torch-op throughput; calibrate MODEL: forward vs forward + statistics"},
+    {"bench", moeq::cli::cmd_bench, "formats [--device cpu|cuda] [--shape E,out,in]: kernel vs torch-op throughput; calibrate MODEL: forward vs forward + statistics; source [--source fp8-block|mxfp4]: decode + nvfp4 GB/s"},
 };
 
 void usage(FILE* to) {

@@ -92,7 +92,7 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
   for (const auto& job : plan_jobs(plan)) {
     std::vector<at::Tensor> stacks;
     for (const SiteBatch& b : job) stacks.push_back(load_stack(ck, b, dev));
-    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks);
+    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks, &ck);
     for (size_t j = 0; j < job.size(); ++j) {
       const SiteBatch& b = job[j];
       const SitePlan& first = *b.sites[0];

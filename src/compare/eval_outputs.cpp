@@ -27,7 +27,7 @@ struct PlanDequant {
     const auto& job = jobs[k];
     std::vector<at::Tensor> stacks;
     for (const SiteBatch& b : job) stacks.push_back(load_stack(*ckpt, b, device));
-    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks);
+    const std::vector<QuantizedTensor> qs = quantize_job(job, stacks, &*ckpt);
     std::vector<at::Tensor> out;
     for (size_t j = 0; j < job.size(); ++j)
       out.push_back(format_by_name(job[j].sites[0]->format).dequantize(qs[j], at::kFloat).to(dtype));

@@ -9,6 +9,18 @@
 
 namespace moeq {
 
+// config.json `quantization_config` of a checkpoint published quantized (read, not written):
+// FP8 block (`quant_method: fp8`, `weight_block_size: [128, 128]`, DeepSeek-V3 / Qwen3-FP8) or
+// MXFP4 (`quant_method: mxfp4`, gpt-oss). `modules_to_not_convert` lists the modules stored in
+// bf16 (fnmatch-style `*` in gpt-oss's).
+struct SourceQuantConfig {
+  std::string quant_method;                     // "" when the config has none
+  std::string fmt;                              // "e4m3"
+  std::string activation_scheme;                // "dynamic"
+  int64_t block_rows = 0, block_cols = 0;       // weight_block_size
+  std::vector<std::string> modules_to_not_convert;
+};
+
 struct ModelConfig {
   std::string path;                    // the config.json read
   std::string model_type;              // top-level model_type
@@ -27,6 +39,7 @@ struct ModelConfig {
   int64_t num_shared_experts = 0;
   int64_t first_k_dense_replace = 0;   // leading dense layers (DeepSeek, GLM)
   bool tie_word_embeddings = false;
+  SourceQuantConfig source_quant;      // quantization_config of a quantized source
   nlohmann::json raw;   // the whole file
   nlohmann::json text;  // text_config when present, else raw
 

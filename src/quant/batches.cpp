@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/aten_view.h"
 #include "quant/mse_search.h"
+#include "quant/mxfp4_to_nvfp4.h"
 
 namespace moeq {
 namespace {
@@ -118,12 +119,23 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
 
 namespace moeq {
 
-std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
+std::vector<QuantizedTensor> quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+                                          const Checkpoint* source, SourceConversionCounts* counts) {
   const SitePlan& first = *job[0].sites[0];
   const QuantFormat& fmt = format_by_name(first.format);
   const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
-  std::optional<at::Tensor> amax = shared_amax(job, stacks);
   std::vector<QuantizedTensor> out;
+  if (source)
+    if (auto conv = plan_mxfp4_to_nvfp4(*source, job, stacks)) {
+      for (size_t j = 0; j < job.size(); ++j)
+        out.push_back(fmt.quantize_with_block_scales(stacks[j], first.params, conv->amax, conv->block_scales[j]));
+      if (counts) {
+        counts->mxfp4_exact_blocks += conv->exact_blocks;
+        counts->mxfp4_requantized_blocks += conv->requantized_blocks;
+      }
+      return out;
+    }
+  std::optional<at::Tensor> amax = shared_amax(job, stacks);
   if (!cal.is_mse()) {
     for (size_t j = 0; j < job.size(); ++j) out.push_back(fmt.quantize(stacks[j], first.params, amax));
     return out;
