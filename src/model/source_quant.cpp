@@ -1,5 +1,7 @@
 #include "model/source_quant.h"
 
+#include <fnmatch.h>
+
 #include <map>
 
 #include "core/error.h"
@@ -32,6 +34,14 @@ std::map<std::string, const TensorInfo*> by_name(const std::vector<const TensorI
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The modules_to_not_convert entry naming this module (exact, a parent module, or a `*`
+// pattern as gpt-oss writes them), or "".
+std::string not_converted_by(const SourceQuantConfig& q, const std::string& module) {
+  for (const std::string& p : q.modules_to_not_convert)
+    if (fnmatch(p.c_str(), module.c_str(), 0) == 0 || fnmatch((p + ".*").c_str(), module.c_str(), 0) == 0) return p;
+  return "";
+}
 
 }  // namespace
 
@@ -106,6 +116,17 @@ void attach_source_scales(const ModelConfig& config, const std::vector<const Ten
   }
   std::unordered_set<std::string> names;
   for (const TensorInfo* t : tensors) names.insert(t->name);
+  // A quantized weight in a module the config says is not converted: the config and the
+  // tensors disagree, and a loader would read codes as weights.
+  for (const Site& s : out->sites) {
+    if (s.view.source == SourceFormat::Plain) continue;
+    const std::string module = ends_with(s.view.tensor, ".weight") ? s.view.tensor.substr(0, s.view.tensor.size() - 7)
+                                                                   : s.view.tensor.substr(0, s.view.tensor.rfind('.'));
+    const std::string by = not_converted_by(q, module);
+    if (!by.empty())
+      throw Error(where + ": tensor '" + s.view.tensor + "' is stored " + source_format_name(s.view.source) +
+                  ", but config.json quantization_config.modules_to_not_convert lists '" + by + "' for module '" + module + "'");
+  }
   for (const TensorInfo* t : tensors) {
     if (!is_source_scale(t->name, names)) continue;
     auto r = scale_site.find(t->name);

@@ -30,6 +30,56 @@ def run(cmd):
     return p.stdout + p.stderr
 
 
+def load_dir(d, prefix=""):
+    from safetensors import safe_open
+    t = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors"):
+            with safe_open(os.path.join(d, f), "pt") as h:
+                t.update({k: h.get_tensor(k) for k in h.keys() if k.startswith(prefix)})
+    return t
+
+
+def decode_problems(src, out):
+    """A recipe that quantizes nothing writes every weight decoded: bit for bit transformers' decode."""
+    from oracle_source_dequant import fp8_oracle
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    s, o = load_dir(src), load_dir(out)
+    bad, n = [], 0
+    bits = lambda t: t.contiguous().view(torch.int16)
+    for name, t in s.items():
+        if name.endswith(".weight_scale_inv"):
+            w = name[: -len("_scale_inv")]
+            want, got = fp8_oracle(s[w], t, []), o.get(w)
+            pairs = [(w, got, want)]
+        elif name.endswith("_blocks"):
+            base = name[: -len("_blocks")]
+            deq = convert_moe_packed_tensors(t, s[base + "_scales"])  # [E, in, out]
+            pairs = []
+            for e in range(deq.shape[0]):
+                stem = f"{base[: base.rfind('.')]}.{e}."
+                if base.endswith("gate_up_proj"):
+                    pairs += [(stem + "gate_proj.weight", None, deq[e, :, 0::2].t()),
+                              (stem + "up_proj.weight", None, deq[e, :, 1::2].t())]
+                else:
+                    pairs.append((stem + "down_proj.weight", None, deq[e].t()))
+            pairs = [(k, o.get(k), w) for k, _, w in pairs]
+        else:
+            continue
+        for k, got, want in pairs:
+            n += 1
+            if got is None:
+                bad.append(f"{out}: no decoded tensor {k}")
+            elif got.dtype != torch.bfloat16 or got.shape != want.shape or not torch.equal(bits(got), bits(want)):
+                bad.append(f"{out}: {k} {got.dtype} {tuple(got.shape)} differs from transformers' decode "
+                           f"{tuple(want.shape)} ({(got.float() != want.float()).sum().item()} values)")
+    for k in o:
+        if k.endswith("_scale_inv") or k.endswith("_blocks") or k.endswith("_scales"):
+            bad.append(f"{out}: source codes/scales copied through: {k}")
+    print(f"{os.path.basename(src)} decode_only: {n} weights written decoded, {n - len(bad)} equal to transformers bit for bit")
+    return bad
+
+
 def exact_conversion_problems(src, dump):
     """Layer 0's experts convert exactly: the NVFP4 export decodes to transformers' MXFP4 decode."""
     from safetensors import safe_open
@@ -99,6 +149,9 @@ def main():
                 failures.append(f"{layout} {recipe}: unexpected mxfp4_to_nvfp4 {conv}")
             vtext = run([moeq, "verify", o, "--source", d])
             print(f"{layout} {recipe}: experts {q}/{t}, {actions}; verify: {vtext.strip().splitlines()[-1]}")
+        o = os.path.join(out, f"{layout}-decode_only")
+        run([moeq, "quantize", d, "--recipe", os.path.join(ROOT, "tests", "data", "decode_only.yaml"), "-o", o])
+        failures += decode_problems(d, o)
         c = os.path.join(out, f"{layout}-compare")
         ctext = run([moeq, "compare", d, "--formats", "nvfp4,fp8", "-o", c, "--eval-ids", ids])
         cj = json.load(open(os.path.join(c, "report.json")))
