@@ -14,7 +14,7 @@ using namespace moeq;
 
 namespace {
 
-struct Layout {
+struct SourceLayout {
   const char* name;
   SourceFormat format;
   size_t sites;  // quantized-source sites expected
@@ -29,9 +29,9 @@ bool bits_equal(const at::Tensor& a, const at::Tensor& b) {
 
 TEST_CASE("quantized sources decode to transformers' dequantization bit for bit", "[oracle]") {
   const std::string root = test::oracle_dir();
-  for (const Layout& l : {Layout{"deepseek_v3_fp8", SourceFormat::Fp8Block, 2 * 5 + 3 + 4 * 3 + 3},
-                          Layout{"qwen3_moe_fp8", SourceFormat::Fp8Block, 2 * (4 + 4 * 3)},
-                          Layout{"gpt_oss_mxfp4", SourceFormat::Mxfp4, 2 * 4 * 3}}) {
+  for (const SourceLayout& l : {SourceLayout{"deepseek_v3_fp8", SourceFormat::Fp8Block, 2 * 5 + 3 + 4 * 3 + 3},
+                          SourceLayout{"qwen3_moe_fp8", SourceFormat::Fp8Block, 2 * (4 + 4 * 3)},
+                          SourceLayout{"gpt_oss_mxfp4", SourceFormat::Mxfp4, 2 * 4 * 3}}) {
     INFO("layout " << l.name);
     const std::string dir = root + "/published_quantized/" + l.name;
     const ModelConfig cfg = load_config(dir);
