@@ -68,6 +68,7 @@ std::vector<int64_t> parse_shape(const std::string& s) {
 
 int cmd_bench(const std::vector<std::string>& argv) {
   if (!argv.empty() && argv[0] == "calibrate") return bench_calibrate(argv);
+  if (!argv.empty() && argv[0] == "source") return bench_source(argv);
   std::string what, device = "cpu", shape_text, formats_text, json_path;
   int iters = 0, threads = 0;
   Command c("bench formats", "Throughput of every format's kernel vs its torch-op baseline on one expert stack",

@@ -1,6 +1,7 @@
 #include "model/fusion.h"
 #include "export/report.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <nlohmann/json.hpp>
@@ -76,9 +77,19 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   nlohmann::ordered_json sites = nlohmann::ordered_json::array();
   int64_t experts = 0, experts_q = 0;
   std::map<std::string, int64_t> skip_reasons, calibrators;
+  std::map<std::string, int64_t> source_actions;  // "fp8-block -> bf16 (decoded)": sites
   for (const auto& sp : plan.sites) {
     const Site& s = *sp.site;
-    const uint64_t before = static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
+    const uint64_t n = static_cast<uint64_t>(s.view.rows * s.view.cols);
+    const SourceFormat src = s.view.source;
+    // Stored bytes: FP8 block 1 byte + its scale share; MXFP4 half a byte + 1 per 32.
+    const auto cdiv = [](int64_t x, int64_t y) { return static_cast<uint64_t>((x + y - 1) / std::max<int64_t>(1, y)); };
+    const uint64_t before =
+        src == SourceFormat::Mxfp4 ? n / 2 + n / 32
+        : src == SourceFormat::Fp8Block
+            ? n + cdiv(s.view.rows, s.view.block_rows) * cdiv(s.view.cols, s.view.block_cols) *
+                      dtype_size(ck.info(s.view.scale).dtype)
+            : n * dtype_size(ck.info(s.view.tensor).dtype);
     auto it = d.bytes_after.find(s.name);
     const uint64_t after = it != d.bytes_after.end() ? it->second : before;
     auto& r = roles[role_name(s.role)];
@@ -93,6 +104,13 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
                      {"input_quant", sp.input_quant}, {"reason", sp.reason}, {"bytes_before", before}, {"bytes_after", after}});
     if (const std::string fg = fusion_group(s); !fg.empty()) sites.back()["fusion_group"] = fg;  // shares its scales with the group
     if (auto in = d.input_scales.find(s.name); in != d.input_scales.end()) sites.back()["input_scale"] = in->second;
+    if (src != SourceFormat::Plain) {
+      const std::string action = std::string("source ") + source_format_name(src) + " -> " +
+                                 (sp.quantize ? sp.format : std::string("bf16 (decoded)"));
+      sites.back()["source"] = source_format_name(src);
+      sites.back()["source_action"] = action;
+      source_actions[action]++;
+    }
     if (sp.quantize) {
       sites.back()["calibrator"] = sp.calibrator.describe();
       if (!sp.calibrator.note.empty()) sites.back()["calibrator_note"] = sp.calibrator.note;
@@ -108,6 +126,11 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
     r.after += b;
     others.push_back({{"tensor", a.tensor}, {"role", role_name(a.role)}, {"what", a.what}, {"bytes", b},
                       {"action", "copied unchanged (not a linear weight)"}});
+  }
+  for (const auto& a : map.source_scales) {
+    const uint64_t b = ck.info(a.tensor).nbytes();
+    others.push_back({{"tensor", a.tensor}, {"role", role_name(a.role)}, {"what", a.what}, {"bytes", b},
+                      {"action", "decoded with its weight (counted in the site's bytes), not written"}});
   }
   nlohmann::ordered_json unclaimed = nlohmann::ordered_json::array();
   for (const auto& u : map.unclaimed) {
@@ -149,6 +172,9 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   for (const auto& [role, r] : roles)
     j["roles"][role] = {{"sites", r.sites}, {"quantized", r.quantized}, {"bytes_before", r.before}, {"bytes_after", r.after}};
   j["skipped_by_reason"] = skip_reasons;
+  j["source_actions"] = source_actions;  // quantized-source sites: what became of them
+  if (d.mxfp4_exact_blocks + d.mxfp4_requantized_blocks > 0)
+    j["mxfp4_to_nvfp4"] = {{"exact_blocks", d.mxfp4_exact_blocks}, {"requantized_blocks", d.mxfp4_requantized_blocks}};
   j["weight_calibrators"] = calibrators;  // how the weight scales were chosen: sites per calibrator
   j["warnings"] = d.warnings;
   j["calibration"] = d.calib ? calibration_json(d) : nlohmann::ordered_json(nullptr);
@@ -170,6 +196,10 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
   md << "- **" << coverage << "**\n";
   if (mtp.sites + mtp.aux > 0) md << "- " << apart_line("MTP layers", mtp) << " (role mtp)\n";
   if (tower.sites + tower.aux > 0) md << "- " << apart_line("towers", tower) << " (role tower)\n";
+  for (const auto& [action, count] : source_actions) md << "- " << action << ": " << count << " sites\n";
+  if (d.mxfp4_exact_blocks + d.mxfp4_requantized_blocks > 0)
+    md << "- mxfp4 -> nvfp4: " << d.mxfp4_exact_blocks << " blocks of 32 converted exactly, " << d.mxfp4_requantized_blocks
+       << " re-quantized (their E8M0 scale has no E4M3 value under the expert's global scale)\n";
   md << "\n";
   md << "## Per role\n\n| role | sites | quantized | bytes before | bytes after |\n|---|---:|---:|---:|---:|\n";
   for (const auto& [role, r] : roles)

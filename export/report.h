@@ -24,6 +24,9 @@ struct ReportData {
   const CalibData* calib = nullptr;
   std::string calib_path;
   std::map<std::string, float> input_scales;
+  // MXFP4-source experts quantized to NVFP4 (quant/mxfp4_to_nvfp4.h): 32-blocks carried over
+  // exactly, and those re-quantized.
+  int64_t mxfp4_exact_blocks = 0, mxfp4_requantized_blocks = 0;
 };
 
 void write_report(const std::string& dir, const ReportData& d, const Plan& plan, const SiteMap& map,

@@ -15,6 +15,7 @@ int cmd_verify(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int bench_calibrate(const std::vector<std::string>& args);  // `moeq bench calibrate` (bench/bench_calibrate.cpp)
+int bench_source(const std::vector<std::string>& args);     // `moeq bench source` (bench/bench_source.cpp)
 int cmd_compare(const std::vector<std::string>& args);
 int cmd_calibrate(const std::vector<std::string>& args);
 

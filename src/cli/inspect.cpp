@@ -1,4 +1,5 @@
 // `moeq inspect MODEL_DIR`: what moeq sees in a checkpoint, site by site.
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -18,7 +19,22 @@ namespace {
 struct RoleStats {
   int64_t sites = 0, aux = 0, params = 0;
   uint64_t bytes = 0;
+  std::set<std::string> sources;  // how the role's weights are stored: bf16, fp8-block, mxfp4, ...
 };
+
+// A site's on-disk format: its dtype (bf16, f32, ...) or the quantized source format.
+std::string source_text(const Checkpoint& ck, const Site& s) {
+  if (s.view.source != SourceFormat::Plain) return source_format_name(s.view.source);
+  std::string d = dtype_name(ck.info(s.view.tensor).dtype);
+  for (char& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return d;
+}
+
+std::string joined(const std::set<std::string>& v) {
+  std::string t;
+  for (const auto& x : v) t += (t.empty() ? "" : ",") + x;
+  return t.empty() ? "-" : t;
+}
 
 std::string view_text(const Site& s) {
   const WeightView& v = s.view;
@@ -57,7 +73,12 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     r.sites++;
     r.params += s.view.rows * s.view.cols;
     r.bytes += static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ckpt->info(s.view.tensor).dtype);
+    r.sources.insert(source_text(*ckpt, s));
     site_tensors.insert(s.view.tensor);
+  }
+  for (const auto& a : map.source_scales) {  // counted with the weights they scale
+    roles[a.role].bytes += ckpt->info(a.tensor).nbytes();
+    site_tensors.insert(a.tensor);
   }
   for (const auto& a : map.aux) {
     auto& r = roles[a.role];
@@ -108,7 +129,10 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     j["missing_experts"] = missing;
     j["total_bytes"] = ckpt->total_bytes();
     for (const auto& [role, r] : roles)
-      j["roles"][role_name(role)] = {{"sites", r.sites}, {"aux_tensors", r.aux}, {"params", r.params}, {"bytes", r.bytes}};
+      j["roles"][role_name(role)] = {{"sites", r.sites}, {"aux_tensors", r.aux}, {"params", r.params}, {"bytes", r.bytes},
+                                     {"source", r.sources}};
+    j["source_scale_tensors"] = map.source_scales.size();
+    j["source_quant_method"] = cfg.source_quant.quant_method;
     if (!summary) {
       j["sites"] = nlohmann::ordered_json::array();
       for (const auto& s : map.sites) {
@@ -117,7 +141,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
                               {"proj", s.proj}, {"shape", {v.rows, v.cols}},
                               {"dtype", dtype_name(ckpt->info(v.tensor).dtype)}, {"tensor", v.tensor},
                               {"expert_index", v.expert}, {"transpose", v.transpose}, {"row_start", v.row_start},
-                              {"row_step", v.row_step}});
+                              {"row_step", v.row_step}, {"source", source_text(*ckpt, s)}});
       }
       j["aux"] = nlohmann::ordered_json::array();
       for (const auto& a : map.aux) j["aux"].push_back({{"tensor", a.tensor}, {"role", role_name(a.role)}, {"what", a.what}});
@@ -134,32 +158,42 @@ int cmd_inspect(const std::vector<std::string>& argv) {
                 (long long)cfg.num_experts, (long long)cfg.num_experts_per_tok, (long long)cfg.moe_intermediate_size,
                 (long long)cfg.num_shared_experts);
     std::printf("on-disk layout %s\n", map.expert_layout.c_str());
-    std::printf("tensors        %zu in checkpoint, %zu claimed (%zu holding sites, %zu aux), %zu unclaimed\n",
-                ckpt->names().size(), claimed, site_tensors.size(), map.aux.size(), map.unclaimed.size());
+    std::printf("tensors        %zu in checkpoint, %zu claimed (%zu holding sites, %zu of them source scales; %zu aux), "
+                "%zu unclaimed\n",
+                ckpt->names().size(), claimed, site_tensors.size(), map.source_scales.size(), map.aux.size(),
+                map.unclaimed.size());
+    if (!cfg.source_quant.quant_method.empty()) {
+      const auto& q = cfg.source_quant;
+      std::printf("source quant   %s%s, %zu modules not converted (config.json quantization_config)\n",
+                  q.quant_method.c_str(),
+                  q.block_rows ? (" blocks [" + std::to_string(q.block_rows) + ", " + std::to_string(q.block_cols) + "]").c_str() : "",
+                  q.modules_to_not_convert.size());
+    }
     std::string mtp_list;
     for (int64_t l : mtp_layers) mtp_list += (mtp_list.empty() ? " (layer " : ", ") + std::to_string(l);
     if (!mtp_list.empty()) mtp_list += ")";
     std::printf("mtp / towers   %zu MTP layers%s, %zu MTP tensors; %zu tower tensors (copied unless a rule names "
                 "the role)\n", mtp_layers.size(), mtp_list.c_str(), mtp_tensors, tower_tensors);
     std::printf("sites          %zu linear weights\n\n", map.sites.size());
-    std::printf("%-15s %7s %7s %14s %12s %6s\n", "role", "sites", "aux", "params", "bytes", "share");
+    std::printf("%-15s %7s %7s %14s %12s %6s  %s\n", "role", "sites", "aux", "params", "bytes", "share", "source");
     RoleStats total;
     for (const auto& [role, r] : roles) {
       total.sites += r.sites; total.aux += r.aux; total.params += r.params; total.bytes += r.bytes;
     }
     for (const auto& [role, r] : roles)
-      std::printf("%-15s %7lld %7lld %14lld %12s %5.1f%%\n", role_name(role), (long long)r.sites, (long long)r.aux,
-                  (long long)r.params, human_bytes(r.bytes).c_str(), 100.0 * r.bytes / std::max<uint64_t>(1, ckpt->total_bytes()));
+      std::printf("%-15s %7lld %7lld %14lld %12s %5.1f%%  %s\n", role_name(role), (long long)r.sites, (long long)r.aux,
+                  (long long)r.params, human_bytes(r.bytes).c_str(), 100.0 * r.bytes / std::max<uint64_t>(1, ckpt->total_bytes()),
+                  joined(r.sources).c_str());
     if (!map.unclaimed.empty())
       std::printf("%-15s %7s %7zu %14s %12s\n", "UNCLAIMED", "-", map.unclaimed.size(), "-", human_bytes(unclaimed_bytes).c_str());
     std::printf("%-15s %7lld %7lld %14lld %12s\n", "total", (long long)total.sites, (long long)total.aux,
                 (long long)total.params, human_bytes(total.bytes + unclaimed_bytes).c_str());
     if (!summary) {
-      std::printf("\n%-34s %-14s %-13s %-6s %s\n", "site", "role", "shape [out,in]", "dtype", "stored as");
+      std::printf("\n%-34s %-14s %-13s %-9s %s\n", "site", "role", "shape [out,in]", "source", "stored as");
       for (const auto& s : map.sites) {
         const std::string shape = "[" + std::to_string(s.view.rows) + ", " + std::to_string(s.view.cols) + "]";
-        std::printf("%-34s %-14s %-13s %-6s %s\n", s.name.c_str(), role_name(s.role), shape.c_str(),
-                    dtype_name(ckpt->info(s.view.tensor).dtype), view_text(s).c_str());
+        std::printf("%-34s %-14s %-13s %-9s %s\n", s.name.c_str(), role_name(s.role), shape.c_str(),
+                    source_text(*ckpt, s).c_str(), view_text(s).c_str());
       }
     }
   }

@@ -22,7 +22,7 @@ const Command kCommands[] = {
     {"verify", moeq::cli::cmd_verify, "check every expert weight and scale of an export"},
     {"report", moeq::cli::cmd_report, "print an export's skipped-layers report"},
     {"compare", moeq::cli::cmd_compare, "recipes or formats side by side: size, weight error, output error"},
-    {"bench", moeq::cli::cmd_bench, "formats: kernel vs torch-op throughput; calibrate: forward vs forward + statistics"},
+    {"bench", moeq::cli::cmd_bench, "formats: kernel vs torch-op throughput; calibrate: forward vs forward + statistics; source: decode + nvfp4 GB/s"},
 };
 
 void usage(FILE* to) {

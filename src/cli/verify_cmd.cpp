@@ -43,7 +43,7 @@ int cmd_verify(const std::vector<std::string>& argv) {
     std::printf("export        %s (%s)\n", dir.c_str(), r.layout.c_str());
     std::printf("experts       %zu expert weights expected in %zu layers, %zu quantized and decoded\n", r.experts_expected,
                 r.layers, r.experts_quantized);
-    if (!args.get("source").empty())
+    if (!source.empty())
       std::printf("mtp / towers  %zu MTP tensors copied byte for byte, %zu MTP sites quantized; %zu tower tensors copied, "
                   "%zu quantized\n", r.mtp_copied, r.mtp_quantized, r.tower_copied, r.tower_quantized);
     for (const auto& [fmt, v] : by_format) {

@@ -1,6 +1,7 @@
 #include "io/aten_view.h"
 
 #include "core/error.h"
+#include "io/source_dequant.h"
 
 namespace moeq {
 
@@ -34,12 +35,32 @@ at::Tensor tensor_view(const Checkpoint& ckpt, const std::string& name) {
       at::TensorOptions().dtype(to_scalar_type(info.dtype)).device(at::kCPU));
 }
 
+at::ScalarType site_dtype(const Checkpoint& ckpt, const Site& site) {
+  return site.view.source == SourceFormat::Plain ? to_scalar_type(ckpt.info(site.view.tensor).dtype) : at::kBFloat16;
+}
+
 at::Tensor site_weight(const Checkpoint& ckpt, const Site& site) {
   const WeightView& v = site.view;
   at::Tensor t = tensor_view(ckpt, v.tensor);
-  if (v.expert >= 0) t = t.select(0, v.expert);
-  if (v.transpose) t = t.t();
-  t = t.slice(0, v.row_start, v.row_start + (v.rows - 1) * v.row_step + 1, v.row_step);
+  const int64_t row_end = v.row_start + (v.rows - 1) * v.row_step + 1;
+  if (v.source == SourceFormat::Mxfp4) {  // decode only the site's rows of its expert
+    at::Tensor s = tensor_view(ckpt, v.scale);
+    if (v.expert >= 0) { t = t.select(0, v.expert); s = s.select(0, v.expert); }
+    t = t.slice(0, v.row_start, row_end, v.row_step);
+    s = s.slice(0, v.row_start, row_end, v.row_step);
+    t = mxfp4_dequant(t, s, "tensor '" + v.tensor + "' (site " + site.name + ")");
+    if (v.transpose) t = t.t();
+  } else {
+    if (v.source == SourceFormat::Fp8Block) {
+      at::Tensor s = tensor_view(ckpt, v.scale);
+      if (v.expert >= 0) { t = t.select(0, v.expert); s = s.select(0, v.expert); }
+      t = fp8_block_dequant(t, s, v.block_rows, v.block_cols, "tensor '" + v.tensor + "' (site " + site.name + ")");
+    } else if (v.expert >= 0) {
+      t = t.select(0, v.expert);
+    }
+    if (v.transpose) t = t.t();
+    t = t.slice(0, v.row_start, row_end, v.row_step);
+  }
   if (t.dim() != 2 || t.size(0) != v.rows || t.size(1) != v.cols)
     throw Error("site '" + site.name + "': view of '" + v.tensor + "' has an unexpected shape");
   return t;

@@ -68,6 +68,38 @@ void parse_layer_types(ModelConfig& c) {
   if (interval <= 0) throw Error(c.path + ": key 'full_attention_interval' should be positive, got " + std::to_string(interval));
   for (int64_t i = 0; i < c.num_layers; ++i)
     c.layer_types.push_back((i + 1) % interval ? "linear_attention" : "full_attention");
+SourceQuantConfig parse_source_quant(const nlohmann::json& j, const std::string& path) {
+  SourceQuantConfig q;
+  auto qc = j.find("quantization_config");
+  if (qc == j.end() || qc->is_null()) return q;
+  const std::string where = path + ": quantization_config";
+  if (!qc->is_object()) throw Error(where + " should be an object, got " + qc->dump());
+  auto str = [&](const char* k) {
+    auto it = qc->find(k);
+    if (it == qc->end() || it->is_null()) return std::string();
+    if (!it->is_string()) throw Error(where + "." + k + " should be a string, got " + it->dump());
+    return it->get<std::string>();
+  };
+  q.quant_method = str("quant_method");
+  if (q.quant_method != "fp8" && q.quant_method != "mxfp4") return q;  // an export's own (modelopt, ...)
+  q.fmt = str("fmt");
+  q.activation_scheme = str("activation_scheme");
+  if (auto b = qc->find("weight_block_size"); b != qc->end() && !b->is_null()) {
+    if (!b->is_array() || b->size() != 2 || !(*b)[0].is_number_integer() || !(*b)[1].is_number_integer() ||
+        (*b)[0].get<int64_t>() <= 0 || (*b)[1].get<int64_t>() <= 0)
+      throw Error(where + ".weight_block_size should be two positive integers, got " + b->dump());
+    q.block_rows = (*b)[0].get<int64_t>();
+    q.block_cols = (*b)[1].get<int64_t>();
+  }
+  for (const char* key : {"modules_to_not_convert", "ignored_layers"})
+    if (auto m = qc->find(key); m != qc->end() && !m->is_null()) {
+      if (!m->is_array()) throw Error(where + "." + key + " should be a list of module names, got " + m->dump());
+      for (const auto& v : *m) {
+        if (!v.is_string()) throw Error(where + "." + key + " should hold strings, got " + v.dump());
+        q.modules_to_not_convert.push_back(v.get<std::string>());
+      }
+    }
+  return q;
 }
 
 }  // namespace
@@ -124,6 +156,7 @@ ModelConfig parse_config(const nlohmann::json& j, const std::string& path) {
     auto t = src->find("tie_word_embeddings");
     if (t != src->end() && t->is_boolean()) { c.tie_word_embeddings = t->get<bool>(); break; }
   }
+  c.source_quant = parse_source_quant(j, path);
   return c;
 }
 

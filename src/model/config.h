@@ -9,6 +9,18 @@
 
 namespace moeq {
 
+// config.json `quantization_config` of a checkpoint published quantized (read, not written):
+// FP8 block (`quant_method: fp8`, `weight_block_size: [128, 128]`, DeepSeek-V3 / Qwen3-FP8) or
+// MXFP4 (`quant_method: mxfp4`, gpt-oss). `modules_to_not_convert` lists the modules stored in
+// bf16 (fnmatch-style `*` in gpt-oss's).
+struct SourceQuantConfig {
+  std::string quant_method;                     // "" when the config has none
+  std::string fmt;                              // "e4m3"
+  std::string activation_scheme;                // "dynamic"
+  int64_t block_rows = 0, block_cols = 0;       // weight_block_size
+  std::vector<std::string> modules_to_not_convert;
+};
+
 struct ModelConfig {
   std::string path;                    // the config.json read
   std::string model_type;              // top-level model_type
@@ -44,6 +56,7 @@ struct ModelConfig {
   // `full_attention_interval` as transformers 5.17 does (configuration_qwen3_next.py: layer i
   // is full_attention when (i + 1) % interval == 0, else linear_attention); empty when neither.
   std::vector<std::string> layer_types;
+  SourceQuantConfig source_quant;      // quantization_config of a quantized source
   nlohmann::json raw;   // the whole file
   nlohmann::json text;  // text_config when present, else raw
 

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_set>
 
 #include "core/error.h"
+#include "model/source_quant.h"
 
 namespace moeq {
 namespace {
@@ -87,8 +89,11 @@ void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const M
     }
     default: break;
   }
-  // 3D expert stacks: one or two sites per expert, all views into the same tensor.
-  if (sh.size() != 3) shape_error(t, "3D [experts, ...]");
+  // 3D expert stacks (MXFP4: 4D blocks [E, out, in/32, 16]): one or two sites per expert,
+  // all views into the same tensor.
+  const bool mx = r.layout == Layout::Mxfp4GateUpInterleaved || r.layout == Layout::Mxfp4Experts;
+  if (mx && (sh.size() != 4 || sh[3] != 16)) shape_error(t, "MXFP4 blocks [experts, out, in/32, 16]");
+  if (!mx && sh.size() != 3) shape_error(t, "3D [experts, ...]");
   if (cfg.num_experts > 0 && sh[0] != cfg.num_experts)
     shape_error(t, std::to_string(cfg.num_experts) + " experts (config.json) on dim 0");
   for (int64_t e = 0; e < sh[0]; ++e) {
@@ -120,6 +125,12 @@ void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const M
         add(".up", "up", true, 1, 2, sh[2] / 2, sh[1]);
         break;
       case Layout::FusedDownT: add(".down", "down", true, 0, 1, sh[2], sh[1]); break;
+      case Layout::Mxfp4GateUpInterleaved:
+        if (sh[1] % 2) shape_error(t, "[E, 2*I, in/32, 16] with an even dim 1");
+        add(".gate", "gate", false, 0, 2, sh[1] / 2, sh[2] * 32);
+        add(".up", "up", false, 1, 2, sh[1] / 2, sh[2] * 32);
+        break;
+      case Layout::Mxfp4Experts: add("", r.proj, false, 0, 1, sh[1], sh[2] * 32); break;
       default: break;
     }
   }
@@ -157,8 +168,11 @@ SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std
                   const std::string& where) {
   const std::vector<Rule> rules = plugin.rules(config);
   SiteMap out;
+  std::unordered_set<std::string> names;
+  for (const TensorInfo* info : tensors) names.insert(info->name);
   for (const TensorInfo* info : tensors) {
     const std::string& name = info->name;
+    if (is_source_scale(name, names)) continue;  // claimed with its weight (attach_source_scales)
     const auto segs = split_name(name);
     bool claimed = false;
     for (const Rule& r : rules) {
@@ -172,6 +186,7 @@ SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std
     }
     if (!claimed) out.unclaimed.push_back(name);
   }
+  attach_source_scales(config, tensors, where, &out);
   std::stable_sort(out.sites.begin(), out.sites.end(), [](const Site& a, const Site& b) {
     if (a.layer != b.layer) return a.layer < b.layer;
     if (a.role != b.role) return role_rank(a.role) < role_rank(b.role);

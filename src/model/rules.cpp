@@ -149,6 +149,18 @@ Rule fused_down_t(const std::string& pattern, Role role, const std::string& site
   return r;
 }
 
+Rule mxfp4_gate_up_interleaved(const std::string& pattern, Role role, const std::string& site_prefix) {
+  Rule r = linear(pattern, role, site_prefix, "");
+  r.layout = Layout::Mxfp4GateUpInterleaved;
+  return r;
+}
+
+Rule mxfp4_experts(const std::string& pattern, Role role, const std::string& site, const std::string& proj) {
+  Rule r = linear(pattern, role, site, proj);
+  r.layout = Layout::Mxfp4Experts;
+  return r;
+}
+
 Rule aux(const std::string& pattern, Role role, const std::string& what) {
   Rule r;
   r.pattern = NamePattern(pattern);

@@ -43,6 +43,8 @@ enum class Layout {
   FusedGateUp,          // 3D [E, 2I, in], gate rows first then up rows
   FusedGateUpInterleavedT,  // 3D [E, in, 2I], gate/up interleaved on the last dim (gpt-oss)
   FusedDownT,           // 3D [E, in, out] (gpt-oss down_proj [E, I, H])
+  Mxfp4GateUpInterleaved,  // MXFP4 blocks U8 [E, 2I, in/32, 16], gate/up interleaved rows (gpt-oss *_blocks)
+  Mxfp4Experts,         // MXFP4 blocks U8 [E, out, in/32, 16]: one site per expert (gpt-oss down_proj_blocks)
   Aux,                  // not a linear weight: claimed, not a site
 };
 
@@ -65,6 +67,8 @@ Rule experts_3d(const std::string& pattern, Role role, const std::string& site, 
 Rule fused_gate_up(const std::string& pattern, Role role, const std::string& site_prefix);
 Rule fused_gate_up_interleaved_t(const std::string& pattern, Role role, const std::string& site_prefix);
 Rule fused_down_t(const std::string& pattern, Role role, const std::string& site_prefix);
+Rule mxfp4_gate_up_interleaved(const std::string& pattern, Role role, const std::string& site_prefix);
+Rule mxfp4_experts(const std::string& pattern, Role role, const std::string& site, const std::string& proj);
 Rule aux(const std::string& pattern, Role role, const std::string& what);
 
 std::string expand_template(const std::string& templ, const Captures& c, const std::map<std::string, std::string>& alias);

@@ -18,11 +18,25 @@ constexpr Role kAllRoles[] = {Role::Attention, Role::DenseMlp, Role::Expert, Rol
                               Role::Embedding, Role::LmHead, Role::Norm, Role::Mtp, Role::Tower,
                               Role::Other};
 
+// How a weight is stored on disk. A quantized source is decoded on read (io/source_dequant.h):
+//  Fp8Block: `X.weight` F8_E4M3 [.., out, in] and `X.weight_scale_inv` [.., ceil(out/bm),
+//            ceil(in/bn)] (F32 or BF16): w = fp8 * scale_inv over [bm, bn] blocks (DeepSeek-V3,
+//            Qwen3-FP8; config.json quantization_config.weight_block_size);
+//  Mxfp4:    `X_blocks` U8 [E, out, in/32, 16] (E2M1 pairs, low nibble first) and `X_scales`
+//            U8 E8M0 [E, out, in/32]: w = e2m1 * 2^(scale - 127) (gpt-oss).
+enum class SourceFormat { Plain, Fp8Block, Mxfp4 };
+const char* source_format_name(SourceFormat f);  // "plain", "fp8-block", "mxfp4"
+
 // How the [out, in] matrix of a site sits in its stored tensor:
 // t = stored; if expert >= 0: t = t[expert]; if transpose: t = t^T;
 // t = t[row_start : row_start + rows * row_step : row_step, :]
+// (for a quantized source, t is the decoded tensor: `tensor` holds the codes, `scale` the scales)
 struct WeightView {
   std::string tensor;
+  SourceFormat source = SourceFormat::Plain;
+  std::string scale;        // the scale tensor of a quantized source (claimed with the weight)
+  int64_t block_rows = 0;   // Fp8Block: weight_block_size
+  int64_t block_cols = 0;
   int64_t expert = -1;
   bool transpose = false;
   int64_t row_start = 0;
@@ -56,6 +70,9 @@ struct AuxTensor {
 struct SiteMap {
   std::vector<Site> sites;              // ordered by layer, role, expert, projection
   std::vector<AuxTensor> aux;
+  // Scale tensors of quantized sources (`*.weight_scale_inv`, `*_scales`): claimed with their
+  // weight (WeightView::scale), decoded with it, never copied through on their own.
+  std::vector<AuxTensor> source_scales;
   std::vector<std::string> unclaimed;   // tensors that no rule of the plugin claims
   std::string expert_layout;            // "fused 3D", "per-expert 2D", "mixed", or "none"
 };

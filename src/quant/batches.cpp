@@ -11,6 +11,7 @@
 #include "io/aten_view.h"
 #include "model/fusion.h"
 #include "quant/mse_search.h"
+#include "quant/mxfp4_to_nvfp4.h"
 #include "quant/site_errors.h"
 
 namespace moeq {
@@ -134,12 +135,23 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
 namespace moeq {
 
 namespace {
-std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
+std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+                                             const Checkpoint* source, SourceConversionCounts* counts) {
   const SitePlan& first = *job[0].sites[0];
   const QuantFormat& fmt = format_by_name(first.format);
   const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
-  std::optional<at::Tensor> amax = shared_amax(job, stacks);
   std::vector<QuantizedTensor> out;
+  if (source)
+    if (auto conv = plan_mxfp4_to_nvfp4(*source, job, stacks)) {
+      for (size_t j = 0; j < job.size(); ++j)
+        out.push_back(fmt.quantize_with_block_scales(stacks[j], first.params, conv->amax, conv->block_scales[j]));
+      if (counts) {
+        counts->mxfp4_exact_blocks += conv->exact_blocks;
+        counts->mxfp4_requantized_blocks += conv->requantized_blocks;
+      }
+      return out;
+    }
+  std::optional<at::Tensor> amax = shared_amax(job, stacks);
   if (!cal.is_mse()) {
     for (size_t j = 0; j < job.size(); ++j) out.push_back(fmt.quantize(stacks[j], first.params, amax));
     return out;
@@ -174,7 +186,7 @@ const Site* failing_site(const std::vector<SiteBatch>& job, const std::vector<at
       const SiteBatch one{{job[j].sites[i]}, job[j].key};
       const at::Tensor w = job[j].sites.size() > 1 ? stacks[j].select(0, static_cast<int64_t>(i)) : stacks[j];
       try {
-        (void)quantize_stacks({one}, {w});
+        (void)quantize_stacks({one}, {w}, nullptr, nullptr);
       } catch (...) {
         *why = std::current_exception();
         return job[j].sites[i]->site;
@@ -185,9 +197,9 @@ const Site* failing_site(const std::vector<SiteBatch>& job, const std::vector<at
 }  // namespace
 
 std::vector<QuantizedTensor> quantize_job(const Checkpoint& ck, const std::vector<SiteBatch>& job,
-                                          const std::vector<at::Tensor>& stacks) {
+                                          const std::vector<at::Tensor>& stacks, SourceConversionCounts* counts) {
   try {
-    return quantize_stacks(job, stacks);
+    return quantize_stacks(job, stacks, &ck, counts);
   } catch (...) {
     std::exception_ptr why = std::current_exception();
     const Site* culprit = job.size() == 1 && job[0].sites.size() == 1 ? job[0].sites[0]->site : failing_site(job, stacks, &why);

@@ -42,9 +42,15 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
 // gate/up pair's shared amax, and the rule's weight calibrator (max, or the MSE search of
 // mse_search.h: FP8 pairs search one amax over their joint error; NVFP4 searches block
 // scales under the shared global scale).
+// A job of MXFP4-source experts quantized to NVFP4 (max calibrator) converts exactly where
+// the scales allow (quant/mxfp4_to_nvfp4.h); *counts, when given, adds its blocks converted
+// exactly / re-quantized.
+struct SourceConversionCounts {
+  int64_t mxfp4_exact_blocks = 0, mxfp4_requantized_blocks = 0;
+};
 // An error names the site (quant/site_errors.h): when the job's one call fails, each of
 // its sites is quantized alone to find the one that fails by itself.
 std::vector<QuantizedTensor> quantize_job(const Checkpoint& ck, const std::vector<SiteBatch>& job,
-                                          const std::vector<at::Tensor>& stacks);
+                                          const std::vector<at::Tensor>& stacks, SourceConversionCounts* counts = nullptr);
 
 }  // namespace moeq

@@ -1,5 +1,7 @@
 #include "quant/export_layout.h"
 
+#include <set>
+
 #include "export/tensor_sink.h"
 #include "formats/part_specs.h"
 #include "io/aten_view.h"
@@ -8,12 +10,19 @@ namespace moeq {
 
 ExportOrder export_order(const Checkpoint& ck, const Plan& plan) {
   std::map<std::string, bool> quantized;  // stored tensor -> holds a quantized site
-  for (const auto& sp : plan.sites) quantized[sp.site->view.tensor] = quantized[sp.site->view.tensor] || sp.quantize;
+  std::set<std::string> decoded;          // quantized sources' codes and scales: never copied through
+  for (const auto& sp : plan.sites) {
+    quantized[sp.site->view.tensor] = quantized[sp.site->view.tensor] || sp.quantize;
+    if (sp.site->view.source != SourceFormat::Plain) decoded.insert({sp.site->view.tensor, sp.site->view.scale});
+  }
   ExportOrder o;
   for (const auto& name : ck.names())
-    if (!quantized[name]) o.copy_through.push_back(name);
+    if (!quantized[name] && !decoded.count(name)) o.copy_through.push_back(name);
+  // Unquantized sites of partly quantized fused stacks, and of quantized sources (written
+  // decoded, bf16: `source fp8-block -> bf16` in the report).
   for (const auto& sp : plan.sites)
-    if (!sp.quantize && sp.site->fused && quantized[sp.site->view.tensor]) o.split_sites.push_back(&sp);
+    if (!sp.quantize && ((sp.site->fused && quantized[sp.site->view.tensor]) || sp.site->view.source != SourceFormat::Plain))
+      o.split_sites.push_back(&sp);
   o.jobs = plan_jobs(plan);
   return o;
 }
@@ -43,14 +52,13 @@ std::optional<std::vector<TensorSpec>> plan_export_layout(const Checkpoint& ck, 
   }
   const auto meta = [](at::ScalarType t) { return at::TensorOptions().dtype(t).device(at::kMeta); };
   for (const SitePlan* sp : order.split_sites) {
-    const at::Tensor w = site_weight(ck, *sp->site);
-    rec.add(sp->site->module + ".weight", at::empty(w.sizes(), meta(w.scalar_type())));
+    const Site& s = *sp->site;
+    rec.add(s.module + ".weight", at::empty({s.view.rows, s.view.cols}, meta(site_dtype(ck, s))));
   }
   for (const auto& job : order.jobs)
     for (const SiteBatch& b : job) {
       const SitePlan& first = *b.sites[0];
-      const at::Tensor w = site_weight(ck, *first.site);
-      std::vector<int64_t> shape = w.sizes().vec();
+      std::vector<int64_t> shape = {first.site->view.rows, first.site->view.cols};
       if (b.sites.size() > 1) shape.insert(shape.begin(), static_cast<int64_t>(b.sites.size()));
       const auto parts = part_specs(first.format, shape, first.params);
       if (!parts) {
@@ -60,7 +68,7 @@ std::optional<std::vector<TensorSpec>> plan_export_layout(const Checkpoint& ck, 
       QuantizedTensor q;
       q.format = first.format;
       q.shape = shape;
-      q.orig_dtype = w.scalar_type();
+      q.orig_dtype = site_dtype(ck, *first.site);
       q.params = first.params;
       for (const auto& [name, spec] : *parts) q.parts[name] = at::empty(spec.shape, meta(spec.dtype));
       for (size_t i = 0; i < b.sites.size(); ++i) writer.write(quantized_site(b, i, q, in_scales), rec);

@@ -215,6 +215,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
     }
   });
   double t_copy = 0;
+  SourceConversionCounts conversions;  // MXFP4 source -> NVFP4 blocks (this thread only)
   std::thread copier([&] {
     if (!sw.streaming()) return;
     try {
@@ -259,7 +260,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       std::vector<at::Tensor> stacks;
       for (auto& h : l->stacks) stacks.push_back(h.to(dev, /*non_blocking=*/true));
       l->stacks.clear();
-      Done d{l->job, quantize_job(*ck, job, stacks), {}};
+      Done d{l->job, quantize_job(*ck, job, stacks, &conversions), {}};
       for (size_t j = 0; j < job.size(); ++j) {
         const QuantFormat& fmt = format_by_name(job[j].sites[0]->format);
         d.deqs.push_back(dump ? fmt.dequantize(d.qs[j], at::kFloat).to(at::kCPU) : at::Tensor());
@@ -306,6 +307,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
       continue;
     fs::copy_file(e.path(), out.path() + "/" + f);
   }
+  report.mxfp4_exact_blocks = conversions.mxfp4_exact_blocks;
+  report.mxfp4_requantized_blocks = conversions.mxfp4_requantized_blocks;
+  if (conversions.mxfp4_exact_blocks + conversions.mxfp4_requantized_blocks > 0)
+    std::printf("mxfp4 -> nvfp4: %lld blocks of 32 converted exactly, %lld re-quantized (scale outside E4M3 under the "
+                "global scale)\n", (long long)conversions.mxfp4_exact_blocks, (long long)conversions.mxfp4_requantized_blocks);
   report.source_bytes = ck->total_bytes();
   report.export_bytes = sw.bytes_written();
   write_report(out.path(), report, plan, map, *ck);
