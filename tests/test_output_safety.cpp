@@ -72,7 +72,7 @@ TEST_CASE("quantize refuses -o that is, or lies inside, the source (also with --
   CHECK(listing(src) == before);
 }
 
-TEST_CASE("--overwrite replaces only moeq's own output, and only once the new one is complete") {
+TEST_CASE("output: --overwrite replaces only moeq's own output, and only once the new one is complete") {
   test::TempDir tmp;
   const std::string out = tmp.path + "/export";
   fs::create_directories(out);
