@@ -3,15 +3,16 @@
 #include "calib/calibrate.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "quant/hessian_file.h"
 
 namespace moeq::cli {
 
 int cmd_calibrate(const std::vector<std::string>& argv) {
-  Args args(argv, {"all-experts-stats", "channel-amax", "quiet"},
+  Args args(argv, {"all-experts-stats", "channel-amax", "quiet", "gptq-hessians"},
             {"data", "o", "out", "samples", "seq-len", "device", "chunk", "dtype"});
   const std::string usage =
       "moeq calibrate MODEL_DIR --data FILE -o CALIB.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda] "
-      "[--chunk 8] [--dtype bf16|f32] [--all-experts-stats] [--channel-amax]";
+      "[--chunk 8] [--dtype bf16|f32] [--all-experts-stats] [--channel-amax] [--gptq-hessians]";
   args.expect_positional(1, usage);
   CalibrateOptions o;
   o.model = args.positional()[0];
@@ -26,6 +27,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   o.all_experts_stats = args.flag("all-experts-stats");
   o.channel_amax = args.flag("channel-amax");
   o.progress = !args.flag("quiet");
+  if (args.flag("gptq-hessians")) o.hessians_out = hessian_path_for(o.out);  // CALIB.hessians.safetensors
   calibrate_model(o);
   return 0;
 }
