@@ -7,11 +7,13 @@
 #include "calib/coverage.h"
 #include "calib/dataset.h"
 #include "calib/forward.h"
+#include "calib/hessian_observer.h"
 #include "calib/stats_observer.h"
 #include "core/error.h"
 #include "core/format_util.h"
 #include "io/output_guard.h"
 #include "model/plugin.h"
+#include "quant/hessian_file.h"
 
 namespace moeq {
 namespace {
@@ -76,9 +78,11 @@ CalibData calibrate_with(MoeForward& fwd, const CalibrateOptions& opt, const Mod
                    static_cast<long long>(cfg.num_layers), s);
     };
   StatsObserver obs(fwd.sites(), so);
-  const ForwardStats st = fwd.run(ids, &obs, {});
+  HessianObserver hobs(&obs);
+  const ForwardStats st = fwd.run(ids, opt.hessians_out.empty() ? static_cast<ActivationObserver*>(&obs) : &hobs, {});
   CalibData d = obs.finish();
   d.model_fingerprint = model_fingerprint(cfg, ck);
+  if (!opt.hessians_out.empty()) hobs.write(opt.hessians_out, d.model_fingerprint);
   d.model_summary = model_summary(cfg, ck);
   d.model_dir = opt.model;
   d.data_description = data_description;
@@ -105,6 +109,7 @@ void calibrate_model(const CalibrateOptions& opt) {
                static_cast<long long>(tok.ids.size(1)), tok.description.c_str());
   const CalibData d = calibrate_ids(opt, tok.ids, tok.description);
   write_calib_file(opt.out, d);
+  if (!opt.hessians_out.empty()) std::printf("wrote %s: GPTQ Hessians of the routed experts\n", opt.hessians_out.c_str());
 
   std::printf("wrote %s: %zu sites, %zu MoE layers, %lld tokens in %.1f s (%.0f tokens/s) on %s, peak device memory %s\n",
               opt.out.c_str(), d.sites.size(), d.layers.size(), static_cast<long long>(d.tokens), d.seconds,

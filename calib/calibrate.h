@@ -19,6 +19,9 @@ struct CalibrateOptions {
   bool all_experts_stats = false; // ForwardOptions::all_experts_see_all_tokens
   bool channel_amax = false;      // per-input-channel amax too
   bool progress = true;           // one line per decoder layer on stderr
+  // Also accumulate the routed experts' GPTQ Hessians and write them to this file
+  // (quant/hessian_file.h); calibrate_model sets it from --gptq-hessians.
+  std::string hessians_out;
 };
 
 // The forward's options for a calibration run (device, compute dtype, chunk, all-experts mode).

@@ -3,15 +3,16 @@
 #include "calib/calibrate.h"
 #include "cli/commands.h"
 #include "cli/parser.h"
+#include "quant/hessian_file.h"
 
 namespace moeq::cli {
 
 int cmd_calibrate(const std::vector<std::string>& argv) {
   CalibrateOptions o;
-  bool quiet = false;
+  bool quiet = false, gptq_hessians = false;
   Command c("calibrate", "Run the native forward over calibration data; write every linear's input amax to calib.h5",
             "MODEL_DIR --data FILE -o CALIB.h5 [--samples 512] [--seq-len 512] [--device cpu|cuda] [--chunk 8] "
-            "[--dtype bf16|f32] [--all-experts-stats] [--channel-amax]",
+            "[--dtype bf16|f32] [--all-experts-stats] [--channel-amax] [--gptq-hessians]",
             "moeq calibrate demo/qwen3_moe_fused --data /work/shared/data/calib.jsonl --samples 64 -o calib.h5");
   c.positional("MODEL_DIR", o.model, "Hugging Face checkpoint directory (config.json + safetensors)");
   c.option("--data", o.data, "calibration data: .jsonl (text), .txt, .npy / .safetensors / .h5 ids", "the embedded default data");
@@ -25,8 +26,10 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   c.flag("--all-experts-stats", o.all_experts_stats, "every expert sees every token (statistics only; routing unchanged)");
   c.flag("--channel-amax", o.channel_amax, "also write per-input-channel amax");
   c.flag("--quiet", quiet, "no per-layer progress lines on stderr");
+  c.flag("--gptq-hessians", gptq_hessians, "also write per-expert GPTQ Hessians to CALIB.hessians.safetensors (recipes with calibrator: gptq)");
   if (!c.parse(argv)) return 0;
   o.progress = !quiet;
+  if (gptq_hessians) o.hessians_out = hessian_path_for(o.out);  // CALIB.hessians.safetensors
   calibrate_model(o);
   return 0;
 }

@@ -67,8 +67,8 @@ int cmd_compare(const std::vector<std::string>& argv) {
     std::printf("%-32s %10.2f MiB  %6.3f bits/weight  mean SQNR %7.2f dB", v.name.c_str(),
                 static_cast<double>(v.expected_bytes) / (1024.0 * 1024.0), v.bits_per_weight, headline_sqnr(v));
     if (v.output.measured)
-      std::printf("  KL %s  top-1 %6.2f%%  ppl %+.4f  activations: %s", kl_text(v.output.kl_mean).c_str(),
-                  100.0 * v.output.top1, v.output.ppl_delta, v.activations.c_str());
+      std::printf("  KL %s  top-1 %6.2f%%  ppl %.3f -> %.3f (%+.4f)  activations: %s", kl_text(v.output.kl_mean).c_str(),
+                  100.0 * v.output.top1, v.output.ppl_ref, v.output.ppl_quant, v.output.ppl_delta, v.activations.c_str());
     std::printf("\n");
   }
   if (pick.chosen >= 0) {

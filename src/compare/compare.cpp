@@ -20,6 +20,7 @@
 #include "model/expert_check.h"
 #include "model/plugin.h"
 #include "quant/batches.h"
+#include "quant/gptq_job.h"
 #include "quant/input_scales.h"
 #include "recipe/recipe.h"
 
@@ -336,6 +337,10 @@ CompareResult run_compare(const CompareOptions& opt) {
   const at::Tensor ids = eval_ids(opt, &info);  // before the weight pass: bad eval input fails fast
   std::vector<Plan> plans;
   for (const auto& r : recipes) plans.push_back(make_plan(r, map.sites, false));
+  // GPTQ recipes: the experts' Hessians from the side file beside --calib (quant/gptq_job.h).
+  std::vector<std::shared_ptr<const HessianFile>> hessians;
+  for (auto& p : plans)
+    hessians.push_back(attach_hessians_for(p, opt.calib, plan_uses_gptq(p) ? model_fingerprint(cfg, *ck) : std::string()));
   // Activation scales from calibration, for this model only; also before the weight pass.
   std::vector<InputTransforms> inputs(plans.size());
   if (!opt.calib.empty()) {
@@ -358,8 +363,12 @@ CompareResult run_compare(const CompareOptions& opt) {
       transforms.push_back(plan_weight_transform(ck, plans[k], dev));
       variant_inputs.push_back(inputs[k]);
     }
+    if (hessians[k]) {
+      v.warnings.push_back("weights by GPTQ with the experts' Hessians from " + hessians[k]->path());
+      for (const auto& line : hessians[k]->fallbacks()) v.warnings.push_back("gptq fallback: " + line);
+    }
     if (inputs[k].sites == 0) {
-      if (!opt.calib.empty() && v.input_quant_sites == 0)
+      if (!opt.calib.empty() && v.input_quant_sites == 0 && !hessians[k])
         v.warnings.push_back("--calib " + opt.calib + ": the recipe quantizes no activations (no input_quant site)");
       res.variants.push_back(std::move(v));
       continue;

@@ -14,7 +14,7 @@ std::vector<std::unique_ptr<QuantFormat>>& registry() {
 
 QuantizedTensor QuantFormat::quantize_with_block_scales(const at::Tensor&, const FormatParams&, const at::Tensor&,
                                                         const at::Tensor&) const {
-  throw Error(name() + ": given block scales are not supported (only nvfp4 takes them)");
+  throw Error(name() + ": given block scales are not supported (only nvfp4, int4 and int8 take them)");
 }
 
 bool register_format(std::unique_ptr<QuantFormat> f) {

@@ -55,7 +55,8 @@ class QuantFormat {
   // Block scales chosen outside the format (the MSE search, src/quant/mse_search.h): NVFP4
   // takes its FP8 E4M3 block scale bytes (uint8 [.., out, in/16], each a positive finite
   // e4m3 value) and the per-tensor amax ([] or [E]) of its global scale, and quantizes every
-  // block with the given scale. Formats without such scales throw.
+  // block with the given scale. INT4/INT8 (symmetric) take their group scales (weight_scale's
+  // dtype and shape) and an undefined amax (GPTQ's fixed grid). Other formats throw.
   virtual QuantizedTensor quantize_with_block_scales(const at::Tensor& w, const FormatParams& p, const at::Tensor& amax,
                                                      const at::Tensor& block_scales) const;
   // Back to floating point, shape q.shape, on the device of q's parts.

@@ -197,6 +197,34 @@ class IntqFormat : public QuantFormat {
     return finish(w, p, packed, scale, zp_packed, was_2d);
   }
 
+  // Given symmetric group scales (weight_scale of a quantize of the same shape: dtype T,
+  // [.., out, in/group]), e.g. GPTQ's fixed grid: q = clamp(rint(rT(x / scale))), x in float32.
+  QuantizedTensor quantize_with_block_scales(const at::Tensor& w, const FormatParams& p, const at::Tensor& amax,
+                                             const at::Tensor& block_scales) const override {
+    if (amax.defined()) throw Error(name() + ": a given amax does not apply (pass only the group scales)");
+    if (!p.symmetric) throw Error(name() + ": given scales are supported for symmetric quantization only");
+    check_weight(w, name(), 0);
+    validate(w.sizes().vec(), p);
+    require_finite(w, name());
+    const bool was_2d = w.dim() == 2;
+    const int64_t group = group_of(p);
+    const at::Tensor w3 = to_3d(w).to(at::kFloat);
+    const int64_t E = w3.size(0), out = w3.size(1), in = w3.size(2), ng = in / group;
+    const at::Tensor sc = to_3d(block_scales);
+    if (sc.sizes() != at::IntArrayRef({E, out, ng}) || !sc.is_floating_point())
+      throw Error(name() + ": given scales must be floating point [" + std::to_string(E) + ", " + std::to_string(out) + ", " +
+                  std::to_string(ng) + "] for this weight");
+    if (!(at::isfinite(sc).all().item<bool>() && (sc > 0).all().item<bool>()))
+      throw Error(name() + ": given scales must be finite and positive");
+    const at::Tensor v = (w3.view({E, out, ng, group}) / sc.to(at::kFloat).unsqueeze(-1)).to(sc.scalar_type()).to(at::kFloat);
+    const at::Tensor q = v.round().clamp(kQmin, kQmax).to(at::kLong).add(kOff).view({E, out, in / kEpw, kEpw});
+    const at::Tensor shifts = at::arange(kEpw, q.options()) * Bits;
+    const at::Tensor packed = to_int32_bits(at::bitwise_left_shift(q, shifts).sum(-1));
+    QuantizedTensor r = finish(w, p, packed, sc.contiguous(), at::Tensor(), was_2d);
+    r.orig_dtype = sc.scalar_type();
+    return r;
+  }
+
   at::Tensor dequantize(const QuantizedTensor& q, at::ScalarType out) const override {
     const at::Tensor& packed = q.parts.at("weight_packed");
     const at::Tensor scale = q.parts.at("weight_scale").to(at::kFloat);

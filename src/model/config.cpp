@@ -68,6 +68,8 @@ void parse_layer_types(ModelConfig& c) {
   if (interval <= 0) throw Error(c.path + ": key 'full_attention_interval' should be positive, got " + std::to_string(interval));
   for (int64_t i = 0; i < c.num_layers; ++i)
     c.layer_types.push_back((i + 1) % interval ? "linear_attention" : "full_attention");
+}
+
 SourceQuantConfig parse_source_quant(const nlohmann::json& j, const std::string& path) {
   SourceQuantConfig q;
   auto qc = j.find("quantization_config");

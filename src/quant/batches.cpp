@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/aten_view.h"
 #include "model/fusion.h"
+#include "quant/gptq_job.h"
 #include "quant/mse_search.h"
 #include "quant/mxfp4_to_nvfp4.h"
 #include "quant/site_errors.h"
@@ -19,6 +20,12 @@ namespace {
 
 // Sites batch together only with the same calibrator (exact numbers, not describe()'s %g).
 std::string calibrator_key(const WeightCalibrator& c) {
+  if (c.is_gptq()) {
+    char g[160];
+    std::snprintf(g, sizeof g, "gptq:%lld:%.17g:%d:%lld", static_cast<long long>(c.gptq_block_size), c.gptq_dampening,
+                  c.gptq_act_order ? 1 : 0, static_cast<long long>(c.gptq_min_tokens));
+    return g;
+  }
   if (!c.is_mse()) return c.method;
   char b[160];
   std::snprintf(b, sizeof b, "mse:%.17g:%.17g:%.17g:%d", c.start_multiplier, c.stop_multiplier, c.step_size,
@@ -152,6 +159,7 @@ std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, 
       return out;
     }
   std::optional<at::Tensor> amax = shared_amax(job, stacks);
+  if (cal.is_gptq()) return gptq_quantize_job(job, stacks, amax);
   if (!cal.is_mse()) {
     for (size_t j = 0; j < job.size(); ++j) out.push_back(fmt.quantize(stacks[j], first.params, amax));
     return out;

@@ -30,6 +30,7 @@
 #include "quant/batches.h"
 #include "quant/dry_run.h"
 #include "quant/export_layout.h"
+#include "quant/gptq_job.h"
 #include "quant/input_scales.h"
 #include "quant/site_errors.h"
 #include "recipe/recipe.h"
@@ -60,7 +61,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   require_routed_experts(map, cfg, opt.model, plugin.family, *ck);
   Recipe recipe = load_recipe(opt.recipe);
   if (opt.weight_only) recipe.weight_only = true;
-  const Plan plan = make_plan(recipe, map.sites, opt.strict);
+  Plan plan = make_plan(recipe, map.sites, opt.strict);
   const ExportWriter& writer = writer_by_name(recipe.export_format);
 
   // Nothing silent: an expert left in bf16 needs a rule that says so.
@@ -88,11 +89,14 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   CalibData calib;
   std::map<std::string, InputScale> in_scales;
   std::vector<std::string> calib_warnings;
+  // GPTQ: the experts' Hessians from the side file beside calib.h5 (quant/gptq_job.h).
+  const std::shared_ptr<const HessianFile> hessians =
+      attach_hessians_for(plan, opt.calib, plan_uses_gptq(plan) ? model_fingerprint(cfg, *ck) : std::string());
   if (!opt.calib.empty()) {
     calib = read_calib_file(opt.calib);
     require_calib_matches(calib, opt.calib, cfg, *ck, opt.model);
     in_scales = input_scales(plan, calib, opt.calib);
-    if (in_scales.empty())
+    if (in_scales.empty() && !hessians)
       calib_warnings.push_back("--calib " + opt.calib + ": the recipe quantizes no activations (no input_quant site" +
                                std::string(recipe.weight_only ? ", weight-only" : "") + "), so the file is not used");
   }
@@ -312,6 +316,14 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   if (conversions.mxfp4_exact_blocks + conversions.mxfp4_requantized_blocks > 0)
     std::printf("mxfp4 -> nvfp4: %lld blocks of 32 converted exactly, %lld re-quantized (scale outside E4M3 under the "
                 "global scale)\n", (long long)conversions.mxfp4_exact_blocks, (long long)conversions.mxfp4_requantized_blocks);
+  if (hessians) {
+    const auto fb = hessians->fallbacks();
+    size_t gptq_sites = 0;
+    for (const auto& sp : plan.sites) gptq_sites += sp.quantize && sp.calibrator.is_gptq();
+    for (const auto& line : fb) report.warnings.push_back("gptq fallback: " + line);
+    std::printf("gptq: %zu expert sites with Hessians from %s; %zu kept plain rounding (report.md lists them)\n", gptq_sites,
+                hessians->path().c_str(), fb.size());
+  }
   report.source_bytes = ck->total_bytes();
   report.export_bytes = sw.bytes_written();
   write_report(out.path(), report, plan, map, *ck);

@@ -102,19 +102,35 @@ void parse_params(const Ctx& c, const YAML::Node& n, RecipeRule* r) {
 WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::string& where, bool modelopt) {
   WeightCalibrator w;
   if (n.IsMap()) {
-    std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep"};
+    std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep",
+                                     "block_size", "dampening", "act_order", "min_tokens"};
     if (modelopt) keys.insert(keys.end(), {"layerwise", "distributed_sync"});
     c.check_keys(n, keys, where);
-    if (!n["method"]) c.fail(n, where + " needs 'method' (max or mse)");
+    if (!n["method"]) c.fail(n, where + " needs 'method' (max, mse or gptq)");
   } else if (!n.IsScalar()) {
-    c.fail(n, where + " must be max, mse, or a mapping with 'method'");
+    c.fail(n, where + " must be max, mse, gptq, or a mapping with 'method'");
   }
   // (A YAML::Node assigned to another node overwrites it: no `method = n["method"]`.)
   const YAML::Node method = n.IsMap() ? n["method"] : n;
   w.method = c.get<std::string>(method, "method");
-  if (w.method != "max" && w.method != "mse")
-    c.fail(method, "unknown calibrator method '" + w.method + "' in " + where + " (known: max, mse)");
+  if (w.method != "max" && w.method != "mse" && !(w.method == "gptq" && !modelopt))
+    c.fail(method, "unknown calibrator method '" + w.method + "' in " + where + (modelopt ? " (known: max, mse)" : " (known: max, mse, gptq)"));
   if (!n.IsMap()) return w;
+  if (w.is_gptq()) {
+    for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep"})
+      if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method mse");
+    if (n["block_size"]) w.gptq_block_size = c.get<int64_t>(n["block_size"], "block_size");
+    if (n["dampening"]) w.gptq_dampening = c.get<double>(n["dampening"], "dampening");
+    if (n["act_order"]) w.gptq_act_order = c.get<bool>(n["act_order"], "act_order");
+    if (n["min_tokens"]) w.gptq_min_tokens = c.get<int64_t>(n["min_tokens"], "min_tokens");
+    if (w.gptq_block_size < 1) c.fail(n["block_size"], "'block_size' in " + where + " must be >= 1");
+    if (!(w.gptq_dampening > 0) || !std::isfinite(w.gptq_dampening))
+      c.fail(n["dampening"], "'dampening' in " + where + " must be a positive number (a fraction of the mean Hessian diagonal)");
+    if (w.gptq_min_tokens < 1) c.fail(n["min_tokens"], "'min_tokens' in " + where + " must be >= 1");
+    return w;
+  }
+  for (const char* k : {"block_size", "dampening", "act_order", "min_tokens"})
+    if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method gptq");
   auto number = [&](const char* k, double* out) {
     if (!n[k]) return;
     if (!w.is_mse()) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method mse");
@@ -262,6 +278,13 @@ int64_t WeightCalibrator::num_steps() const {
 }
 
 std::string WeightCalibrator::describe() const {
+  if (is_gptq()) {
+    char g[160];
+    std::snprintf(g, sizeof g, "gptq (block %lld, dampening %g, act_order %s, min_tokens %lld)",
+                  static_cast<long long>(gptq_block_size), gptq_dampening, gptq_act_order ? "true" : "false",
+                  static_cast<long long>(gptq_min_tokens));
+    return g;
+  }
   if (!is_mse()) return method;
   if (fp8_scale_sweep) return "mse (fp8 scale sweep)";
   char b[128];
@@ -271,6 +294,10 @@ std::string WeightCalibrator::describe() const {
 }
 
 std::string calibrator_misfit(const WeightCalibrator& c, const std::string& format) {
+  if (c.is_gptq())
+    return format == "nvfp4" || format == "int4" || format == "int8"
+               ? ""
+               : "moeq's GPTQ covers nvfp4 and int4/int8 (symmetric); use calibrator: max for this rule";
   if (!c.is_mse()) return "";
   if (c.fp8_scale_sweep)
     return format == "nvfp4" ? "" : "fp8_scale_sweep picks NVFP4 block scales among the FP8 E4M3 values; use mse without it (fp8) or max";

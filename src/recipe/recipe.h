@@ -5,6 +5,7 @@
 //
 // Protected roles (router, embeddings, lm_head, mtp, tower) are never quantized unless the rule that
 // decides a site names that role in its `roles:` list.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,18 +14,29 @@
 
 namespace moeq {
 
+class HessianFile;  // quant/hessian_file.h
+
 // How a rule's weight scales are chosen (docs/weight_calibration.md). `max` uses the
 // weights' abs-max; `mse` searches for the scales with the least squared weight error, as
 // NVIDIA Model Optimizer's `mse` algorithm: candidate amax = max amax x linspace(start,
 // stop, num_steps()) (per tensor: per expert of a stack; per row for FP8 channel scales;
 // per 16-element block for NVFP4, whose global scale stays the max), or with
 // fp8_scale_sweep every NVFP4 block scale tried among the 126 positive finite FP8 E4M3 values.
+// `gptq` (routed experts; docs/gptq.md) quantizes with the format's max scales and GPTQ's
+// error feedback through per-expert Hessians from calibration (moeq calibrate --gptq-hessians).
 struct WeightCalibrator {
-  std::string method = "max";  // max | mse
+  std::string method = "max";  // max | mse | gptq
   double start_multiplier = 0.25, stop_multiplier = 4.0, step_size = 0.1;
   bool fp8_scale_sweep = false;
+  int64_t gptq_block_size = 128;   // columns per GPTQ block
+  double gptq_dampening = 0.01;    // fraction of the mean Hessian diagonal added to it
+  bool gptq_act_order = false;     // columns by descending Hessian diagonal
+  int64_t gptq_min_tokens = 64;    // experts with fewer routed calibration tokens keep max (reported)
+  // The Hessians (attached after planning from the --calib file's side file; null before).
+  std::shared_ptr<const HessianFile> hessians;
   std::string note;            // why a ModelOpt-style `algorithm: mse` left this rule at max
   bool is_mse() const { return method == "mse"; }
+  bool is_gptq() const { return method == "gptq"; }
   // ceil((stop - start) / step) + 1, in double as ModelOpt computes it (defaults: 39).
   int64_t num_steps() const;
   // "max", "mse (amax x 0.25..4, 39 steps)", "mse (fp8 scale sweep)"; also the batch key.
