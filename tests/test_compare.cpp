@@ -165,10 +165,12 @@ TEST_CASE("compare: expected size is what moeq quantize writes, and follows bits
     for (const auto& s : v.sites) bits += s.bits_per_weight * s.rows * s.cols, stored += 2 * s.rows * s.cols;
     CHECK(v.expected_bytes == v.source_bytes - stored + static_cast<uint64_t>(std::ceil(bits / 8)));
   }
-  // The ModelOpt export of the same plan holds exactly the expected tensor bytes.
+  // The export of the same plan holds exactly the expected tensor bytes (ModelOpt for NVFP4;
+  // FP8 weight-only has no ModelOpt layout, so compressed-tensors).
   for (const std::string f : {"fp8", "nvfp4"}) {
     const std::string recipe = d.tmp.path + "/" + f + ".yaml";
-    test::write_file(recipe, "recipe: all_" + f + "\nexport: modelopt\nweight_only: true\nrules:\n  - sites: \"*\"\n    format: " + f + "\n");
+    const std::string layout = f == "fp8" ? "compressed-tensors" : "modelopt";
+    test::write_file(recipe, "recipe: all_" + f + "\nexport: " + layout + "\nweight_only: true\nrules:\n  - sites: \"*\"\n    format: " + f + "\n");
     QuantizeOptions q;
     q.model = d.model;
     q.recipe = recipe;

@@ -152,7 +152,7 @@ TEST_CASE("compare --eval: the transform dequantizes exactly as moeq quantize ex
   const std::string model = test::tiny_dir() + "/qwen3_moe/model";
   test::TempDir t;
   test::write_file(t.path + "/r.yaml",
-                   "recipe: mix\nexport: modelopt\nweight_only: true\nrules:\n"
+                   "recipe: mix\nexport: compressed-tensors\nweight_only: true\nrules:\n"
                    "  - sites: \"*experts*\"\n    format: nvfp4\n  - sites: \"*attn*\"\n    format: fp8\n");
   QuantizeOptions qo;
   qo.model = model;

@@ -77,7 +77,11 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   try {
     for (const auto& sp : plan.sites)
       if (sp.quantize) writer.check(sp);
-    check_fused_consumer_plan(plan, plugin.family, writer.name());
+    if (recipe.consumer_checks)
+      check_fused_consumer_plan(plan, plugin.family, writer.name());
+    else
+      std::fprintf(stderr, "warning: %s: consumer_checks: false: the export is not checked against vLLM's loader "
+                   "(fusion groups, whole MoE layers, gpt-oss expert layout); it may not load there\n", opt.recipe.c_str());
   } catch (const Error& e) {
     throw Error(opt.recipe + ": " + e.what());
   }

@@ -346,7 +346,7 @@ Recipe parse_recipe_unguarded(const std::string& text, const std::string& path) 
     for (const auto& e : q["quant_cfg"]) r.rules.push_back(parse_modelopt_entry(c, e, ++i, algo));
     r.modelopt_style = true;
   } else {
-    c.check_keys(root, {"recipe", "name", "description", "export", "weight_only", "calibrator", "rules"}, "the recipe");
+    c.check_keys(root, {"recipe", "name", "description", "export", "weight_only", "consumer_checks", "calibrator", "rules"}, "the recipe");
     if (!root["rules"] || !root["rules"].IsSequence()) c.fail(root, "a recipe needs a 'rules' list");
     const WeightCalibrator dflt = root["calibrator"] ? parse_calibrator(c, root["calibrator"], "the recipe's calibrator", false)
                                                      : WeightCalibrator{};
@@ -361,6 +361,7 @@ Recipe parse_recipe_unguarded(const std::string& text, const std::string& path) 
   }
   if (root["description"]) r.description = c.get<std::string>(root["description"], "description");
   if (root["weight_only"]) r.weight_only = c.get<bool>(root["weight_only"], "weight_only");
+  if (root["consumer_checks"]) r.consumer_checks = c.get<bool>(root["consumer_checks"], "consumer_checks");
   if (root["export"]) {
     r.export_format = c.get<std::string>(root["export"], "export");
     if (r.export_format != "modelopt" && r.export_format != "compressed-tensors" && r.export_format != "bnb")

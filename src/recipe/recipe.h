@@ -65,6 +65,10 @@ struct Recipe {
   std::string export_format = "modelopt";  // modelopt | compressed-tensors | bnb
   bool weight_only = false;                // ignore input_quant (no calibration needed)
   bool modelopt_style = false;             // rules came from a ModelOpt quant_cfg (match <module>.weight_quantizer)
+  // false: skip the refusals of plans vLLM cannot load (split fusion groups, partial MoE layers,
+  // per-expert gpt-oss experts: export/fused_consumer_rules.h), for consumers other than vLLM;
+  // quantize says so on stderr.
+  bool consumer_checks = true;
   std::vector<RecipeRule> rules;
 };
 

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 
 FAMILIES = ["qwen3_moe", "olmoe"]
 RECIPES = {  # name -> (export, rule lines)
-    "fp8": ("modelopt", '  - sites: "*"\n    format: fp8\n'),
+    "fp8": ("compressed-tensors",  # ModelOpt FP8 is W8A8 only (docs/consumers.md)
+            '  - sites: "*"\n    format: fp8\n'),
     "nvfp4_experts": ("modelopt", '  - sites: "*experts*"\n    format: nvfp4\n'),
     "mxfp4": ("compressed-tensors", '  - sites: "*"\n    format: mxfp4\n'),
 }

@@ -19,7 +19,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_published_quantized  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RECIPES = ["nvfp4_experts_only", "fp8", "mxfp4_experts"]
+# fp8_experts_weight_only: FP8 weight-only is compressed-tensors (ModelOpt FP8 is W8A8 only).
+RECIPES = ["nvfp4_experts_only", "fp8_experts_weight_only", "mxfp4_experts"]
+
+
+def recipe_for(layout, recipe, out):
+    """The shipped recipe; for gpt-oss with `consumer_checks: false`, since vLLM loads no per-expert
+    gpt-oss export and quantize refuses one by default (export/fused_consumer_rules.h)."""
+    path = os.path.join(ROOT, "recipes", recipe + ".yaml")
+    if not layout.startswith("gpt_oss"):
+        return path
+    own = os.path.join(out, f"{layout}-{recipe}.yaml")
+    with open(path) as f, open(own, "w") as g:
+        g.write("consumer_checks: false\n" + f.read())
+    return own
 SOURCE = {"deepseek_v3_fp8": "fp8-block", "qwen3_moe_fp8": "fp8-block", "gpt_oss_mxfp4": "mxfp4"}
 
 
@@ -124,7 +137,7 @@ def main():
         for recipe in RECIPES:
             o = os.path.join(out, f"{layout}-{recipe}")
             dump = o + "-dequant"
-            run([moeq, "quantize", d, "--recipe", os.path.join(ROOT, "recipes", recipe + ".yaml"), "-o", o,
+            run([moeq, "quantize", d, "--recipe", recipe_for(layout, recipe, out), "-o", o,
                  "--weight-only", "--dump-dequant", dump])
             if layout == "gpt_oss_mxfp4" and recipe == "nvfp4_experts_only":
                 failures += exact_conversion_problems(d, dump)

@@ -163,15 +163,15 @@ TEST_CASE("gptq: recipe keys") {
   const WeightCalibrator d = parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: int4\n    calibrator: gptq\n", "t.yaml")
                                  .rules[0].calibrator;
   CHECK(d.describe() == "gptq (block 128, dampening 0.01, act_order false, min_tokens 64)");
-  REQUIRE_ERROR_MENTIONS(parse_recipe("recipe: t\nrules:\n  - format: mxfp4\n    calibrator: gptq\n", "t.yaml"), "t.yaml",
+  REQUIRE_ERROR_MENTIONS(parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: mxfp4\n    calibrator: gptq\n", "t.yaml"), "t.yaml",
                          "gptq", "mxfp4");
   REQUIRE_ERROR_MENTIONS(
-      parse_recipe("recipe: t\nrules:\n  - format: nvfp4\n    calibrator: {method: gptq, dampening: 0}\n", "t.yaml"), "t.yaml",
+      parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: gptq, dampening: 0}\n", "t.yaml"), "t.yaml",
       "dampening");
   REQUIRE_ERROR_MENTIONS(
-      parse_recipe("recipe: t\nrules:\n  - format: nvfp4\n    calibrator: {method: gptq, step_size: 0.1}\n", "t.yaml"),
+      parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: gptq, step_size: 0.1}\n", "t.yaml"),
       "step_size", "mse");
   REQUIRE_ERROR_MENTIONS(
-      parse_recipe("recipe: t\nrules:\n  - format: nvfp4\n    calibrator: {method: mse, act_order: true}\n", "t.yaml"),
+      parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: mse, act_order: true}\n", "t.yaml"),
       "act_order", "gptq");
 }
