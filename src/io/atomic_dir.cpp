@@ -73,7 +73,12 @@ void AtomicDir::lock() {
       const int e = errno;
       ::close(fd);
       if (e != EWOULDBLOCK) throw Error(lock_path_ + ": cannot lock: " + std::strerror(e));
-      const std::string holder = first_line(read_small(lock_path_));
+      // The holder writes its pid just after taking the lock: give it a moment before "unknown".
+      std::string holder = first_line(read_small(lock_path_));
+      for (int i = 0; i < 20 && holder.empty(); ++i) {
+        ::usleep(10000);
+        holder = first_line(read_small(lock_path_));
+      }
       throw Error(final_ + ": another moeq run (" + (holder.empty() ? "pid unknown" : holder) +
                   ") is writing this output (lock " + lock_path_ + "); wait for it to finish or choose another output");
     }

@@ -85,8 +85,9 @@ fi
 # --- concurrent writers: the second fails naming the holder's pid
 "$MOEQ" quantize "$SRC" -o "$WORK/conc" --recipe "$RECIPE" --weight-only >/dev/null 2>&1 &
 holder=$!
-for _ in $(seq 2000); do [ -f "$WORK/conc.lock" ] && break; kill -0 $holder 2>/dev/null || break; sleep 0.005; done
-if kill -STOP $holder 2>/dev/null && [ -f "$WORK/conc.lock" ]; then
+# -s: the holder has written its pid (it creates the file first, then locks and writes)
+for _ in $(seq 2000); do [ -s "$WORK/conc.lock" ] && break; kill -0 $holder 2>/dev/null || break; sleep 0.005; done
+if kill -STOP $holder 2>/dev/null && [ -s "$WORK/conc.lock" ]; then
   expect concurrent_writer 1 "another moeq run \(pid $holder\) is writing this output" "$SRC" -- quantize "$SRC" -o "$WORK/conc"
   kill -CONT $holder
   if wait $holder && [ -f "$WORK/conc/.moeq-export" ] && no_leftovers "$WORK/conc"; then pass concurrent_holder_completes
