@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench/bench_timing.h"
 #include "cli/parser.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -20,20 +21,6 @@
 namespace moeq::cli {
 namespace {
 
-double median_seconds(const std::function<void()>& fn, bool cuda, int iters) {
-  fn();  // warm-up (allocator, module load)
-  if (cuda) cuda_synchronize();
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    if (cuda) cuda_synchronize();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 bool same_parts(const QuantizedTensor& a, const QuantizedTensor& b) {
   if (a.parts.size() != b.parts.size()) return false;
   for (const auto& [k, v] : a.parts) {
@@ -42,26 +29,6 @@ bool same_parts(const QuantizedTensor& a, const QuantizedTensor& b) {
     if (!at::equal(v.contiguous().view(at::kByte), it->second.contiguous().view(at::kByte))) return false;
   }
   return true;
-}
-
-std::vector<int64_t> parse_shape(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) {
-    size_t used = 0;
-    long long n = 0;
-    try {
-      n = std::stoll(tok, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (tok.empty() || used != tok.size() || n < 1) used = 0;
-    if (used == 0) throw UsageError("--shape wants E,out,in (e.g. 128,1408,2816), got '" + s + "'");
-    out.push_back(n);
-  }
-  if (out.size() != 3) throw UsageError("--shape wants E,out,in (e.g. 128,1408,2816), got '" + s + "'");
-  return out;
 }
 
 }  // namespace

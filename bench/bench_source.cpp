@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench/bench_timing.h"
 #include "cli/parser.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -23,29 +24,6 @@
 
 namespace moeq::cli {
 namespace {
-
-double median_s(const std::function<void()>& fn, bool cuda, int iters) {
-  fn();
-  if (cuda) cuda_synchronize();
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    if (cuda) cuda_synchronize();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-std::vector<int64_t> shape_arg(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) out.push_back(std::stoll(tok));
-  if (out.size() != 3) throw Error("--shape wants E,out,in (e.g. 256,2048,7168)");
-  return out;
-}
 
 double bytes_of(const QuantizedTensor& q) {
   double b = 0;
@@ -70,7 +48,7 @@ int bench_source(const std::vector<std::string>& argv) {
   if (!c.parse(argv)) return 0;
   const bool cuda = device == "cuda";
   if (cuda && !at::hasCUDA()) throw Error("--device cuda: no CUDA device");
-  const auto shape = shape_arg(shape_text.empty() ? (cuda ? "256,2048,7168" : "8,2048,7168") : shape_text);
+  const auto shape = parse_shape(shape_text.empty() ? (cuda ? "256,2048,7168" : "8,2048,7168") : shape_text);
   if (iters == 0) iters = cuda ? 10 : 2;
   const int64_t E = shape[0], R = shape[1], C = shape[2];
   const at::Device dev = cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
@@ -103,14 +81,14 @@ int bench_source(const std::vector<std::string>& argv) {
   double copy_gbs = 0;
   if (cuda) {
     at::Tensor a = at::empty({E, R, C}, opt.dtype(at::kBFloat16)), b = at::empty_like(a);
-    copy_gbs = 2 * bf16_bytes / median_s([&] { b.copy_(a); }, true, iters) / 1e9;
+    copy_gbs = 2 * bf16_bytes / median_seconds([&] { b.copy_(a); }, true, iters) / 1e9;
   }
   at::Tensor w;
-  const double t_dec = median_s([&] { w = decode(); }, cuda, iters);
+  const double t_dec = median_seconds([&] { w = decode(); }, cuda, iters);
   const QuantFormat& nv = format_by_name("nvfp4");
   QuantizedTensor q;
-  const double t_q = median_s([&] { q = nv.quantize(w, FormatParams{}); }, cuda, iters);
-  const double t_both = median_s([&] { q = nv.quantize(decode(), FormatParams{}); }, cuda, iters);
+  const double t_q = median_seconds([&] { q = nv.quantize(w, FormatParams{}); }, cuda, iters);
+  const double t_both = median_seconds([&] { q = nv.quantize(decode(), FormatParams{}); }, cuda, iters);
   const double out_bytes = bytes_of(q);
   const double dec_gbs = (src_bytes + bf16_bytes) / t_dec / 1e9;
   const double q_gbs = (bf16_bytes + out_bytes) / t_q / 1e9;
