@@ -100,6 +100,24 @@ def write(out, name, cfg, t, shards, facts, side_folders=False, index=True):
         json.dump(facts, f, indent=2)
 
 
+def sigmoid_moe_mlp(t, m, dense, dense_i):
+    """GLM-4.5's and DeepSeek-V3's MLP: a dense MLP in the leading layers, else a sigmoid router
+    (gate.weight + F32 e_score_correction_bias), per-expert experts and one shared expert."""
+    if dense:
+        t.lin(m + "gate_proj.weight", dense_i, H)
+        t.lin(m + "up_proj.weight", dense_i, H)
+        t.lin(m + "down_proj.weight", H, dense_i)
+        return
+    t.lin(m + "gate.weight", E, H)
+    t.lin(m + "gate.e_score_correction_bias", E, dtype=F32)
+    for e in range(E):
+        t.lin(f"{m}experts.{e}.gate_proj.weight", I, H)
+        t.lin(f"{m}experts.{e}.up_proj.weight", I, H)
+        t.lin(f"{m}experts.{e}.down_proj.weight", H, I)
+    for proj, shape in (("gate_proj", (I, H)), ("up_proj", (I, H)), ("down_proj", (H, I))):
+        t.lin(f"{m}shared_experts.{proj}.weight", *shape)
+
+
 # ---- GLM-4.5 / GLM-4.5-Air -------------------------------------------------------------
 # Names and dtypes: zai-org/GLM-4.5-Air and zai-org/GLM-4.5 model.safetensors.index.json and
 # shard headers as published (model.layers.46.* / model.layers.92.* is the MTP layer:
@@ -118,20 +136,7 @@ def glm_layer(t, p, dense, qk_norm, nh=4, kvh=2, hd=32, dense_i=256):
     if qk_norm:
         t.ones(a + "q_norm.weight", hd)
         t.ones(a + "k_norm.weight", hd)
-    m = p + "mlp."
-    if dense:
-        t.lin(m + "gate_proj.weight", dense_i, H)
-        t.lin(m + "up_proj.weight", dense_i, H)
-        t.lin(m + "down_proj.weight", H, dense_i)
-        return
-    t.lin(m + "gate.weight", E, H)
-    t.lin(m + "gate.e_score_correction_bias", E, dtype=F32)
-    for e in range(E):
-        t.lin(f"{m}experts.{e}.gate_proj.weight", I, H)
-        t.lin(f"{m}experts.{e}.up_proj.weight", I, H)
-        t.lin(f"{m}experts.{e}.down_proj.weight", H, I)
-    for proj, shape in (("gate_proj", (I, H)), ("up_proj", (I, H)), ("down_proj", (H, I))):
-        t.lin(f"{m}shared_experts.{proj}.weight", *shape)
+    sigmoid_moe_mlp(t, p + "mlp.", dense, dense_i)
 
 
 def nextn_extras(t, p, embed):
@@ -202,20 +207,7 @@ def deepseek_layer(t, p, dense, nh=4, qlr=128, kvlr=128, nope=32, rope=16, vd=32
     t.ones(a + "kv_a_layernorm.weight", kvlr)
     t.lin(a + "kv_b_proj.weight", nh * (nope + vd), kvlr)
     t.lin(a + "o_proj.weight", H, nh * vd)
-    m = p + "mlp."
-    if dense:
-        t.lin(m + "gate_proj.weight", dense_i, H)
-        t.lin(m + "up_proj.weight", dense_i, H)
-        t.lin(m + "down_proj.weight", H, dense_i)
-        return
-    t.lin(m + "gate.weight", E, H)
-    t.lin(m + "gate.e_score_correction_bias", E, dtype=F32)
-    for e in range(E):
-        t.lin(f"{m}experts.{e}.gate_proj.weight", I, H)
-        t.lin(f"{m}experts.{e}.up_proj.weight", I, H)
-        t.lin(f"{m}experts.{e}.down_proj.weight", H, I)
-    for proj, shape in (("gate_proj", (I, H)), ("up_proj", (I, H)), ("down_proj", (H, I))):
-        t.lin(f"{m}shared_experts.{proj}.weight", *shape)
+    sigmoid_moe_mlp(t, p + "mlp.", dense, dense_i)
 
 
 def deepseek_v3(out):
