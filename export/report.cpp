@@ -9,6 +9,7 @@
 #include "calib/coverage.h"
 #include "core/format_util.h"
 #include "io/text_file.h"
+#include "model/site_bytes.h"
 
 namespace moeq {
 namespace {
@@ -82,14 +83,7 @@ void write_report(const std::string& dir, const ReportData& d, const Plan& plan,
     const Site& s = *sp.site;
     const uint64_t n = static_cast<uint64_t>(s.view.rows * s.view.cols);
     const SourceFormat src = s.view.source;
-    // Stored bytes: FP8 block 1 byte + its scale share; MXFP4 half a byte + 1 per 32.
-    const auto cdiv = [](int64_t x, int64_t y) { return static_cast<uint64_t>((x + y - 1) / std::max<int64_t>(1, y)); };
-    const uint64_t before =
-        src == SourceFormat::Mxfp4 ? n / 2 + n / 32
-        : src == SourceFormat::Fp8Block
-            ? n + cdiv(s.view.rows, s.view.block_rows) * cdiv(s.view.cols, s.view.block_cols) *
-                      dtype_size(ck.info(s.view.scale).dtype)
-            : n * dtype_size(ck.info(s.view.tensor).dtype);
+    const uint64_t before = stored_bytes(ck, s);
     auto it = d.bytes_after.find(s.name);
     const uint64_t after = it != d.bytes_after.end() ? it->second : before;
     auto& r = roles[role_name(s.role)];

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/format_util.h"
 #include "io/checkpoint.h"
+#include "model/site_bytes.h"
 #include "model/config.h"
 #include "model/plugin.h"
 
@@ -72,14 +73,11 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     auto& r = roles[s.role];
     r.sites++;
     r.params += s.view.rows * s.view.cols;
-    r.bytes += static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ckpt->info(s.view.tensor).dtype);
+    r.bytes += stored_bytes(*ckpt, s);  // scales of a quantized source included
     r.sources.insert(source_text(*ckpt, s));
     site_tensors.insert(s.view.tensor);
   }
-  for (const auto& a : map.source_scales) {  // counted with the weights they scale
-    roles[a.role].bytes += ckpt->info(a.tensor).nbytes();
-    site_tensors.insert(a.tensor);
-  }
+  for (const auto& a : map.source_scales) site_tensors.insert(a.tensor);  // counted with their weights
   for (const auto& a : map.aux) {
     auto& r = roles[a.role];
     r.aux++;

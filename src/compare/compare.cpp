@@ -23,6 +23,7 @@
 #include "quant/gptq_job.h"
 #include "quant/input_scales.h"
 #include "recipe/recipe.h"
+#include "model/site_bytes.h"
 
 namespace moeq {
 namespace {
@@ -86,7 +87,7 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
   std::map<const Site*, SiteError> by_site;
   uint64_t total = 0;
   auto stored = [&](const Site& s) {
-    return static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
+    return stored_bytes(ck, s);
   };
   for (const auto& sp : plan.sites)
     if (sp.quantize) total += stored(*sp.site);
@@ -180,7 +181,7 @@ Variant evaluate(const Recipe& recipe, const Plan& plan, const SiteMap& map, con
     if (!sp.quantize) continue;
     const Site& s = *sp.site;
     const int64_t n = s.view.rows * s.view.cols;
-    stored_q += static_cast<uint64_t>(n) * dtype_size(ck.info(s.view.tensor).dtype);
+    stored_q += stored_bytes(ck, s);
     v.quantized_weights += n;
   }
   for (const auto& e : v.sites) bits_q += e.bits_per_weight * static_cast<double>(e.rows * e.cols);

@@ -5,6 +5,7 @@
 
 #include "core/format_util.h"
 #include "formats/format.h"
+#include "model/site_bytes.h"
 
 namespace moeq {
 
@@ -15,7 +16,7 @@ PlanTotals print_plan(FILE* to, const Plan& plan, const Checkpoint& ck, const st
   for (const SitePlan& sp : plan.sites) {
     const Site& s = *sp.site;
     const uint64_t weights = static_cast<uint64_t>(s.view.rows * s.view.cols);
-    const uint64_t before = weights * dtype_size(ck.info(s.view.tensor).dtype);
+    const uint64_t before = stored_bytes(ck, s);
     uint64_t after = before;
     std::string what;
     if (sp.quantize) {

@@ -35,6 +35,7 @@
 #include "quant/site_errors.h"
 #include "recipe/recipe.h"
 #include "io/text_file.h"
+#include "model/site_bytes.h"
 
 namespace fs = std::filesystem;
 
@@ -42,7 +43,7 @@ namespace moeq {
 namespace {
 
 uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
-  return static_cast<uint64_t>(s.view.rows * s.view.cols) * dtype_size(ck.info(s.view.tensor).dtype);
+  return stored_bytes(ck, s);
 }
 
 }  // namespace

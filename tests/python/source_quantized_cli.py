@@ -134,6 +134,10 @@ def main():
         j = json.loads(run([moeq, "inspect", d, "--json", "--summary"]).split("\nwarning")[0])
         if fmt not in j["roles"]["experts"]["source"]:
             failures.append(f"{layout}: inspect --json roles.experts.source = {j['roles']['experts']['source']}")
+        # Bytes per role as stored (MXFP4: half a byte per weight + its scales), summing to the files' tensor bytes.
+        role_bytes = sum(r["bytes"] for r in j["roles"].values())
+        if role_bytes != j["total_bytes"]:
+            failures.append(f"{layout}: inspect's roles hold {role_bytes} bytes, the checkpoint's tensors {j['total_bytes']}")
         for recipe in RECIPES:
             o = os.path.join(out, f"{layout}-{recipe}")
             dump = o + "-dequant"

@@ -18,6 +18,7 @@ import torch
 from bitsandbytes.functional import QuantState
 from safetensors import safe_open
 
+from .cpu_kernels import pin_portable_cpu_kernels
 from .packed import PackedExpertWeight, PartMeta
 
 QS_PREFIX = "quant_state.bitsandbytes__"
@@ -203,7 +204,12 @@ def load_bnb_export(path, device="cpu", dtype=None, **from_pretrained_kwargs):
                           f"{bad['unexpected_keys'][:4]}, sizes mismatched {bad['mismatched_keys'][:4]} beyond the 4-bit experts")
     model.set_experts_implementation("eager")
     model.eval()
+    on_cpu = any(p.device.type == "cpu" for p in model.parameters())
+    cpu_note = pin_portable_cpu_kernels(model) if on_cpu else None
+    if cpu_note:
+        print(cpu_note)
     model.moeq_loader = {"packed_experts_modules": [modules[l][0] for l in sorted(by_layer)],
                          "expert_tensors_read": len(expert_keys),
-                         "float_experts_modules": [modules[l][0] for l in sorted(set(modules) - set(by_layer))]}
+                         "float_experts_modules": [modules[l][0] for l in sorted(set(modules) - set(by_layer))],
+                         "cpu_kernels": cpu_note or "bitsandbytes' CPU kernels as chosen (none host-dependent here)"}
     return model
