@@ -7,8 +7,8 @@
 
 #include "calib/calibrate.h"
 #include "calib/dataset.h"
-#include "cli/parser.h"
-#include "cli/commands.h"
+#include "app/cli/parser.h"
+#include "app/cli/commands.h"
 
 namespace moeq::cli {
 

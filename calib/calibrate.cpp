@@ -13,7 +13,7 @@
 #include "core/format_util.h"
 #include "io/output_guard.h"
 #include "model/plugin.h"
-#include "quant/hessian_file.h"
+#include "calib/hessian_file.h"
 
 namespace moeq {
 namespace {

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "export/verify_layout.h"
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/plugin.h"
 
