@@ -12,14 +12,9 @@
 
 #include "io/checkpoint.h"
 #include "recipe/recipe.h"
+#include "recipe/site_batch.h"
 
 namespace moeq {
-
-// Sites quantized in one call: an expert stack, or a batch of one.
-struct SiteBatch {
-  std::vector<const SitePlan*> sites;
-  std::string key;
-};
 
 // The quantized sites of a plan as jobs in plan order: each job is one batch, or the batches
 // of one fusion group (same layer, experts, format and calibrator) whose per-tensor scale is

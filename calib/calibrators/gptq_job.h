@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "app/run/batches.h"
+#include "recipe/site_batch.h"
 #include "calib/hessian_file.h"
 #include "recipe/recipe.h"
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
-#include "app/run/batches.h"
+#include "recipe/site_batch.h"
 
 namespace moeq {
 
@@ -25,7 +25,7 @@ struct Mxfp4ToNvfp4 {
   int64_t requantized_blocks = 0;        // blocks whose scale did not fit, quantized again
 };
 
-// The conversion for a job (app/run/batches.h) whose every site is an MXFP4 source quantized to
+// The conversion for a job (recipe/site_batch.h) whose every site is an MXFP4 source quantized to
 // NVFP4; nullopt for any other job. stacks: the job's decoded stacks (any device).
 std::optional<Mxfp4ToNvfp4> plan_mxfp4_to_nvfp4(const Checkpoint& ck, const std::vector<SiteBatch>& job,
                                                 const std::vector<at::Tensor>& stacks);
