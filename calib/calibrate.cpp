@@ -57,10 +57,9 @@ ForwardOptions forward_options(const CalibrateOptions& opt) {
 
 CalibData calibrate_ids(const CalibrateOptions& opt, const at::Tensor& ids, const std::string& data_description) {
   if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
-  const ModelConfig cfg = load_config(opt.model);
-  auto ck = Checkpoint::open(opt.model);
-  std::unique_ptr<MoeForward> fwd = make_forward(ck, cfg, forward_options(opt));
-  return calibrate_with(*fwd, opt, cfg, *ck, ids, data_description);
+  const Model model = open_model(opt.model);
+  std::unique_ptr<MoeForward> fwd = make_forward(model, forward_options(opt));
+  return calibrate_with(*fwd, opt, model.config, *model.checkpoint, ids, data_description);
 }
 
 CalibData calibrate_with(MoeForward& fwd, const CalibrateOptions& opt, const ModelConfig& cfg, const Checkpoint& ck,

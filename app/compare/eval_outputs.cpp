@@ -74,6 +74,12 @@ WeightTransform plan_weight_transform(std::shared_ptr<Checkpoint> ckpt, const Pl
 EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& cfg,
                             const std::vector<WeightTransform>& transforms, const EvalOptions& opt,
                             const std::vector<InputTransforms>& inputs) {
+  return evaluate_outputs(model_of(std::move(ckpt), cfg), transforms, opt, inputs);
+}
+
+EvalResult evaluate_outputs(const Model& model, const std::vector<WeightTransform>& transforms, const EvalOptions& opt,
+                            const std::vector<InputTransforms>& inputs) {
+  const ModelConfig& cfg = model.config;
   if (!inputs.empty() && inputs.size() != transforms.size())
     throw Error("compare --eval: " + std::to_string(inputs.size()) + " input transforms for " +
                 std::to_string(transforms.size()) + " weight transforms");
@@ -101,7 +107,7 @@ EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig&
       fo.weight_transform = nullptr;
       fo.input_transform = nullptr;
       fo.expert_input_transform = nullptr;
-      auto f = make_forward(ckpt, cfg, fo);
+      auto f = make_forward(model, fo);
       const ForwardStats st = f->run(ids, nullptr, [&](int64_t at_sample, const at::Tensor& logits) {
         if (!ref.defined()) ref = at::empty({g, S, logits.size(2)}, logits.options().device(at::kCPU).dtype(at::kFloat));
         ref.narrow(0, at_sample, logits.size(0)).copy_(logits);
@@ -112,7 +118,7 @@ EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig&
       fo.weight_transform = transforms[k];
       fo.input_transform = inputs.empty() ? nullptr : inputs[k].linear;
       fo.expert_input_transform = inputs.empty() ? nullptr : inputs[k].experts;
-      auto f = make_forward(ckpt, cfg, fo);
+      auto f = make_forward(model, fo);
       f->run(ids, nullptr, [&](int64_t at_sample, const at::Tensor& logits) {
         const int64_t n = logits.size(0);
         accumulate_output_error(ref.narrow(0, at_sample, n).to(logits.device()), logits, ids.narrow(0, at_sample, n),

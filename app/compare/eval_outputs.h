@@ -20,6 +20,7 @@
 #include "app/compare/output_error.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "recipe/recipe.h"
 
 namespace moeq {
@@ -52,6 +53,10 @@ struct EvalResult {
 // per transform, the input transforms of its forward (compare --calib: activation fake
 // quantization, app/compare/input_transform.h; unset functions leave the inputs alone). Throws
 // moeq::Error when the family has no native forward.
+// Every forward reuses the model's site map.
+EvalResult evaluate_outputs(const Model& model, const std::vector<WeightTransform>& transforms, const EvalOptions& opt,
+                            const std::vector<InputTransforms>& inputs = {});
+// The same for an open checkpoint and its config (its sites are mapped once).
 EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& cfg,
                             const std::vector<WeightTransform>& transforms, const EvalOptions& opt,
                             const std::vector<InputTransforms>& inputs = {});
