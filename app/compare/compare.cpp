@@ -17,9 +17,10 @@
 #include "formats/format.h"
 #include "io/checkpoint.h"
 #include "io/dtype.h"
-#include "model/expert_check.h"
+#include "model/model.h"
 #include "model/plugin.h"
 #include "app/run/batches.h"
+#include "app/run/stages.h"
 #include "calib/calibrators/gptq_job.h"
 #include "calib/calibrators/input_scales.h"
 #include "recipe/recipe.h"
@@ -297,12 +298,11 @@ at::Tensor eval_ids(const CompareOptions& opt, EvalInfo* info) {
 
 }  // namespace
 
-CompareResult run_compare(const CompareOptions& opt) {
-  if (opt.recipes.empty() && opt.formats.empty())
-    throw Error("nothing to compare: give --recipes R1.yaml R2.yaml ... and/or --formats nvfp4,fp8,...");
-  if (opt.device != "cpu" && opt.device != "cuda") throw Error("--device must be cpu or cuda, got '" + opt.device + "'");
-  if (opt.device == "cuda" && !at::hasCUDA()) throw Error("--device cuda: no CUDA device is available (use --device cpu)");
-  // Recipes first (all parsed before any work, so a typo fails fast), then formats.
+namespace {
+
+// Recipes first (all parsed before any work, so a typo fails fast), then formats; names made
+// unique ("#2", ...).
+std::vector<Recipe> compare_recipes(const CompareOptions& opt) {
   std::vector<Recipe> recipes;
   for (const auto& p : opt.recipes) recipes.push_back(load_recipe(p));
   for (const auto& f : opt.formats)
@@ -317,51 +317,54 @@ CompareResult run_compare(const CompareOptions& opt) {
     r.name = n;
     names.insert(n);
   }
+  return recipes;
+}
 
-  const ModelConfig cfg = load_config(opt.model);
-  const ArchPlugin& plugin = plugin_for(cfg);
-  auto ck = Checkpoint::open(opt.model);
-  const SiteMap map = map_sites(plugin, cfg, *ck);
-  require_routed_experts(map, cfg, opt.model, plugin.family, *ck);
+CompareResult result_header(const CompareOptions& opt, const Model& model) {
   CompareResult res;
   res.model = opt.model;
-  res.plugin = plugin.family;
+  res.plugin = model.plugin->family;
   res.device = opt.device;
-  for (const Site& s : map.sites) {
+  for (const Site& s : model.sites.sites) {
     if (s.role == Role::Mtp) continue;  // MTP layers sit past the trunk's layers
     res.layers = std::max(res.layers, s.layer + 1);
     if (s.role == Role::Expert) res.experts_per_layer = std::max(res.experts_per_layer, s.expert + 1);
   }
-  const at::Device dev = opt.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  EvalInfo info;
-  const at::Tensor ids = eval_ids(opt, &info);  // before the weight pass: bad eval input fails fast
-  std::vector<Plan> plans;
-  for (const auto& r : recipes) plans.push_back(make_plan(r, map.sites, false));
-  // GPTQ recipes: the experts' Hessians from the side file beside --calib (calib/calibrators/gptq_job.h).
-  std::vector<std::shared_ptr<const HessianFile>> hessians;
-  for (auto& p : plans)
-    hessians.push_back(attach_hessians_for(p, opt.calib, plan_uses_gptq(p) ? model_fingerprint(cfg, *ck) : std::string()));
-  // Activation scales from calibration, for this model only; also before the weight pass.
+  return res;
+}
+
+// Activation scales from calibration, for this model only; before the weight pass.
+std::vector<InputTransforms> calib_inputs(const CompareOptions& opt, const Model& model, const std::vector<Plan>& plans,
+                                          const at::Tensor& ids, EvalInfo& info) {
   std::vector<InputTransforms> inputs(plans.size());
-  if (!opt.calib.empty()) {
-    if (!ids.defined())
-      throw Error("--calib " + opt.calib + ": quantized activations show only in the output error; pass --eval DATA "
-                  "or --eval-ids IDS.safetensors too");
-    const CalibData calib = read_calib_file(opt.calib);
-    require_calib_matches(calib, opt.calib, cfg, *ck, opt.model);
-    for (size_t k = 0; k < plans.size(); ++k) inputs[k] = plan_input_transforms(plans[k], calib, opt.calib);
-    info.calib = opt.calib;
-  }
-  // Variants in recipe order; a recipe whose activations are quantized is followed by its
-  // weights-only twin (same weights, activations unquantized).
-  std::vector<WeightTransform> transforms;
-  std::vector<InputTransforms> variant_inputs;
+  if (opt.calib.empty()) return inputs;
+  if (!ids.defined())
+    throw Error("--calib " + opt.calib + ": quantized activations show only in the output error; pass --eval DATA "
+                "or --eval-ids IDS.safetensors too");
+  const CalibData calib = read_calib_for(opt.calib, model);
+  for (size_t k = 0; k < plans.size(); ++k) inputs[k] = plan_input_transforms(plans[k], calib, opt.calib);
+  info.calib = opt.calib;
+  return inputs;
+}
+
+// One forward pass per variant of the output error: its weight and input transforms.
+struct EvalPasses {
+  std::vector<WeightTransform> weights;
+  std::vector<InputTransforms> inputs;
+};
+
+// The variants in recipe order; a recipe whose activations are quantized is followed by its
+// weights-only twin (same weights, activations unquantized).
+EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std::vector<Recipe>& recipes,
+                        const std::vector<Plan>& plans, const std::vector<std::shared_ptr<const HessianFile>>& hessians,
+                        const std::vector<InputTransforms>& inputs, bool eval, const at::Device& dev, CompareResult& res) {
+  EvalPasses passes;
   const std::string calib_name = std::filesystem::path(opt.calib).filename().string();
   for (size_t k = 0; k < recipes.size(); ++k) {
-    Variant v = evaluate(recipes[k], plans[k], map, *ck, dev, opt);
-    if (ids.defined()) {
-      transforms.push_back(plan_weight_transform(ck, plans[k], dev));
-      variant_inputs.push_back(inputs[k]);
+    Variant v = evaluate(recipes[k], plans[k], model.sites, *model.checkpoint, dev, opt);
+    if (eval) {
+      passes.weights.push_back(plan_weight_transform(model.checkpoint, plans[k], dev));
+      passes.inputs.push_back(inputs[k]);
     }
     if (hessians[k]) {
       v.warnings.push_back("weights by GPTQ with the experts' Hessians from " + hessians[k]->path());
@@ -382,19 +385,22 @@ CompareResult run_compare(const CompareOptions& opt) {
     twin.warnings.clear();
     res.variants.push_back(std::move(v));
     res.variants.push_back(std::move(twin));
-    transforms.push_back(plan_weight_transform(ck, plans[k], dev));
-    variant_inputs.push_back(InputTransforms{});
+    passes.weights.push_back(plan_weight_transform(model.checkpoint, plans[k], dev));
+    passes.inputs.push_back(InputTransforms{});
   }
-  if (!ids.defined()) return res;
+  return passes;
+}
 
-  // Output error: every variant's fake-quantized model against the unquantized one.
+// Output error: every variant's fake-quantized model against the unquantized one.
+void measure_outputs(const CompareOptions& opt, const Model& model, const EvalPasses& passes, const at::Tensor& ids,
+                     const at::Device& dev, EvalInfo info, CompareResult& res) {
   EvalOptions eo;
   eo.ids = ids;
   eo.device = dev;
   eo.dtype = info.dtype == "float32" ? at::kFloat : at::kBFloat16;
   eo.chunk_samples = opt.eval_chunk_samples;
   eo.ref_budget_bytes = opt.eval_ref_mib << 20;
-  const EvalResult er = evaluate_outputs(ck, cfg, transforms, eo, variant_inputs);
+  const EvalResult er = evaluate_outputs(model, passes.weights, eo, passes.inputs);
   for (size_t k = 0; k < er.variants.size(); ++k) res.variants[k].output = er.variants[k];
   info.measured = true;
   info.samples = ids.size(0);
@@ -407,6 +413,28 @@ CompareResult run_compare(const CompareOptions& opt) {
   info.expert_gemm = er.expert_gemm;
   info.ppl_ref = er.variants.empty() ? 0 : er.variants[0].ppl_ref;
   res.eval = info;
+}
+
+}  // namespace
+
+CompareResult run_compare(const CompareOptions& opt) {
+  if (opt.recipes.empty() && opt.formats.empty())
+    throw Error("nothing to compare: give --recipes R1.yaml R2.yaml ... and/or --formats nvfp4,fp8,...");
+  const at::Device dev = checked_device(opt.device);
+  std::vector<Recipe> recipes = compare_recipes(opt);
+  const Model model = open_model(opt.model);
+  require_routed_experts(model);
+  CompareResult res = result_header(opt, model);
+  EvalInfo info;
+  const at::Tensor ids = eval_ids(opt, &info);  // before the weight pass: bad eval input fails fast
+  std::vector<Plan> plans;
+  for (const auto& r : recipes) plans.push_back(make_plan(r, model.sites.sites, false));
+  // GPTQ recipes: the experts' Hessians from the side file beside --calib (calib/calibrators/gptq_job.h).
+  std::vector<std::shared_ptr<const HessianFile>> hessians;
+  for (auto& p : plans) hessians.push_back(attach_hessians_for(p, opt.calib, model));
+  const std::vector<InputTransforms> inputs = calib_inputs(opt, model, plans, ids, info);
+  const EvalPasses passes = add_variants(opt, model, recipes, plans, hessians, inputs, ids.defined(), dev, res);
+  if (ids.defined()) measure_outputs(opt, model, passes, ids, dev, info, res);
   return res;
 }
 

@@ -231,50 +231,85 @@ Pick pick_variant(const CompareResult& r, double within_db, double max_kl) {
   return r.eval.measured ? pick_by_output(r, within_db, max_kl) : pick_by_weight(r, within_db);
 }
 
-nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
-  json j;
-  j["tool"] = "moeq compare";
-  j["model"] = r.model;
-  j["plugin"] = r.plugin;
-  j["device"] = r.device;
-  j["layers"] = r.layers;
-  j["experts_per_layer"] = r.experts_per_layer;
-  {
-    const EvalInfo& e = r.eval;
-    json oe = {{"measured", e.measured}, {"metrics", {"kl", "top1", "perplexity", "logit_cosine"}}, {"note", output_error_note(r)}};
-    if (e.measured) {
-      oe["source"] = e.source;
-      oe["dtype"] = e.dtype;
-      oe["samples"] = e.samples;
-      oe["seq_len"] = e.seq_len;
-      oe["tokens"] = e.tokens;
-      oe["ppl_ref"] = num(e.ppl_ref);
-      oe["groups"] = e.groups;
-      oe["samples_per_group"] = e.samples_per_group;
-      oe["ref_budget_mib"] = e.ref_budget_mib;
-      oe["seconds"] = e.seconds;
-      oe["expert_gemm"] = e.expert_gemm;
-      oe["calib"] = e.calib.empty() ? json(nullptr) : json(e.calib);
-      oe["definitions"] = {
-          {"tokens", "positions 0..S-2 of every sample (each predicts the next id); all metrics over the same tokens"},
-          {"kl_mean", "mean over tokens of KL(P_ref || P_quant) = sum_v p_ref (log p_ref - log p_quant), nats"},
-          {"kl_max", "the largest per-token KL"},
-          {"top1", "fraction of tokens whose argmax agrees"},
-          {"ppl", "exp(mean NLL of the next id); ppl_delta = ppl_quant - ppl_ref"},
-          {"cosine_mean", "mean over tokens of the cosine of the two logit vectors"}};
-    }
-    j["output_error"] = oe;
+namespace {
+
+json output_error_json(const CompareResult& r) {
+  const EvalInfo& e = r.eval;
+  json oe = {{"measured", e.measured}, {"metrics", {"kl", "top1", "perplexity", "logit_cosine"}}, {"note", output_error_note(r)}};
+  if (e.measured) {
+    oe["source"] = e.source;
+    oe["dtype"] = e.dtype;
+    oe["samples"] = e.samples;
+    oe["seq_len"] = e.seq_len;
+    oe["tokens"] = e.tokens;
+    oe["ppl_ref"] = num(e.ppl_ref);
+    oe["groups"] = e.groups;
+    oe["samples_per_group"] = e.samples_per_group;
+    oe["ref_budget_mib"] = e.ref_budget_mib;
+    oe["seconds"] = e.seconds;
+    oe["expert_gemm"] = e.expert_gemm;
+    oe["calib"] = e.calib.empty() ? json(nullptr) : json(e.calib);
+    oe["definitions"] = {
+        {"tokens", "positions 0..S-2 of every sample (each predicts the next id); all metrics over the same tokens"},
+        {"kl_mean", "mean over tokens of KL(P_ref || P_quant) = sum_v p_ref (log p_ref - log p_quant), nats"},
+        {"kl_max", "the largest per-token KL"},
+        {"top1", "fraction of tokens whose argmax agrees"},
+        {"ppl", "exp(mean NLL of the next id); ppl_delta = ppl_quant - ppl_ref"},
+        {"cosine_mean", "mean over tokens of the cosine of the two logit vectors"}};
   }
-  j["definitions"] = {
-      {"sqnr_db", "10*log10(||w||^2 / ||w - dequant(quant(w))||^2) per site, summed in double; null when exact"},
-      {"rel_err", "||w - dequant(quant(w))|| / ||w|| (Frobenius) per site"},
-      {"mean_sqnr_db", "mean of the per-site SQNR in dB over quantized sites with a non-zero error"},
-      {"expert_sqnr_db", "SQNR of one expert over all its quantized projections (energies summed)"},
-      {"expected_bytes", "every stored tensor at its stored size, quantized sites at the format's bits_per_weight"},
-      {"bits_per_weight", "over quantized sites, scales included"},
-      {"activations", "whether the output error fake-quantized the inputs of the recipe's input_quant linears (--calib: "
-                      "input scales from calib.h5, as the export carries them); weights_only_twin: the same recipe "
-                      "with activations unquantized, a reference row that is never picked"}};
+  return oe;
+}
+
+json variant_json(const Variant& v) {
+  json x;
+  x["name"] = v.name;
+  x["source"] = v.source;
+  x["export"] = v.export_format;
+  x["formats"] = v.formats;
+  x["sites_total"] = v.sites_total;
+  x["quantized_sites"] = v.all.quantized;
+  x["quantized_weights"] = v.quantized_weights;
+  x["source_bytes"] = v.source_bytes;
+  x["expected_bytes"] = v.expected_bytes;
+  x["size_ratio"] = ratio(v);
+  x["bits_per_weight"] = v.all.quantized ? num(v.bits_per_weight) : json(nullptr);
+  x["summary"] = stats_json(v.all);
+  x["activations"] = {{"label", v.activations},
+                      {"input_quant_sites", v.input_quant_sites},
+                      {"quantized", v.activations_quantized},
+                      {"weights_only_twin", v.weights_only_twin}};
+  if (v.output.measured) {
+    const OutputError& o = v.output;
+    x["output_error"] = {{"tokens", o.tokens},          {"kl_mean", num(o.kl_mean)},   {"kl_max", num(o.kl_max)},
+                         {"top1", num(o.top1)},         {"cosine_mean", num(o.cosine_mean)},
+                         {"ppl_ref", num(o.ppl_ref)},   {"ppl_quant", num(o.ppl_quant)},
+                         {"ppl_delta", num(o.ppl_delta)}};
+  } else {
+    x["output_error"] = nullptr;
+  }
+  for (const auto& [role, s] : v.per_role) x["per_role"][role] = stats_json(s);
+  x["per_layer"] = json::array();
+  for (const auto& [layer, s] : v.per_layer) {
+    json l = stats_json(s);
+    l["layer"] = layer;
+    x["per_layer"].push_back(l);
+  }
+  x["worst_experts"] = json::array();
+  for (const auto& e : v.worst_experts) x["worst_experts"].push_back(expert_json(e));
+  x["experts"] = json::array();
+  for (const auto& e : v.experts) x["experts"].push_back(expert_json(e));
+  x["sites"] = json::array();
+  for (const auto& e : v.sites)
+    x["sites"].push_back({{"site", e.site}, {"role", role_name(e.role)}, {"layer", e.layer}, {"expert", e.expert},
+                          {"proj", e.proj}, {"format", e.format}, {"block_size", e.block_size},
+                          {"shape", {e.rows, e.cols}}, {"bits_per_weight", e.bits_per_weight},
+                          {"sqnr_db", num(e.sqnr_db)}, {"rel_err", num(e.rel_err)}});
+  x["skipped_by_reason"] = v.skipped;
+  x["warnings"] = v.warnings;
+  return x;
+}
+
+json pick_json(const CompareResult& r, const Pick& pick) {
   json pj = {{"within_db", pick.within_db},
              {"metric", pick.by_output ? "kl_mean (output error)" : "mean_sqnr_db over quantized sites"},
              {"text", pick.text}};
@@ -283,64 +318,10 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
   pj["chosen"] = pick.chosen >= 0 ? json(r.variants[pick.chosen].name) : json(nullptr);
   pj["pareto"] = json::array();
   for (int i : pick.pareto) pj["pareto"].push_back(r.variants[i].name);
-  j["pick"] = pj;
-  j["variants"] = json::array();
-  for (const auto& v : r.variants) {
-    json x;
-    x["name"] = v.name;
-    x["source"] = v.source;
-    x["export"] = v.export_format;
-    x["formats"] = v.formats;
-    x["sites_total"] = v.sites_total;
-    x["quantized_sites"] = v.all.quantized;
-    x["quantized_weights"] = v.quantized_weights;
-    x["source_bytes"] = v.source_bytes;
-    x["expected_bytes"] = v.expected_bytes;
-    x["size_ratio"] = ratio(v);
-    x["bits_per_weight"] = v.all.quantized ? num(v.bits_per_weight) : json(nullptr);
-    x["summary"] = stats_json(v.all);
-    x["activations"] = {{"label", v.activations},
-                        {"input_quant_sites", v.input_quant_sites},
-                        {"quantized", v.activations_quantized},
-                        {"weights_only_twin", v.weights_only_twin}};
-    if (v.output.measured) {
-      const OutputError& o = v.output;
-      x["output_error"] = {{"tokens", o.tokens},          {"kl_mean", num(o.kl_mean)},   {"kl_max", num(o.kl_max)},
-                           {"top1", num(o.top1)},         {"cosine_mean", num(o.cosine_mean)},
-                           {"ppl_ref", num(o.ppl_ref)},   {"ppl_quant", num(o.ppl_quant)},
-                           {"ppl_delta", num(o.ppl_delta)}};
-    } else {
-      x["output_error"] = nullptr;
-    }
-    for (const auto& [role, s] : v.per_role) x["per_role"][role] = stats_json(s);
-    x["per_layer"] = json::array();
-    for (const auto& [layer, s] : v.per_layer) {
-      json l = stats_json(s);
-      l["layer"] = layer;
-      x["per_layer"].push_back(l);
-    }
-    x["worst_experts"] = json::array();
-    for (const auto& e : v.worst_experts) x["worst_experts"].push_back(expert_json(e));
-    x["experts"] = json::array();
-    for (const auto& e : v.experts) x["experts"].push_back(expert_json(e));
-    x["sites"] = json::array();
-    for (const auto& e : v.sites)
-      x["sites"].push_back({{"site", e.site}, {"role", role_name(e.role)}, {"layer", e.layer}, {"expert", e.expert},
-                            {"proj", e.proj}, {"format", e.format}, {"block_size", e.block_size},
-                            {"shape", {e.rows, e.cols}}, {"bits_per_weight", e.bits_per_weight},
-                            {"sqnr_db", num(e.sqnr_db)}, {"rel_err", num(e.rel_err)}});
-    x["skipped_by_reason"] = v.skipped;
-    x["warnings"] = v.warnings;
-    j["variants"].push_back(x);
-  }
-  return j;
+  return pj;
 }
 
-std::string compare_markdown(const CompareResult& r, const Pick& pick) {
-  std::ostringstream md;
-  md << "# moeq compare\n\n";
-  md << "- model: `" << r.model << "` (plugin " << r.plugin << "), device " << r.device << "\n";
-  md << "- " << output_error_note(r) << "\n\n";
+void md_output_error(std::ostringstream& md, const CompareResult& r) {
   if (r.eval.measured) {
     md << "## Output error (fake-quantized vs unquantized model)\n\n"
        << "| variant | activations | expected size | bits/weight | mean KL (nats) | max KL | top-1 agreement | logit "
@@ -355,6 +336,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
     }
     md << "\n";
   }
+}
+
+void md_size_and_error(std::ostringstream& md, const CompareResult& r) {
   md << "## Size and weight error\n\n";
   md << "| variant | formats | quantized sites | expected size | smaller by | bits/weight | mean SQNR dB | worst SQNR dB "
         "| worst site | mean rel. error |\n|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n";
@@ -368,6 +352,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
        << " | " << (any ? db(v.all.min_sqnr_db) : "-") << " | " << (any ? v.all.worst_site : "-") << " | "
        << (any ? svg::number(v.all.mean_rel_err, 4) : "-") << " |\n";
   }
+}
+
+void md_roles(std::ostringstream& md, const CompareResult& r) {
   // Roles that any variant quantized.
   std::vector<std::string> roles;
   for (const auto& v : r.variants)
@@ -387,13 +374,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
     }
     md << "\n";
   }
-  md << "\n`-`: not quantized by that variant (protected roles: router, embeddings, lm_head, unless a rule names them).\n";
-  md << "\n## Which to pick\n\n" << pick.text << "\n";
-  if (!r.eval.measured)
-    md << "\nWeight SQNR ranks formats on this model's weights; it does not replace an output-quality check (see above).\n";
-  else
-    md << "\nKL and top-1 are measured on the eval data given; they rank the formats for this model, not for every "
-          "task (they are no substitute for a task benchmark of the chosen export).\n";
+}
+
+void md_worst_experts(std::ostringstream& md, const CompareResult& r) {
   md << "\n## Worst experts\n\n";
   bool any_experts = false;
   for (const auto& v : r.variants) {
@@ -406,6 +389,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
     md << "\n";
   }
   if (!any_experts) md << "No variant quantized routed experts.\n\n";
+}
+
+void md_skipped(std::ostringstream& md, const CompareResult& r) {
   md << "## Skipped sites and warnings\n\n";
   for (const auto& v : r.variants) {
     md << "- **" << v.name << "** (" << v.source << ", export " << v.export_format << "):";
@@ -414,6 +400,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
     md << "\n";
     for (const auto& w : v.warnings) md << "  - warning: " << w << "\n";
   }
+}
+
+void md_definitions(std::ostringstream& md) {
   md << "\n## Definitions\n\n"
      << "- SQNR per site: 10 log10(||w||^2 / ||w - deq||^2), w the stored weight, deq its quantize-dequantize round "
         "trip exactly as `moeq quantize` computes it (expert stacks per layer, gate/up sharing the per-tensor amax).\n"
@@ -428,6 +417,53 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
         "dynamic E4M3 scales per 16 inputs), with the export's input scales (per expert for routed experts); "
         "`(weights only)` rows are the same recipes without it.\n"
      << "- report.json holds every site, layer and expert; report.html has the charts.\n";
+}
+
+}  // namespace
+
+nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
+  json j;
+  j["tool"] = "moeq compare";
+  j["model"] = r.model;
+  j["plugin"] = r.plugin;
+  j["device"] = r.device;
+  j["layers"] = r.layers;
+  j["experts_per_layer"] = r.experts_per_layer;
+  j["output_error"] = output_error_json(r);
+  j["definitions"] = {
+      {"sqnr_db", "10*log10(||w||^2 / ||w - dequant(quant(w))||^2) per site, summed in double; null when exact"},
+      {"rel_err", "||w - dequant(quant(w))|| / ||w|| (Frobenius) per site"},
+      {"mean_sqnr_db", "mean of the per-site SQNR in dB over quantized sites with a non-zero error"},
+      {"expert_sqnr_db", "SQNR of one expert over all its quantized projections (energies summed)"},
+      {"expected_bytes", "every stored tensor at its stored size, quantized sites at the format's bits_per_weight"},
+      {"bits_per_weight", "over quantized sites, scales included"},
+      {"activations", "whether the output error fake-quantized the inputs of the recipe's input_quant linears (--calib: "
+                      "input scales from calib.h5, as the export carries them); weights_only_twin: the same recipe "
+                      "with activations unquantized, a reference row that is never picked"}};
+  j["pick"] = pick_json(r, pick);
+  j["variants"] = json::array();
+  for (const auto& v : r.variants) j["variants"].push_back(variant_json(v));
+  return j;
+}
+
+std::string compare_markdown(const CompareResult& r, const Pick& pick) {
+  std::ostringstream md;
+  md << "# moeq compare\n\n";
+  md << "- model: `" << r.model << "` (plugin " << r.plugin << "), device " << r.device << "\n";
+  md << "- " << output_error_note(r) << "\n\n";
+  md_output_error(md, r);
+  md_size_and_error(md, r);
+  md_roles(md, r);
+  md << "\n`-`: not quantized by that variant (protected roles: router, embeddings, lm_head, unless a rule names them).\n";
+  md << "\n## Which to pick\n\n" << pick.text << "\n";
+  if (!r.eval.measured)
+    md << "\nWeight SQNR ranks formats on this model's weights; it does not replace an output-quality check (see above).\n";
+  else
+    md << "\nKL and top-1 are measured on the eval data given; they rank the formats for this model, not for every "
+          "task (they are no substitute for a task benchmark of the chosen export).\n";
+  md_worst_experts(md, r);
+  md_skipped(md, r);
+  md_definitions(md);
   return md.str();
 }
 
