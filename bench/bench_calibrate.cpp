@@ -7,6 +7,7 @@
 
 #include "calib/calibrate.h"
 #include "calib/dataset.h"
+#include "calib/model_forward.h"
 #include "app/cli/parser.h"
 #include "app/cli/commands.h"
 

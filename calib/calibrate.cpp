@@ -7,6 +7,7 @@
 #include "calib/coverage.h"
 #include "calib/dataset.h"
 #include "calib/forward.h"
+#include "calib/model_forward.h"
 #include "calib/hessian_observer.h"
 #include "calib/stats_observer.h"
 #include "core/error.h"

@@ -1,5 +1,6 @@
 // The registry of native forwards, and the layer-streaming driver they share.
 #include "calib/forward.h"
+#include "calib/model_forward.h"
 
 #include <algorithm>
 #include <chrono>

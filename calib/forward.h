@@ -15,7 +15,6 @@
 
 #include "io/checkpoint.h"
 #include "model/config.h"
-#include "model/model.h"
 #include "model/site.h"
 
 namespace moeq {
@@ -96,7 +95,5 @@ class MoeForward {
 // no native forward for it (the list of families with one is in the message).
 std::unique_ptr<MoeForward> make_forward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
                                          const ForwardOptions& options);
-// The same for an opened model: its site map is reused, not mapped again.
-std::unique_ptr<MoeForward> make_forward(const Model& model, const ForwardOptions& options);
 
 }  // namespace moeq

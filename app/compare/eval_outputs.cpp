@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "calib/forward.h"
+#include "calib/model_forward.h"
 #include "core/error.h"
 #include "formats/format.h"
 #include "app/run/batches.h"
