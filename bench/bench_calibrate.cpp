@@ -7,8 +7,9 @@
 
 #include "calib/calibrate.h"
 #include "calib/dataset.h"
-#include "cli/parser.h"
-#include "cli/commands.h"
+#include "calib/model_forward.h"
+#include "app/cli/parser.h"
+#include "app/cli/commands.h"
 
 namespace moeq::cli {
 
@@ -31,12 +32,11 @@ int bench_calibrate(const std::vector<std::string>& argv) {
   if (!c.parse(argv)) return 0;
   o.progress = false;
   const CalibTokens tok = load_calibration_tokens({o.data, o.model, o.samples, o.seq_len});
-  const ModelConfig cfg = load_config(o.model);
-  auto ck = Checkpoint::open(o.model);
-  auto fwd = make_forward(ck, cfg, forward_options(o));
+  const Model model = open_model(o.model);
+  auto fwd = make_forward(model, forward_options(o));
   fwd->run(tok.ids.narrow(0, 0, std::min<int64_t>(o.chunk, tok.ids.size(0))), nullptr, {});  // warm-up
   const ForwardStats plain = fwd->run(tok.ids, nullptr, {});
-  const CalibData stats = calibrate_with(*fwd, o, cfg, *ck, tok.ids, tok.description);
+  const CalibData stats = calibrate_with(*fwd, o, model.config, *model.checkpoint, tok.ids, tok.description);
   const double tokens = static_cast<double>(tok.ids.numel());
   std::printf("moeq bench calibrate: %s, %lld x %lld tokens, chunk %lld, %s %s\n", o.model.c_str(),
               static_cast<long long>(tok.ids.size(0)), static_cast<long long>(tok.ids.size(1)),

@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "bench/bench_timing.h"
-#include "cli/parser.h"
-#include "cli/commands.h"
+#include "app/cli/parser.h"
+#include "app/cli/commands.h"
 #include "core/error.h"
 #include "formats/cuda_stream.h"
 #include "formats/format.h"

@@ -2,7 +2,7 @@
 // MXFP4, gpt-oss's) and the headline conversion FP8-block -> NVFP4 of one expert stack, in
 // GB/s against the device-to-device copy bandwidth measured in the same run.
 //   decode:            bytes read (codes + scales) + bf16 written, per second
-//   decode + nvfp4:    the same stack decoded then quantized (io/source_dequant.h, then the
+//   decode + nvfp4:    the same stack decoded then quantized (tensor/source_dequant.h, then the
 //                      nvfp4 format's kernel): source bytes read + NVFP4 parts written per
 //                      second, the bytes a fused kernel would have to move at least
 // Default shape: DeepSeek-V3's routed experts of one layer, 256 x 2048 x 7168 (gate or up).
@@ -15,12 +15,12 @@
 #include <sstream>
 
 #include "bench/bench_timing.h"
-#include "cli/parser.h"
-#include "cli/commands.h"
+#include "app/cli/parser.h"
+#include "app/cli/commands.h"
 #include "core/error.h"
 #include "formats/cuda_stream.h"
 #include "formats/format.h"
-#include "io/source_dequant.h"
+#include "tensor/source_dequant.h"
 
 namespace moeq::cli {
 namespace {

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <sstream>
 
-#include "cli/parser.h"
+#include "app/cli/parser.h"
 #include "formats/cuda_stream.h"
 
 namespace moeq::cli {

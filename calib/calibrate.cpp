@@ -7,13 +7,14 @@
 #include "calib/coverage.h"
 #include "calib/dataset.h"
 #include "calib/forward.h"
+#include "calib/model_forward.h"
 #include "calib/hessian_observer.h"
 #include "calib/stats_observer.h"
 #include "core/error.h"
 #include "core/format_util.h"
 #include "io/output_guard.h"
 #include "model/plugin.h"
-#include "quant/hessian_file.h"
+#include "calib/hessian_file.h"
 
 namespace moeq {
 namespace {
@@ -57,10 +58,9 @@ ForwardOptions forward_options(const CalibrateOptions& opt) {
 
 CalibData calibrate_ids(const CalibrateOptions& opt, const at::Tensor& ids, const std::string& data_description) {
   if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
-  const ModelConfig cfg = load_config(opt.model);
-  auto ck = Checkpoint::open(opt.model);
-  std::unique_ptr<MoeForward> fwd = make_forward(ck, cfg, forward_options(opt));
-  return calibrate_with(*fwd, opt, cfg, *ck, ids, data_description);
+  const Model model = open_model(opt.model);
+  std::unique_ptr<MoeForward> fwd = make_forward(model, forward_options(opt));
+  return calibrate_with(*fwd, opt, model.config, *model.checkpoint, ids, data_description);
 }
 
 CalibData calibrate_with(MoeForward& fwd, const CalibrateOptions& opt, const ModelConfig& cfg, const Checkpoint& ck,

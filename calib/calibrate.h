@@ -20,7 +20,7 @@ struct CalibrateOptions {
   bool channel_amax = false;      // per-input-channel amax too
   bool progress = true;           // one line per decoder layer on stderr
   // Also accumulate the routed experts' GPTQ Hessians and write them to this file
-  // (quant/hessian_file.h); calibrate_model sets it from --gptq-hessians.
+  // (calib/hessian_file.h); calibrate_model sets it from --gptq-hessians.
   std::string hessians_out;
 };
 

@@ -1,5 +1,6 @@
 // The registry of native forwards, and the layer-streaming driver they share.
 #include "calib/forward.h"
+#include "calib/model_forward.h"
 
 #include <algorithm>
 #include <chrono>
@@ -49,10 +50,11 @@ int64_t device_peak(at::Device d, bool reset) {
 
 class StreamingForward : public MoeForward {
  public:
+  // sites: the checkpoint's site map when the caller has it (open_model), else mapped here.
   StreamingForward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config, const ForwardOptions& options,
-                   std::unique_ptr<DecoderFamily> family)
+                   std::unique_ptr<DecoderFamily> family, const SiteMap* sites = nullptr)
       : ckpt_(std::move(ckpt)), config_(config), options_(options), family_(std::move(family)) {
-    sites_ = map_sites(plugin_for(config_), config_, *ckpt_);
+    sites_ = sites ? *sites : map_sites(plugin_for(config_), config_, *ckpt_);
     if (options_.chunk_samples < 1) throw Error("native forward: chunk_samples must be >= 1");
   }
   const SiteMap& sites() const override { return sites_; }
@@ -152,17 +154,28 @@ bool register_forward(const std::string& family, std::vector<std::string> model_
 }
 }  // namespace fwd
 
-std::unique_ptr<MoeForward> make_forward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
-                                         const ForwardOptions& options) {
+namespace {
+std::unique_ptr<MoeForward> make_forward_for(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
+                                             const ForwardOptions& options, const SiteMap* sites) {
   std::string known;
   for (const auto& e : fwd::registry()) {
     for (const auto& t : e.model_types)
       if (t == config.text_model_type || t == config.model_type)
-        return std::make_unique<fwd::StreamingForward>(std::move(ckpt), config, options, e.make(config));
+        return std::make_unique<fwd::StreamingForward>(std::move(ckpt), config, options, e.make(config), sites);
     known += (known.empty() ? "" : ", ") + e.family;
   }
   throw Error("no native forward for model_type '" + config.text_model_type + "' (" + config.path +
               "); moeq has one for: " + (known.empty() ? "(none)" : known));
+}
+}  // namespace
+
+std::unique_ptr<MoeForward> make_forward(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
+                                         const ForwardOptions& options) {
+  return make_forward_for(std::move(ckpt), config, options, nullptr);
+}
+
+std::unique_ptr<MoeForward> make_forward(const Model& model, const ForwardOptions& options) {
+  return make_forward_for(model.checkpoint, model.config, options, &model.sites);
 }
 
 }  // namespace moeq

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "io/safetensors_writer.h"
-#include "quant/hessian_file.h"
+#include "calib/hessian_file.h"
 
 namespace moeq {
 

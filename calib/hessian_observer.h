@@ -2,7 +2,7 @@
 // GPTQ Hessians of routed experts, accumulated during the calibration forward: for each MoE
 // layer, expert and expert input (gate_up: the input gate and up share; down), the sum of
 // 2 x x^T over the rows routed to that expert, in float32 on the forward's device; written as
-// H = sum / n (quant/hessian_file.h). A layer's accumulators move to the host when the forward
+// H = sum / n (calib/hessian_file.h). A layer's accumulators move to the host when the forward
 // reports the next layer, so one layer's Hessians are on the device at a time. Every call is
 // also passed on to `next` (the StatsObserver of the same run).
 #include <ATen/ATen.h>

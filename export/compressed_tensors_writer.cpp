@@ -17,7 +17,7 @@
 #include "core/error.h"
 #include "export/ct_scheme.h"
 #include "export/writer.h"
-#include "quant/input_scales.h"
+#include "calib/calibrators/input_scales.h"
 
 namespace moeq {
 namespace {

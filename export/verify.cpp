@@ -8,8 +8,9 @@
 #include "core/error.h"
 #include "export/verify_layout.h"
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
+#include "model/model.h"
 #include "model/plugin.h"
 
 namespace moeq {
@@ -98,10 +99,11 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
 
   std::shared_ptr<Checkpoint> src;
   std::map<std::string, const Site*> src_sites;
-  SiteMap src_map;
+  Model source;
+  const SiteMap& src_map = source.sites;
   if (!source_dir.empty()) {
-    src = Checkpoint::open(source_dir);
-    src_map = map_sites(plugin_for(load_config(source_dir)), load_config(source_dir), *src);
+    source = open_model(source_dir);
+    src = source.checkpoint;
     for (const auto& s : src_map.sites) src_sites[s.name] = &s;
   }
 

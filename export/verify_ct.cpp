@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "export/ct_scheme.h"
 #include "export/verify_layout.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 
 namespace moeq {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "export/verify_layout.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 
 namespace moeq {
 namespace {

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <vector>
 
-#include "compare/act_fake_quant.h"
+#include "app/compare/act_fake_quant.h"
 #include "test_util.h"
 
 using namespace moeq;

@@ -1,8 +1,8 @@
-// The command-line layer (src/cli/parser.h on CLI11) and the exit codes (src/cli/exit_codes.h).
+// The command-line layer (app/cli/parser.h on CLI11) and the exit codes (app/cli/exit_codes.h).
 #include <stdexcept>
 
-#include "cli/exit_codes.h"
-#include "cli/parser.h"
+#include "app/cli/exit_codes.h"
+#include "app/cli/parser.h"
 #include "test_util.h"
 
 using namespace moeq;

@@ -8,16 +8,16 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "cli/commands.h"
-#include "compare/compare.h"
-#include "compare/compare_report.h"
-#include "compare/svg_plot.h"
+#include "app/cli/commands.h"
+#include "app/compare/compare.h"
+#include "app/compare/compare_report.h"
+#include "app/compare/svg_plot.h"
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/demo_checkpoint.h"
 #include "model/plugin.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "test_util.h"
 
 using namespace moeq;

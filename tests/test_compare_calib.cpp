@@ -8,13 +8,13 @@
 
 #include "calib/calib_file.h"
 #include "calib/calibrate.h"
-#include "compare/act_fake_quant.h"
-#include "compare/compare.h"
-#include "compare/compare_report.h"
-#include "compare/input_transform.h"
+#include "app/compare/act_fake_quant.h"
+#include "app/compare/compare.h"
+#include "app/compare/compare_report.h"
+#include "app/compare/input_transform.h"
 #include "io/checkpoint.h"
 #include "model/plugin.h"
-#include "quant/input_scales.h"
+#include "calib/calibrators/input_scales.h"
 #include "recipe/recipe.h"
 #include "test_util.h"
 

@@ -8,15 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "calib/forward.h"
-#include "compare/compare.h"
-#include "compare/compare_report.h"
-#include "compare/eval_outputs.h"
-#include "compare/output_error.h"
-#include "io/aten_view.h"
+#include "app/compare/compare.h"
+#include "app/compare/compare_report.h"
+#include "app/compare/eval_outputs.h"
+#include "app/compare/output_error.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
 #include "model/plugin.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "recipe/recipe.h"
 #include "test_util.h"
 

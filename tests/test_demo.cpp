@@ -1,7 +1,7 @@
 // The embedded demo checkpoint: deterministic, and both layouts expose identical experts.
 #include <ATen/ATen.h>
 
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/safetensors_writer.h"
 #include "model/demo_checkpoint.h"
 #include "model/plugin.h"

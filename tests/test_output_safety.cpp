@@ -9,7 +9,7 @@
 #include "io/atomic_dir.h"
 #include "io/output_guard.h"
 #include "model/demo_checkpoint.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "test_util.h"
 
 using namespace moeq;

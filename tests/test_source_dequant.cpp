@@ -4,9 +4,9 @@
 // CUDA kernels give the same bytes where a GPU is present.
 #include <ATen/ATen.h>
 
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
-#include "io/source_dequant.h"
+#include "tensor/source_dequant.h"
 #include "model/plugin.h"
 #include "test_util.h"
 

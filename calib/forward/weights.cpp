@@ -3,8 +3,8 @@
 #include <ATen/Parallel.h>
 
 #include "core/error.h"
-#include "io/aten_view.h"
-#include "quant/site_errors.h"
+#include "tensor/aten_view.h"
+#include "tensor/site_errors.h"
 
 namespace moeq::fwd {
 namespace {

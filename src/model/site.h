@@ -18,7 +18,7 @@ constexpr Role kAllRoles[] = {Role::Attention, Role::DenseMlp, Role::Expert, Rol
                               Role::Embedding, Role::LmHead, Role::Norm, Role::Mtp, Role::Tower,
                               Role::Other};
 
-// How a weight is stored on disk. A quantized source is decoded on read (io/source_dequant.h):
+// How a weight is stored on disk. A quantized source is decoded on read (tensor/source_dequant.h):
 //  Fp8Block: `X.weight` F8_E4M3 [.., out, in] and `X.weight_scale_inv` [.., ceil(out/bm),
 //            ceil(in/bn)] (F32 or BF16): w = fp8 * scale_inv over [bm, bn] blocks (DeepSeek-V3,
 //            Qwen3-FP8; config.json quantization_config.weight_block_size);

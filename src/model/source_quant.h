@@ -2,7 +2,7 @@
 // Quantized sources: checkpoints published with FP8-block weights (`X.weight` F8_E4M3 +
 // `X.weight_scale_inv`) or MXFP4 experts (`X_blocks` + `X_scales`). The scale tensors are
 // claimed with their weight: map_sites leaves them out of the plugin's rules and records
-// them on the site's WeightView, which site_weight (io/aten_view.h) decodes on read.
+// them on the site's WeightView, which site_weight (tensor/aten_view.h) decodes on read.
 #include <string>
 #include <unordered_set>
 #include <vector>

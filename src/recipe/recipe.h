@@ -14,7 +14,7 @@
 
 namespace moeq {
 
-class HessianFile;  // quant/hessian_file.h
+class HessianFile;  // calib/hessian_file.h
 
 // How a rule's weight scales are chosen (docs/weight_calibration.md). `max` uses the
 // weights' abs-max; `mse` searches for the scales with the least squared weight error, as

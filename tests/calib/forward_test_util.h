@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "calib/forward.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
 

@@ -1,5 +1,5 @@
 // `moeq calibrate` argument checking (the run itself is covered by test_calibrate_forward).
-#include "cli/commands.h"
+#include "app/cli/commands.h"
 #include "test_util.h"
 
 using namespace moeq;

@@ -13,7 +13,7 @@
 
 #include "calib/calibrate.h"
 #include "calib/forward.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/plugin.h"
 #include "test_util.h"

@@ -5,9 +5,9 @@
 
 #include <cstring>
 
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
-#include "quant/input_scales.h"
+#include "calib/calibrators/input_scales.h"
 #include "test_util.h"
 
 using namespace moeq;

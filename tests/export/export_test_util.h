@@ -9,8 +9,8 @@
 
 #include "export/shard_writer.h"
 #include "model/demo_checkpoint.h"
-#include "quant/quantize.h"
-#include "io/aten_view.h"
+#include "app/run/quantize.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "test_util.h"

@@ -12,10 +12,10 @@
 #include "export/verify.h"
 #include "export/writer.h"
 #include "formats/bnb4.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/demo_checkpoint.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "test_util.h"
 
 using namespace moeq;

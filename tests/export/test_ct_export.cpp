@@ -10,11 +10,11 @@
 #include "export/shard_writer.h"
 #include "export/verify.h"
 #include "export/writer.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "model/demo_checkpoint.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "export/export_test_util.h"
 #include "test_util.h"
 

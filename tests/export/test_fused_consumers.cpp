@@ -10,7 +10,7 @@
 #include "export/ct_scheme.h"
 #include "export/export_test_util.h"
 #include "export/verify.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
 

@@ -13,10 +13,10 @@
 #include "calib/calibrate.h"
 #include "calib/fake_forward.h"
 #include "export/verify.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "model/demo_checkpoint.h"
-#include "quant/input_scales.h"
-#include "quant/quantize.h"
+#include "calib/calibrators/input_scales.h"
+#include "app/run/quantize.h"
 #include "test_util.h"
 
 using namespace moeq;

@@ -6,11 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "export/verify.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "model/demo_checkpoint.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "export/export_test_util.h"
 #include "test_util.h"
 

@@ -6,13 +6,13 @@
 #include <filesystem>
 #include <functional>
 
-#include "compare/compare.h"
-#include "io/aten_view.h"
+#include "app/compare/compare.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "export/shard_writer.h"
 #include "model/demo_checkpoint.h"
-#include "quant/quantize.h"
+#include "app/run/quantize.h"
 #include "test_util.h"
 
 using namespace moeq;

@@ -1,4 +1,4 @@
-// Streamed exports (ShardWriter::stream, quant/export_layout.h): the layout is planned before
+// Streamed exports (ShardWriter::stream, app/run/export_layout.h): the layout is planned before
 // quantizing and every tensor written at its offset as it comes. The files must be those of
 // the buffered path, byte for byte; part_specs must be what quantize() returns.
 #include <ATen/ATen.h>
@@ -14,8 +14,8 @@
 #include "model/config.h"
 #include "model/demo_checkpoint.h"
 #include "model/plugin.h"
-#include "quant/export_layout.h"
-#include "quant/quantize.h"
+#include "app/run/export_layout.h"
+#include "app/run/quantize.h"
 #include "recipe/recipe.h"
 #include "export/export_test_util.h"
 #include "test_util.h"

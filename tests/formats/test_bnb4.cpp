@@ -14,7 +14,7 @@
 #include "formats/bnb4_kernels.h"
 #include "formats/cuda_stream.h"
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
 

@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
 

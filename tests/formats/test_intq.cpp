@@ -8,7 +8,7 @@
 #include <set>
 
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
 

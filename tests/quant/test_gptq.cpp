@@ -1,4 +1,4 @@
-// GPTQ (src/quant/gptq.h, gptq_job.h): against llm-compressor's own quantize_weight on fixed
+// GPTQ (calib/calibrators/gptq.h, gptq_job.h): against llm-compressor's own quantize_weight on fixed
 // weights and Hessians (tests/data/gptq_ref.safetensors, made by tests/python/make_gptq_reference.py),
 // the bytes the formats write for GPTQ's weights, the Hessian accumulation, the recipe keys.
 #include <ATen/ATen.h>
@@ -9,9 +9,9 @@
 
 #include "calib/hessian_observer.h"
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/safetensors.h"
-#include "quant/gptq.h"
+#include "calib/calibrators/gptq.h"
 #include "recipe/recipe.h"
 #include "test_util.h"
 

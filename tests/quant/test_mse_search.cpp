@@ -1,4 +1,4 @@
-// MSE weight calibration (src/quant/mse_search.h): against NVIDIA Model Optimizer's own
+// MSE weight calibration (calib/calibrators/mse_search.h): against NVIDIA Model Optimizer's own
 // calibrators (tests/python/oracle_mse.py), never worse than max, the CPU kernel against
 // the ATen-ops search and against CUDA, the recipe keys, and quantize -> export -> verify.
 #include <ATen/ATen.h>
@@ -11,10 +11,10 @@
 #include "export/export_test_util.h"
 #include "formats/e2m1_test_util.h"
 #include "formats/format.h"
-#include "io/aten_view.h"
+#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
-#include "quant/batches.h"
-#include "quant/mse_search.h"
+#include "app/run/batches.h"
+#include "calib/calibrators/mse_search.h"
 #include "recipe/recipe.h"
 #include "test_util.h"
 

@@ -1,0 +1,226 @@
+#include "app/run/batches.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "tensor/aten_view.h"
+#include "model/fusion.h"
+#include "calib/calibrators/gptq_job.h"
+#include "calib/calibrators/mse_search.h"
+#include "calib/calibrators/mxfp4_to_nvfp4.h"
+#include "tensor/site_errors.h"
+
+namespace moeq {
+namespace {
+
+// Sites batch together only with the same calibrator (exact numbers, not describe()'s %g).
+std::string calibrator_key(const WeightCalibrator& c) {
+  if (c.is_gptq()) {
+    char g[160];
+    std::snprintf(g, sizeof g, "gptq:%lld:%.17g:%d:%lld", static_cast<long long>(c.gptq_block_size), c.gptq_dampening,
+                  c.gptq_act_order ? 1 : 0, static_cast<long long>(c.gptq_min_tokens));
+    return g;
+  }
+  if (!c.is_mse()) return c.method;
+  char b[160];
+  std::snprintf(b, sizeof b, "mse:%.17g:%.17g:%.17g:%d", c.start_multiplier, c.stop_multiplier, c.step_size,
+                c.fp8_scale_sweep ? 1 : 0);
+  return b;
+}
+
+std::string batch_key(const SitePlan& p) {
+  const Site& s = *p.site;
+  std::string k = std::to_string(s.layer) + "|" + role_name(s.role) + "|" + p.format + "|" +
+                  std::to_string(p.params.block_size) + p.params.granularity + (p.params.double_quant ? "d" : "") +
+                  (p.params.symmetric ? "s" : "a") + "|" + std::to_string(s.view.rows) + "x" + std::to_string(s.view.cols) +
+                  "|" + calibrator_key(p.calibrator);
+  return s.expert >= 0 ? k + "|" + s.proj : k + "|" + s.name;
+}
+
+bool has_tensor_scale(const SitePlan& p) {
+  return p.format == "nvfp4" || (p.format == "fp8" && p.params.granularity == "tensor");
+}
+
+// The key of the fusion group a batch belongs to (model/fusion.h: q/k/v, gate/up, ... as the
+// plugin declares), the same for every member batch that can share one per-tensor scale: the
+// batch key's layer|role|format|params fields, its calibrator, and the group (for expert stacks
+// without the expert index). "" outside fusion groups.
+std::string group_key(const SiteBatch& b, bool with_calibrator) {
+  const Site& s = *b.sites[0]->site;
+  const std::string fg = fusion_group(s);
+  if (fg.empty()) return "";
+  std::vector<std::string> f;
+  for (size_t at = 0, next; at <= b.key.size(); at = next + 1) {
+    next = b.key.find('|', at);
+    if (next == std::string::npos) next = b.key.size();
+    f.push_back(b.key.substr(at, next - at));
+  }
+  const std::string group = s.expert >= 0 ? fg.substr(fg.find('{')) : fg;
+  return f[0] + "|" + f[1] + "|" + f[2] + "|" + f[3] + "|" + (with_calibrator ? f[5] : std::string()) + "|" + group;
+}
+
+}  // namespace
+
+std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan) {
+  std::map<std::string, SiteBatch> batches;
+  std::vector<std::string> order;
+  for (const auto& sp : plan.sites) {
+    if (!sp.quantize) continue;
+    const std::string k = batch_key(sp);
+    if (!batches.count(k)) order.push_back(k);
+    batches[k].sites.push_back(&sp);
+    batches[k].key = k;
+  }
+  // Members of one fusion group with per-tensor scales must not differ in calibrator only.
+  std::map<std::string, const SiteBatch*> calibrator_of;
+  for (const auto& k : order) {
+    const SiteBatch& b = batches[k];
+    const std::string g = group_key(b, false);
+    if (g.empty() || !has_tensor_scale(*b.sites[0])) continue;
+    auto [it, fresh] = calibrator_of.emplace(g, &b);
+    const SitePlan& a = *it->second->sites[0];
+    if (!fresh && calibrator_key(a.calibrator) != calibrator_key(b.sites[0]->calibrator))
+      throw Error(a.site->name + " (calibrator " + a.calibrator.describe() + ") and " + b.sites[0]->site->name + " (" +
+                  b.sites[0]->calibrator.describe() + ") must share one per-tensor scale (fusion group " +
+                  fusion_group(*b.sites[0]->site) + ": vLLM fuses them), but their rules pick different calibrators; "
+                  "give them the same calibrator");
+  }
+  std::vector<std::vector<SiteBatch>> jobs;
+  std::set<std::string> done;
+  for (const auto& k : order) {
+    if (done.count(k)) continue;
+    std::vector<SiteBatch> job = {batches[k]};
+    done.insert(k);
+    const std::string g = group_key(batches[k], true);
+    if (!g.empty())
+      for (const auto& other : order)
+        if (!done.count(other) && group_key(batches[other], true) == g &&
+            batches[other].sites.size() == batches[k].sites.size()) {
+          job.push_back(batches[other]);
+          done.insert(other);
+        }
+    jobs.push_back(std::move(job));
+  }
+  return jobs;
+}
+
+at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev) {
+  std::vector<at::Tensor> views;
+  for (const auto* p : b.sites) views.push_back(with_site_context(ck, *p->site, [&] { return site_weight(ck, *p->site); }));
+  at::Tensor w = b.sites.size() == 1 ? views[0].contiguous() : at::stack(views);
+  return w.to(dev);
+}
+
+at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned) {
+  std::vector<at::Tensor> views;
+  for (const auto* p : b.sites) views.push_back(with_site_context(ck, *p->site, [&] { return site_weight(ck, *p->site); }));
+  std::vector<int64_t> shape = views[0].sizes().vec();
+  if (views.size() > 1) shape.insert(shape.begin(), static_cast<int64_t>(views.size()));
+  at::Tensor out = at::empty(shape, views[0].options().pinned_memory(pinned));
+  // One expert per task: the copies fault in the mmapped pages in parallel.
+  at::parallel_for(0, static_cast<int64_t>(views.size()), 1, [&](int64_t a, int64_t z) {
+    for (int64_t i = a; i < z; ++i) (views.size() == 1 ? out : out.select(0, i)).copy_(views[i]);
+  });
+  return out;
+}
+
+std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
+  if (job.size() < 2 || !has_tensor_scale(*job[0].sites[0])) return std::nullopt;
+  auto a = [](const at::Tensor& w) { return w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax(); };
+  at::Tensor m = a(stacks[0]);
+  for (size_t j = 1; j < stacks.size(); ++j) m = at::maximum(m, a(stacks[j]));
+  return m.to(at::kFloat);
+}
+
+}  // namespace moeq
+
+namespace moeq {
+
+namespace {
+std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+                                             const Checkpoint* source, SourceConversionCounts* counts) {
+  const SitePlan& first = *job[0].sites[0];
+  const QuantFormat& fmt = format_by_name(first.format);
+  const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
+  std::vector<QuantizedTensor> out;
+  if (source)
+    if (auto conv = plan_mxfp4_to_nvfp4(*source, job, stacks)) {
+      for (size_t j = 0; j < job.size(); ++j)
+        out.push_back(fmt.quantize_with_block_scales(stacks[j], first.params, conv->amax, conv->block_scales[j]));
+      if (counts) {
+        counts->mxfp4_exact_blocks += conv->exact_blocks;
+        counts->mxfp4_requantized_blocks += conv->requantized_blocks;
+      }
+      return out;
+    }
+  std::optional<at::Tensor> amax = shared_amax(job, stacks);
+  if (cal.is_gptq()) return gptq_quantize_job(job, stacks, amax);
+  if (!cal.is_mse()) {
+    for (size_t j = 0; j < job.size(); ++j) out.push_back(fmt.quantize(stacks[j], first.params, amax));
+    return out;
+  }
+  auto own_amax = [](const at::Tensor& w) { return (w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax()).to(at::kFloat); };
+  if (first.format == "fp8" && first.params.granularity == "channel") {
+    for (size_t j = 0; j < job.size(); ++j)
+      out.push_back(fmt.quantize(stacks[j], first.params, fp8_channel_mse_amax(stacks[j], cal)));
+  } else if (first.format == "fp8") {
+    // One amax for the whole job: a gate/up pair's joint error under one shared scale.
+    const at::Tensor chosen = fp8_tensor_mse_amax(stacks, amax ? *amax : own_amax(stacks[0]), cal);
+    for (size_t j = 0; j < job.size(); ++j)
+      out.push_back(fmt.quantize(stacks[j], first.params, stacks[j].dim() == 2 ? chosen.reshape({}) : chosen));
+  } else if (first.format == "nvfp4") {
+    for (size_t j = 0; j < job.size(); ++j) {
+      const at::Tensor a = amax ? *amax : own_amax(stacks[j]);
+      out.push_back(fmt.quantize_with_block_scales(stacks[j], first.params, a, nvfp4_mse_block_scales(stacks[j], a, cal)));
+    }
+  } else {
+    throw Error(first.site->name + ": calibrator " + cal.describe() + " does not apply to format " + first.format + " (" +
+                calibrator_misfit(cal, first.format) + ")");
+  }
+  return out;
+}
+
+
+// The first site of the job that fails when quantized alone, with its own error (which
+// says more than the stack's: "weight contains NaN" rather than "amax must be finite").
+const Site* failing_site(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks, std::exception_ptr* why) {
+  for (size_t j = 0; j < job.size(); ++j)
+    for (size_t i = 0; i < job[j].sites.size(); ++i) {
+      const SiteBatch one{{job[j].sites[i]}, job[j].key};
+      const at::Tensor w = job[j].sites.size() > 1 ? stacks[j].select(0, static_cast<int64_t>(i)) : stacks[j];
+      try {
+        (void)quantize_stacks({one}, {w}, nullptr, nullptr);
+      } catch (...) {
+        *why = std::current_exception();
+        return job[j].sites[i]->site;
+      }
+    }
+  return nullptr;
+}
+}  // namespace
+
+std::vector<QuantizedTensor> quantize_job(const Checkpoint& ck, const std::vector<SiteBatch>& job,
+                                          const std::vector<at::Tensor>& stacks, SourceConversionCounts* counts) {
+  try {
+    return quantize_stacks(job, stacks, &ck, counts);
+  } catch (...) {
+    std::exception_ptr why = std::current_exception();
+    const Site* culprit = job.size() == 1 && job[0].sites.size() == 1 ? job[0].sites[0]->site : failing_site(job, stacks, &why);
+    try {
+      std::rethrow_exception(why);
+    } catch (...) {
+      if (culprit) rethrow_with_site(ck, *culprit);
+      size_t n = 0;
+      for (const auto& b : job) n += b.sites.size();
+      rethrow_with_context(job[0].sites[0]->site->name + " and the " + std::to_string(n - 1) +
+                           " other sites quantized with it (first: " + site_context(ck, *job[0].sites[0]->site) + ")");
+    }
+  }
+}
+
+}  // namespace moeq

@@ -1,0 +1,42 @@
+#include "app/run/finish_export.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "io/atomic_dir.h"
+#include "io/text_file.h"
+
+namespace fs = std::filesystem;
+
+namespace moeq {
+
+void write_config_and_side_files(const std::string& out_dir, const Model& model, const RunPlan& run) {
+  nlohmann::json config = model.config.raw;
+  run.writer->finish(out_dir, config, run.plan, run.recipe);
+  write_text_file(out_dir + "/config.json", config.dump(2) + "\n");
+  for (const auto& e : fs::directory_iterator(model.dir)) {
+    const std::string f = e.path().filename();
+    if (!e.is_regular_file() || e.path().extension() == ".safetensors" || f == "config.json" ||
+        f == "model.safetensors.index.json" || f == "hf_quant_config.json" || f.rfind("report.", 0) == 0 ||
+        f == kOutputMarker)
+      continue;
+    fs::copy_file(e.path(), out_dir + "/" + f);
+  }
+}
+
+void note_conversions_and_gptq(const RunPlan& run, const SourceConversionCounts& conversions, ReportData& report) {
+  report.mxfp4_exact_blocks = conversions.mxfp4_exact_blocks;
+  report.mxfp4_requantized_blocks = conversions.mxfp4_requantized_blocks;
+  if (conversions.mxfp4_exact_blocks + conversions.mxfp4_requantized_blocks > 0)
+    std::printf("mxfp4 -> nvfp4: %lld blocks of 32 converted exactly, %lld re-quantized (scale outside E4M3 under the "
+                "global scale)\n", (long long)conversions.mxfp4_exact_blocks, (long long)conversions.mxfp4_requantized_blocks);
+  if (!run.hessians) return;
+  const auto fb = run.hessians->fallbacks();
+  size_t gptq_sites = 0;
+  for (const auto& sp : run.plan.sites) gptq_sites += sp.quantize && sp.calibrator.is_gptq();
+  for (const auto& line : fb) report.warnings.push_back("gptq fallback: " + line);
+  std::printf("gptq: %zu expert sites with Hessians from %s; %zu kept plain rounding (report.md lists them)\n", gptq_sites,
+              run.hessians->path().c_str(), fb.size());
+}
+
+}  // namespace moeq

@@ -1,0 +1,133 @@
+#include "calib/calibrators/gptq_job.h"
+
+#include <map>
+
+#include "core/error.h"
+#include "calib/calibrators/gptq.h"
+
+namespace moeq {
+
+bool plan_uses_gptq(const Plan& plan) {
+  for (const auto& sp : plan.sites)
+    if (sp.quantize && sp.calibrator.is_gptq()) return true;
+  return false;
+}
+
+void attach_hessians(Plan& plan, const std::shared_ptr<const HessianFile>& hessians) {
+  for (auto& sp : plan.sites) {
+    if (!sp.quantize || !sp.calibrator.is_gptq()) continue;
+    if (sp.site->role != Role::Expert || sp.site->expert < 0)
+      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
+                  " uses calibrator gptq, which covers routed experts only (their Hessians come from calibration); "
+                  "give this site's rule calibrator max or mse");
+    sp.calibrator.hessians = hessians;
+  }
+}
+
+std::shared_ptr<const HessianFile> attach_hessians_for(Plan& plan, const std::string& calib_path,
+                                                       const std::string& model_fingerprint) {
+  if (!plan_uses_gptq(plan)) return nullptr;
+  if (calib_path.empty())
+    throw Error("the recipe uses calibrator gptq, which needs the experts' Hessians from calibration: pass --calib CALIB.h5 "
+                "(made by moeq calibrate --gptq-hessians, which writes CALIB.hessians.safetensors beside it)");
+  auto h = HessianFile::open(hessian_path_for(calib_path), model_fingerprint);
+  attach_hessians(plan, h);
+  return h;
+}
+
+namespace {
+
+at::Tensor own_amax(const at::Tensor& w3) { return w3.to(at::kFloat).abs().amax({1, 2}); }
+
+}  // namespace
+
+std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+                                               const std::optional<at::Tensor>& amax) {
+  const SitePlan& first = *job[0].sites[0];
+  const WeightCalibrator& cal = first.calibrator;
+  if (!cal.hessians)
+    throw Error(first.site->name + ": calibrator gptq has no Hessians (pass --calib CALIB.h5 made by moeq calibrate "
+                "--gptq-hessians)");
+  const QuantFormat& fmt = format_by_name(first.format);
+  const bool nvfp4 = first.format == "nvfp4";
+  if (!nvfp4 && first.format != "int4" && first.format != "int8")
+    throw Error(first.site->name + ": calibrator gptq does not cover format " + first.format);
+  if (!nvfp4 && !first.params.symmetric)
+    throw Error(first.site->name + ": calibrator gptq supports symmetric " + first.format +
+                " only (asymmetric zero points are not implemented); set symmetric: true or calibrator: max");
+  const int bits = first.format == "int8" ? 8 : 4;
+  const double qmax = nvfp4 ? 0 : (1 << (bits - 1)) - 1, qmin = nvfp4 ? 0 : -(1 << (bits - 1));
+  GptqOptions go{cal.gptq_block_size, cal.gptq_dampening, cal.gptq_act_order};
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> layer_h;  // input -> (H, tokens): gate and up share
+  std::vector<QuantizedTensor> out;
+  for (size_t j = 0; j < job.size(); ++j) {
+    const SiteBatch& b = job[j];
+    const Site& s0 = *b.sites[0]->site;
+    const std::string input = s0.proj == "down" ? "down" : "gate_up";
+    auto it = layer_h.find(input);
+    if (it == layer_h.end())
+      it = layer_h.emplace(input, std::make_pair(cal.hessians->hessian(s0.layer, input), cal.hessians->tokens(s0.layer, input))).first;
+    const at::Tensor& H_all = it->second.first;
+    const at::Tensor& tok_all = it->second.second;
+    std::vector<int64_t> experts;
+    for (const SitePlan* sp : b.sites) experts.push_back(sp->site->expert);
+    const bool was_2d = stacks[j].dim() == 2;
+    const at::Tensor w3 = was_2d ? stacks[j].unsqueeze(0) : stacks[j];
+    const int64_t E = w3.size(0), in = w3.size(2);
+    for (int64_t e : experts)
+      if (e < 0 || e >= H_all.size(0))
+        throw Error(cal.hessians->path() + ": layer " + std::to_string(s0.layer) + " " + input + " has Hessians for " +
+                    std::to_string(H_all.size(0)) + " experts, the plan has expert " + std::to_string(e));
+    if (H_all.size(1) != in)
+      throw Error(cal.hessians->path() + ": layer " + std::to_string(s0.layer) + " " + input + " Hessians are " +
+                  std::to_string(H_all.size(1)) + " x " + std::to_string(H_all.size(2)) + ", the weights " + s0.name +
+                  " have " + std::to_string(in) + " inputs");
+    const at::Tensor idx = at::tensor(experts, at::kLong);
+    const at::Tensor H = H_all.index_select(0, idx).to(w3.device());
+    const at::Tensor tokens = tok_all.index_select(0, idx);
+    // The plain path's scales, from the original weights.
+    const at::Tensor a = amax ? *amax : own_amax(w3);
+    const QuantizedTensor q0 = nvfp4 ? fmt.quantize(stacks[j], first.params, a.reshape(was_2d ? at::IntArrayRef{} : at::IntArrayRef{E}))
+                                     : fmt.quantize(stacks[j], first.params);
+    at::Tensor block = q0.parts.at("weight_scale");
+    const at::Tensor block3 = was_2d ? block.unsqueeze(0) : block;
+    at::Tensor eff;
+    if (nvfp4) {
+      const at::Tensor gs = q0.parts.at("weight_scale_2").to(at::kFloat).reshape({E, 1, 1});
+      eff = (block3.to(at::kFloat) * gs).repeat_interleave(in / block3.size(2), -1);
+    } else {
+      eff = block3.to(at::kFloat).repeat_interleave(in / block3.size(2), -1);
+    }
+    const GptqResult r = gptq_quantize(w3, H, eff, nvfp4 ? GptqGrid::E2M1 : GptqGrid::Int, go, qmin, qmax);
+    // Fallbacks: too few tokens, or no positive definite Hessian.
+    const at::Tensor few = tokens < cal.gptq_min_tokens;
+    const at::Tensor fallback = (few | r.identity.to(at::kCPU)).to(w3.device());
+    const at::Tensor wq = at::where(fallback.view({E, 1, 1}), w3.to(at::kFloat), r.q);
+    const auto tk = tokens.contiguous();
+    const auto fb = fallback.to(at::kCPU).contiguous();
+    const auto idn = r.identity.to(at::kCPU).contiguous();
+    for (int64_t e = 0; e < E; ++e)
+      if (fb.data_ptr<bool>()[e])
+        cal.hessians->note_fallback(b.sites[e]->site->name + ": " +
+                                    (idn.data_ptr<bool>()[e] && tk.data_ptr<int64_t>()[e] >= cal.gptq_min_tokens
+                                         ? std::string("Hessian not positive definite after damping")
+                                         : std::to_string(tk.data_ptr<int64_t>()[e]) + " routed calibration tokens < min_tokens " +
+                                               std::to_string(cal.gptq_min_tokens)) +
+                                    ": plain " + first.format + " rounding");
+    const at::Tensor wq_in = was_2d ? wq.squeeze(0) : wq;
+    QuantizedTensor q = nvfp4 ? fmt.quantize_with_block_scales(wq_in, first.params, a.reshape(was_2d ? at::IntArrayRef{} : at::IntArrayRef{E}),
+                                                               block.view(at::kByte))
+                              : fmt.quantize_with_block_scales(wq_in, first.params, at::Tensor(), block);
+    // The bytes must decode to exactly the weights GPTQ chose (its grid is the format's).
+    const at::Tensor deq = fmt.dequantize(q, at::kFloat);
+    const at::Tensor deq3 = was_2d ? deq.unsqueeze(0) : deq;
+    const at::Tensor keep = fallback.logical_not().view({E, 1, 1});
+    if (!at::where(keep, deq3 == r.q, at::ones_like(deq3, at::kBool)).all().item<bool>())
+      throw Error(s0.name + ": the " + first.format + " bytes of the GPTQ weights do not decode to them (internal error)");
+    q.orig_dtype = stacks[j].scalar_type();
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+}  // namespace moeq

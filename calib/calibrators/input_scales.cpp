@@ -1,0 +1,67 @@
+#include "calib/calibrators/input_scales.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "model/fusion.h"
+
+namespace moeq {
+namespace {
+
+// The fusion group of a site (`layers.3.experts.17.{gate,up}`, `layers.3.attn.{q,k,v}`), else "":
+// its members share one input (vLLM fuses them), so one input scale.
+std::string fused_key(const Site& s) { return fusion_group(s); }
+
+}  // namespace
+
+bool format_quantizes_inputs(const std::string& format) { return format == "nvfp4" || format == "fp8"; }
+
+float input_scale_from_amax(const std::string& format, float amax) {
+  if (!std::isfinite(amax) || amax <= 0)
+    throw Error("input amax " + std::to_string(amax) + " gives no usable input scale (must be finite and > 0)");
+  constexpr float kE4M3Max = 448.0f, kE2M1Max = 6.0f;
+  if (format == "nvfp4") return amax / (kE2M1Max * kE4M3Max);
+  if (format == "fp8") return amax / kE4M3Max;
+  throw Error("format " + format + " has no static input scale in moeq (activation quantization: nvfp4, fp8)");
+}
+
+float input_global_scale_from_amax(float amax) {
+  if (!std::isfinite(amax) || amax <= 0)
+    throw Error("input amax " + std::to_string(amax) + " gives no usable input global scale (must be finite and > 0)");
+  // torch evaluates `scalar / tensor` as tensor.reciprocal() * scalar: so does compressed-tensors' generate_gparam.
+  return (1.0f / amax) * (448.0f * 6.0f);
+}
+
+std::map<std::string, InputScale> input_scales(const Plan& plan, const CalibData& calib, const std::string& path) {
+  std::map<std::string, float> amax_of;  // site name -> amax
+  std::map<std::string, float> fused;    // fusion group -> the largest amax
+  for (const auto& sp : plan.sites) {
+    if (!sp.quantize || !sp.input_quant) continue;
+    const Site& s = *sp.site;
+    const CalibSite* c = calib.find(s.name);
+    if (!c)
+      throw Error(path + " has no activation statistics for site " + s.name + " (" + s.module +
+                  "), whose rule quantizes its input (input_quant): the forward reports no input for it. Disable "
+                  "input_quant for it in the recipe, or re-run moeq calibrate with a moeq that observes it");
+    if (!std::isfinite(c->amax) || c->amax <= 0)
+      throw Error(path + ": site " + s.name + " (" + s.module + ") has input amax " + std::to_string(c->amax) +
+                  "; its input scale would not be finite and > 0. Disable input_quant for it, or calibrate with other data");
+    amax_of[s.name] = c->amax;
+    if (const std::string k = fused_key(s); !k.empty()) fused[k] = std::max(fused[k], c->amax);
+  }
+  std::map<std::string, InputScale> out;
+  for (const auto& sp : plan.sites) {
+    if (!sp.quantize || !sp.input_quant) continue;
+    const std::string k = fused_key(*sp.site);
+    const float amax = k.empty() ? amax_of.at(sp.site->name) : fused.at(k);
+    try {
+      out[sp.site->name] = {amax, input_scale_from_amax(sp.format, amax)};
+    } catch (const Error& e) {
+      throw Error("site " + sp.site->name + ": " + e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace moeq
