@@ -10,7 +10,7 @@
 #include "core/error.h"
 #include "export/bnb_layout.h"
 #include "export/writer.h"
-#include "formats/bnb4.h"
+#include "formats/bnb4/bnb4.h"
 
 namespace moeq {
 namespace {

@@ -1,6 +1,6 @@
 #include "formats/part_specs.h"
 
-#include "formats/nvfp4.h"
+#include "formats/nvfp4/nvfp4.h"
 
 namespace moeq {
 

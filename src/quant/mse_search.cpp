@@ -10,7 +10,7 @@
 #include "formats/format.h"
 #include "formats/format_util.h"
 #include "formats/cuda_stream.h"
-#include "formats/nvfp4_mse.h"
+#include "formats/nvfp4/nvfp4_mse.h"
 
 namespace moeq {
 namespace {

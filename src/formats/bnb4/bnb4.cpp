@@ -1,5 +1,5 @@
 // bitsandbytes NF4 / FP4 (see bnb4.h for the format, bnb4_kernels.h for the arithmetic).
-#include "formats/bnb4.h"
+#include "formats/bnb4/bnb4.h"
 
 #include <algorithm>
 #include <charconv>
@@ -7,7 +7,7 @@
 #include <cstdio>
 
 #include "core/error.h"
-#include "formats/bnb4_kernels.h"
+#include "formats/bnb4/bnb4_kernels.h"
 #include "formats/cuda_stream.h"
 #include "formats/format_util.h"
 

@@ -1,5 +1,5 @@
 // NVFP4 (see nvfp4.h for the math, the parts and the one deviation from ModelOpt).
-#include "formats/nvfp4.h"
+#include "formats/nvfp4/nvfp4.h"
 
 #include <cmath>
 #include <string>
@@ -8,7 +8,7 @@
 #include "formats/e2m1_host.h"
 #include "formats/format.h"
 #include "formats/format_util.h"
-#include "formats/fp8.h"
+#include "formats/fp8/fp8.h"
 
 namespace moeq {
 namespace {

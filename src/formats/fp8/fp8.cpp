@@ -1,5 +1,5 @@
 // FP8 E4M3 (see fp8.h for the math and the parts).
-#include "formats/fp8.h"
+#include "formats/fp8/fp8.h"
 
 #include <c10/util/Float8_e4m3fn.h>
 

@@ -1,5 +1,5 @@
 // MXFP4 (see mxfp4.h for the math, the parts and the choices the spec leaves open).
-#include "formats/mxfp4.h"
+#include "formats/mxfp4/mxfp4.h"
 
 #include <cmath>
 #include <limits>

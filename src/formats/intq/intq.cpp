@@ -1,5 +1,5 @@
 // INT4 / INT8 group-wise formats "int4" and "int8" (see intq.h for the math and the parts).
-#include "formats/intq.h"
+#include "formats/intq/intq.h"
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
