@@ -53,6 +53,19 @@ class Mxfp4Format : public QuantFormat {
  public:
   std::string name() const override { return "mxfp4"; }
 
+  FormatTraits traits() const override {
+    FormatTraits t;
+    t.kind = ElementKind::Float;
+    t.bits = 4;
+    t.exponent_bits = 2;  // E2M1
+    t.mantissa_bits = 1;
+    t.block = kMxfp4Block;
+    t.block_fixed = true;
+    t.block_scale = BlockScale::E8M0;
+    t.sqnr_floor_db = 10.0;
+    return t;
+  }
+
   void validate(const std::vector<int64_t>& shape, const FormatParams& p) const override {
     if (shape.size() != 2 && shape.size() != 3)
       throw Error("mxfp4: expected a 2D [out, in] weight or a 3D [E, out, in] stack, got " +
@@ -129,6 +142,6 @@ class Mxfp4Format : public QuantFormat {
 
 }  // namespace
 
-MOEQ_FORMAT(Mxfp4Format);
+MOEQ_REGISTER(FormatPtr, "mxfp4", std::make_unique<Mxfp4Format>())
 
 }  // namespace moeq
