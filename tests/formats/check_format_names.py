@@ -15,15 +15,25 @@ import sys
 
 FORMATS = ("nvfp4", "nf4", "fp4", "fp8", "mxfp4", "int4", "int8")
 LITERAL = re.compile(r'"(%s)"' % "|".join(FORMATS))
-SCANNED = ("src", "calib", "export", "plugins", "bench")  # tests, recipes and docs may name formats
+ALLOWED_TOP = ("recipes", "docs", "tests", "shared")  # may name formats (shared/: data, not code)
 HOME = os.path.join("src", "formats")
 EXTENSIONS = (".cpp", ".h", ".cu", ".cuh", ".hpp")
 MARKER = "format-name-ok"
 
 
+def scanned_tops(root):
+    """Every top-level folder of the tree but the allowed ones, build trees and hidden ones, so a
+    folder added later (the roof of issue 13) is checked too."""
+    for top in sorted(os.listdir(root)):
+        if top in ALLOWED_TOP or top.startswith((".", "build")) or not os.path.isdir(os.path.join(root, top)):
+            continue
+        yield top
+
+
 def hits(root):
-    for top in SCANNED:
-        for d, _, files in os.walk(os.path.join(root, top)):
+    for top in scanned_tops(root):
+        for d, dirs, files in os.walk(os.path.join(root, top)):
+            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
             rel_dir = os.path.relpath(d, root)
             if rel_dir == HOME or rel_dir.startswith(HOME + os.sep):
                 continue
