@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "formats/cuda_stream.h"
 #include "formats/format.h"
+#include "formats/nvfp4/nvfp4.h"
 #include "tensor/source_dequant.h"
 
 namespace moeq::cli {
@@ -40,7 +41,7 @@ int bench_source(const std::vector<std::string>& argv) {
             "[--source fp8-block|mxfp4] [--device cpu|cuda] [--shape E,out,in] [--iters N] [--json FILE]",
             "moeq bench source --device cuda --shape 256,2048,7168");
   c.positional("benchmark", what, "the benchmark: source");
-  c.option("--source", source, "the source format")->check(one_of({"fp8-block", "mxfp4"}));
+  c.option("--source", source, "the source format")->check(one_of({"fp8-block", "mxfp4"}));  // format-name-ok: source checkpoint formats
   c.option("--device", device, "where the kernels run")->check(one_of({"cpu", "cuda"}));
   c.option("--shape", shape_text, "expert stack E,out,in", "8,2048,7168 (cuda: 256,2048,7168)");
   c.option("--iters", iters, "timed iterations (median)", "2 (cuda: 10)")->check(integer_at_least(1));
@@ -85,7 +86,7 @@ int bench_source(const std::vector<std::string>& argv) {
   }
   at::Tensor w;
   const double t_dec = median_seconds([&] { w = decode(); }, cuda, iters);
-  const QuantFormat& nv = format_by_name("nvfp4");
+  const QuantFormat& nv = format_by_name(kNvfp4Name);
   QuantizedTensor q;
   const double t_q = median_seconds([&] { q = nv.quantize(w, FormatParams{}); }, cuda, iters);
   const double t_both = median_seconds([&] { q = nv.quantize(decode(), FormatParams{}); }, cuda, iters);

@@ -10,7 +10,7 @@
 #include "core/error.h"
 #include "export/bnb_layout.h"
 #include "export/writer.h"
-#include "formats/bnb4.h"
+#include "formats/bnb4/bnb4.h"
 
 namespace moeq {
 namespace {
@@ -33,7 +33,8 @@ class BnbWriter : public ExportWriter {
   std::string name() const override { return "bnb"; }
 
   void check(const SitePlan& p) const override {
-    if (p.format != "nf4" && p.format != "fp4")
+    const QuantFormat* f = find_format(p.format);
+    if (!f || f->traits().kind != ElementKind::Codebook)  // bitsandbytes holds its codebook formats (nf4, fp4)
       throw Error("export bnb: site " + p.site->name + " uses " + p.format +
                   ", which bitsandbytes 4-bit checkpoints cannot hold (nf4 and fp4 only; use export: modelopt for "
                   "nvfp4/fp8, export: compressed-tensors for int4/int8/mxfp4)");

@@ -47,20 +47,21 @@ class CompressedTensorsWriter : public ExportWriter {
       bytes += t.nbytes();
     };
     auto reciprocal = [](float v) { return at::full({1}, 1.0f / v, at::kFloat); };  // IEEE fp32, as torch's 1 / t
-    if (f == "int4" || f == "int8") {
+    const CtFamily family = ct_family(f);
+    if (family == CtFamily::PackedInt) {
       for (const char* p : {"weight_packed", "weight_scale", "weight_shape"}) put(p, part_of(s, p));
       if (s.q->parts.count("weight_zero_point")) put("weight_zero_point", part_of(s, "weight_zero_point"));
-    } else if (f == "nvfp4") {
+    } else if (family == CtFamily::Nvfp4Pack) {
       put("weight_packed", part_of(s, "weight"));
       put("weight_scale", part_of(s, "weight_scale"));
       put("weight_global_scale", reciprocal(scalar_of(part_of(s, "weight_scale_2"))));
       // compressed-tensors computes (448 * 6) / amax, which differs from 1 / input_scale in the last bit.
       if (s.input_amax) put("input_global_scale", at::full({1}, input_global_scale_from_amax(*s.input_amax), at::kFloat));
       else if (s.input_scale) put("input_global_scale", reciprocal(*s.input_scale));
-    } else if (f == "mxfp4") {
+    } else if (family == CtFamily::Mxfp4Pack) {
       put("weight_packed", part_of(s, "weight"));
       put("weight_scale", part_of(s, "weight_scale"));
-    } else if (f == "fp8") {
+    } else if (family == CtFamily::Float8) {
       put("weight", part_of(s, "weight"));
       const at::Tensor sc = part_of(s, "weight_scale").to(at::kFloat);
       put("weight_scale", s.q->params.granularity == "channel" ? sc : sc.reshape({1}));

@@ -22,19 +22,41 @@ json nvfp4_args() {
 std::string str(const json& j, const char* key) { return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : ""; }
 int64_t num(const json& j, const char* key) { return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : -1; }
 
+// The registered format of `family` with `bits`-bit elements, or "".
+std::string format_of(CtFamily family, int64_t bits) {
+  const QuantFormat* f = find_format_where([&](const FormatTraits& t) { return ct_family(t) == family && t.bits == bits; });
+  return f ? f->name() : "";
+}
+
 }  // namespace
+
+CtFamily ct_family(const FormatTraits& t) {
+  if (t.kind == ElementKind::Int) return CtFamily::PackedInt;
+  if (t.kind != ElementKind::Float) return CtFamily::None;
+  if (t.bits == 4 && t.block_scale == BlockScale::E4M3 && t.global_scale) return CtFamily::Nvfp4Pack;
+  if (t.bits == 4 && t.block_scale == BlockScale::E8M0) return CtFamily::Mxfp4Pack;
+  if (t.bits == 8 && t.block == 0) return CtFamily::Float8;
+  return CtFamily::None;
+}
+
+CtFamily ct_family(const std::string& format) {
+  const QuantFormat* f = find_format(format);
+  return f ? ct_family(f->traits()) : CtFamily::None;
+}
 
 CtScheme ct_scheme_for(const std::string& format, const FormatParams& p, bool input_quant) {
   CtScheme s;
   s.input = nullptr;
-  if (format == "int4" || format == "int8") {
+  const CtFamily family = ct_family(format);
+  if (family == CtFamily::PackedInt) {
+    const int bits = format_by_name(format).traits().bits;
     if (input_quant)
-      throw Error("compressed-tensors export writes " + format + " weight-only (W" + format.substr(3) +
+      throw Error("compressed-tensors export writes " + format + " weight-only (W" + std::to_string(bits) +
                   "A16): drop input_quant from the rule, or set weight_only: true");
     s.format = "pack-quantized";
     s.weights = {{"dynamic", false}, {"group_size", p.block_size == 0 ? 128 : p.block_size},
-                 {"num_bits", format == "int4" ? 4 : 8}, {"strategy", "group"}, {"symmetric", p.symmetric}, {"type", "int"}};
-  } else if (format == "nvfp4") {
+                 {"num_bits", bits}, {"strategy", "group"}, {"symmetric", p.symmetric}, {"type", "int"}};
+  } else if (family == CtFamily::Nvfp4Pack) {
     s.format = "nvfp4-pack-quantized";
     s.weights = nvfp4_args();
     if (input_quant) {  // the NVFP4 preset: per-tensor global scale, dynamic per-block scales
@@ -42,13 +64,13 @@ CtScheme ct_scheme_for(const std::string& format, const FormatParams& p, bool in
       s.input["dynamic"] = "local";
       s.input["observer"] = "static_minmax";
     }
-  } else if (format == "mxfp4") {
+  } else if (family == CtFamily::Mxfp4Pack) {
     if (input_quant)
       throw Error("compressed-tensors export writes mxfp4 weight-only (MXFP4A16): drop input_quant from the rule, or set weight_only: true");
     s.format = "mxfp4-pack-quantized";
     s.weights = {{"dynamic", false}, {"group_size", 32},  {"num_bits", 4},   {"scale_dtype", "torch.uint8"},
                  {"strategy", "group"}, {"symmetric", true}, {"type", "float"}};
-  } else if (format == "fp8") {
+  } else if (family == CtFamily::Float8) {
     s.weights = fp8_args(p.granularity == "channel" ? "channel" : "tensor");
     // compressed-tensors picks float-quantized only when activations are quantized too.
     s.format = input_quant ? "float-quantized" : "naive-quantized";
@@ -69,15 +91,15 @@ CtGroupFormat moeq_format_of(const std::string& name, const nlohmann::json& grou
   const int64_t bits = num(w, "num_bits"), gs = num(w, "group_size");
   CtGroupFormat f;
   if (type == "int" && (bits == 4 || bits == 8) && strategy == "group" && gs > 0) {
-    f.format = bits == 4 ? "int4" : "int8";
+    f.format = format_of(CtFamily::PackedInt, bits);
     f.params.block_size = gs;
     f.params.symmetric = w.value("symmetric", true);
   } else if (type == "float" && bits == 4 && gs == 16 && strategy == "tensor_group") {
-    f.format = "nvfp4";
+    f.format = format_of(CtFamily::Nvfp4Pack, 4);
   } else if (type == "float" && bits == 4 && gs == 32 && strategy == "group") {
-    f.format = "mxfp4";
+    f.format = format_of(CtFamily::Mxfp4Pack, 4);
   } else if (type == "float" && bits == 8 && (strategy == "tensor" || strategy == "channel")) {
-    f.format = "fp8";
+    f.format = format_of(CtFamily::Float8, 8);
     f.params.granularity = strategy;
   } else {
     throw Error("quantization_config group " + name + ": weights " + w.dump() +

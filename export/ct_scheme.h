@@ -18,6 +18,14 @@ struct CtScheme {
   nlohmann::json input;    // null when activations stay unquantized
 };
 
+// The compressed-tensors layout family of a format, from its traits (not its name): packed
+// integers (pack-quantized), E2M1 under E4M3 block scales and a global scale
+// (nvfp4-pack-quantized), E2M1 under E8M0 block scales (mxfp4-pack-quantized), E4M3 elements
+// without blocks (float- / naive-quantized). None for the rest and for unknown names.
+enum class CtFamily { None, PackedInt, Nvfp4Pack, Mxfp4Pack, Float8 };
+CtFamily ct_family(const FormatTraits& t);
+CtFamily ct_family(const std::string& format);
+
 // Throws moeq::Error when the format (or activation quantization of it) has no
 // compressed-tensors form that moeq writes.
 CtScheme ct_scheme_for(const std::string& format, const FormatParams& p, bool input_quant);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "export/modelopt_formats.h"
 #include "export/writer.h"
 #include "io/text_file.h"
 
@@ -16,7 +17,7 @@ namespace {
 // ModelOpt's quant_algo spellings (modelopt/torch/export/quant_utils.py), as vLLM 0.34 accepts them
 // (vllm/model_executor/layers/quantization/modelopt.py LINEAR_ALGOS): NVFP4 is W4A4, W4A16_NVFP4
 // weight-only; FP8 is W8A8 with static per-tensor input scales only.
-std::string algo(const SitePlan& p) { return p.format == "nvfp4" ? (p.input_quant ? "NVFP4" : "W4A16_NVFP4") : "FP8"; }
+std::string algo(const SitePlan& p) { return modelopt_nvfp4_layout(p.format) ? (p.input_quant ? "NVFP4" : "W4A16_NVFP4") : "FP8"; }
 
 // exclude_modules as ModelOpt (>= 0.39) writes them: the largest module subtree that holds no
 // quantized linear as one `PATH*` pattern, a lone unquantized linear by its name. vLLM
@@ -51,15 +52,16 @@ class ModelOptWriter : public ExportWriter {
   std::string name() const override { return "modelopt"; }
 
   void check(const SitePlan& p) const override {
-    if (p.format != "nvfp4" && p.format != "fp8")
+    const bool fp8 = modelopt_fp8_layout(p.format);
+    if (!modelopt_nvfp4_layout(p.format) && !fp8)
       throw Error("export modelopt: site " + p.site->name + " uses " + p.format +
                   ", which ModelOpt checkpoints cannot hold (nvfp4 and fp8 only; use export: compressed-tensors "
                   "for int4/int8, export: bnb for nf4/fp4)");
-    if (p.format == "fp8" && p.params.granularity != "tensor")
+    if (fp8 && p.params.granularity != "tensor")
       throw Error("export modelopt: site " + p.site->name + ": per-channel fp8 is not a ModelOpt layout (use granularity: tensor)");
     // vLLM's ModelOpt FP8 (modelopt.py ModelOptFp8MoEMethod.create_weights, resolve("FP8")) is static
     // W8A8 only: without input scales it runs with its placeholders (1.0), i.e. wrong numbers.
-    if (p.format == "fp8" && !p.input_quant)
+    if (fp8 && !p.input_quant)
       throw Error("export modelopt: site " + p.site->name + ": fp8 weight-only has no ModelOpt layout (vLLM reads ModelOpt FP8 "
                   "as W8A8 with static input scales); use export: compressed-tensors for FP8 weight-only, or quantize "
                   "activations (input_quant: true, quantize --calib)");
@@ -75,8 +77,8 @@ class ModelOptWriter : public ExportWriter {
       bytes += t.nbytes();
     };
     put("weight", part_of(s, "weight"));
-    put("weight_scale", part_of(s, "weight_scale").reshape(s.q->format == "fp8" ? std::vector<int64_t>{} : part_of(s, "weight_scale").sizes().vec()));
-    if (s.q->format == "nvfp4") put("weight_scale_2", part_of(s, "weight_scale_2").reshape({}));
+    put("weight_scale", part_of(s, "weight_scale").reshape(modelopt_fp8_layout(s.q->format) ? std::vector<int64_t>{} : part_of(s, "weight_scale").sizes().vec()));
+    if (modelopt_nvfp4_layout(s.q->format)) put("weight_scale_2", part_of(s, "weight_scale_2").reshape({}));
     if (s.input_scale) put("input_scale", at::full({}, *s.input_scale, at::kFloat));
     return bytes;
   }
@@ -90,7 +92,7 @@ class ModelOptWriter : public ExportWriter {
       if (!sp.quantize) continue;
       algos.insert(algo(sp));
       input_quant = input_quant || sp.input_quant;
-      layers[sp.site->module] = sp.format == "nvfp4" ? nlohmann::ordered_json{{"quant_algo", algo(sp)}, {"group_size", 16}}
+      layers[sp.site->module] = modelopt_nvfp4_layout(sp.format) ? nlohmann::ordered_json{{"quant_algo", algo(sp)}, {"group_size", 16}}
                                                      : nlohmann::ordered_json{{"quant_algo", "FP8"}};
     }
     exclude = exclude_patterns(plan);

@@ -46,9 +46,8 @@ std::unique_ptr<VerifyLayout> open_layout(const std::string& dir, const ModelCon
 // Gaussian weights: nvfp4/mxfp4/int4 g128 about 17-21 dB, nf4 about 20 dB, fp4 about 16 dB,
 // fp8 about 31 dB, int8 about 41 dB).
 double sqnr_floor_db(const std::string& format) {
-  if (format == "fp8") return 20.0;
-  if (format == "int8") return 25.0;
-  return 10.0;
+  const QuantFormat* f = find_format(format);
+  return f ? f->traits().sqnr_floor_db : 10.0;
 }
 
 // The source's MTP and tower tensors must reach the export: unchanged byte for byte, or for a

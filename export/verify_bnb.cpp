@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "export/bnb_layout.h"
 #include "export/verify_layout.h"
+#include "formats/format.h"
 #include "tensor/aten_view.h"
 
 namespace moeq {
@@ -151,7 +152,9 @@ class BnbLayout : public VerifyLayout {
   static bool is_param(const std::string& suffix) {
     for (const char* p : kSuffixes)
       if (suffix == p) return true;
-    return suffix == quant_state_suffix("nf4") || suffix == quant_state_suffix("fp4");
+    for (const auto& f : format_names())  // the bitsandbytes formats: codebooks (nf4, fp4)
+      if (format_by_name(f).traits().kind == ElementKind::Codebook && suffix == quant_state_suffix(f)) return true;
+    return false;
   }
 
   QuantStateJson parse_state(const std::string& name) const {

@@ -112,8 +112,9 @@ class CtLayout : public VerifyLayout {
     const int64_t out = w.shape.size() == 2 ? w.shape[0] : -1;
     if (w.shape.size() != 2) return fail("weight should be 2D, is " + shape_str(w.shape)), ls;
 
-    if (ls.format == "int4" || ls.format == "int8") {
-      const int64_t bits = ls.format == "int4" ? 4 : 8, group = q.params.block_size;
+    const CtFamily family = ct_family(ls.format);
+    if (family == CtFamily::PackedInt) {
+      const int64_t bits = format_by_name(ls.format).traits().bits, group = q.params.block_size;
       int64_t in = -1;
       if (need("weight_shape", {DType::I64}, {2})) {
         const at::Tensor shp = view("weight_shape");
@@ -130,10 +131,10 @@ class CtLayout : public VerifyLayout {
       q.shape = {out, in};
       for (const char* p : {"weight_scale", "weight_shape"}) q.parts[p] = view(p);
       if (!q.params.symmetric) q.parts["weight_zero_point"] = view("weight_zero_point");
-    } else if (ls.format == "nvfp4" || ls.format == "mxfp4") {
-      const int64_t in = w.shape[1] * 2, block = ls.format == "nvfp4" ? 16 : 32;
+    } else if (family == CtFamily::Nvfp4Pack || family == CtFamily::Mxfp4Pack) {
+      const int64_t in = w.shape[1] * 2, block = format_by_name(ls.format).traits().block;
       if (w.dtype != DType::U8) fail("weight_packed should be U8 [out, in/2], is " + ls.stored_dtype);
-      if (ls.format == "nvfp4") {
+      if (family == CtFamily::Nvfp4Pack) {
         if (need("weight_scale", {DType::F8_E4M3}, {out, in / block})) positive("weight_scale");
         if (need("weight_global_scale", {DType::F32}, {1})) {
           ls.tensor_scale_name = "weight_global_scale";

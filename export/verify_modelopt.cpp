@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "export/modelopt_formats.h"
 #include "export/verify_layout.h"
 #include "tensor/aten_view.h"
 
@@ -62,14 +63,18 @@ class ModelOptLayout : public VerifyLayout {
     }
     std::string algo = quant_algo_ == "MIXED_PRECISION" ? (layer_algo_.count(m) ? layer_algo_.at(m) : "") : quant_algo_;
     if (algo.empty()) algo = w.dtype == DType::U8 ? "NVFP4" : "FP8";
-    ls.format = algo == "NVFP4" || algo == "W4A16_NVFP4" ? "nvfp4" : "fp8";
+    const bool nvfp4 = algo == "NVFP4" || algo == "W4A16_NVFP4";
+    const QuantFormat* fmt = nvfp4 ? find_format_where([](const FormatTraits& t) { return modelopt_nvfp4_layout(t); })
+                                   : find_format_where([](const FormatTraits& t) { return modelopt_fp8_layout(t); });
+    if (!fmt) throw Error("moeq has no format for ModelOpt quant_algo " + algo);
+    ls.format = fmt->name();
     used.insert(m + ".weight_scale");
     const TensorInfo& ws = ck.info(m + ".weight_scale");
     QuantizedTensor q;
     q.format = ls.format;
     bool ok = true;
     auto fail = [&](const std::string& msg) { bad(msg); ok = false; };
-    if (ls.format == "nvfp4") {
+    if (nvfp4) {
       ls.tensor_scale_name = "weight_scale_2";
       const int64_t out = w.shape.size() == 2 ? w.shape[0] : -1, in = w.shape.size() == 2 ? w.shape[1] * 2 : -1;
       q.shape = {out, in};
@@ -103,8 +108,8 @@ class ModelOptLayout : public VerifyLayout {
     }
     if (!ok) return ls;
     q.parts["weight"] = tensor_view(ck, s.view.tensor);
-    q.parts["weight_scale"] = ls.format == "fp8" ? tensor_view(ck, m + ".weight_scale").reshape({}) : tensor_view(ck, m + ".weight_scale");
-    if (ls.format == "nvfp4") q.parts["weight_scale_2"] = tensor_view(ck, m + ".weight_scale_2").reshape({});
+    q.parts["weight_scale"] = !nvfp4 ? tensor_view(ck, m + ".weight_scale").reshape({}) : tensor_view(ck, m + ".weight_scale");
+    if (nvfp4) q.parts["weight_scale_2"] = tensor_view(ck, m + ".weight_scale_2").reshape({});
     ls.q = std::move(q);
     return ls;
   }

@@ -9,6 +9,7 @@
 #include "app/compare/act_fake_quant.h"
 #include "core/error.h"
 #include "calib/calibrators/input_scales.h"
+#include "formats/format.h"
 
 namespace moeq {
 namespace {
@@ -16,8 +17,10 @@ namespace {
 using FakeQuant = at::Tensor (*)(const at::Tensor&, const at::Tensor&);
 
 FakeQuant fake_quant_of(const std::string& format) {
-  if (format == "nvfp4") return &nvfp4_input_fake_quant;
-  if (format == "fp8") return &fp8_input_fake_quant;
+  const QuantFormat* f = find_format(format);
+  const InputQuant how = f ? f->traits().input_quant : InputQuant::None;
+  if (how == InputQuant::DynamicBlocks) return &nvfp4_input_fake_quant;
+  if (how == InputQuant::StaticTensor) return &fp8_input_fake_quant;
   throw Error("format " + format + " has no activation quantization in moeq (input_quant: nvfp4, fp8)");
 }
 
@@ -71,7 +74,11 @@ struct State {
 
 std::string activation_label(const std::set<std::string>& formats) {
   std::string out;
-  for (const auto& f : formats) out += (out.empty() ? "" : " + ") + std::string(f == "nvfp4" ? "W4A4" : f == "fp8" ? "W8A8" : f);
+  for (const auto& f : formats) {
+    const QuantFormat* q = find_format(f);
+    const std::string label = q ? q->traits().activation_label : "";
+    out += (out.empty() ? "" : " + ") + (label.empty() ? f : label);
+  }
   return out;
 }
 

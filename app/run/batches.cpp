@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "formats/format.h"
 #include "tensor/aten_view.h"
 #include "model/fusion.h"
 #include "calib/calibrators/gptq_job.h"
@@ -43,7 +44,8 @@ std::string batch_key(const SitePlan& p) {
 }
 
 bool has_tensor_scale(const SitePlan& p) {
-  return p.format == "nvfp4" || (p.format == "fp8" && p.params.granularity == "tensor");
+  const QuantFormat* f = find_format(p.format);
+  return f && f->has_tensor_scale(p.params);
 }
 
 // The key of the fusion group a batch belongs to (model/fusion.h: q/k/v, gate/up, ... as the
@@ -165,15 +167,16 @@ std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, 
     return out;
   }
   auto own_amax = [](const at::Tensor& w) { return (w.dim() == 3 ? w.abs().amax({1, 2}) : w.abs().amax()).to(at::kFloat); };
-  if (first.format == "fp8" && first.params.granularity == "channel") {
+  const MseSearch search = fmt.traits().mse;
+  if (search == MseSearch::TensorOrChannel && first.params.granularity == "channel") {
     for (size_t j = 0; j < job.size(); ++j)
       out.push_back(fmt.quantize(stacks[j], first.params, fp8_channel_mse_amax(stacks[j], cal)));
-  } else if (first.format == "fp8") {
+  } else if (search == MseSearch::TensorOrChannel) {
     // One amax for the whole job: a gate/up pair's joint error under one shared scale.
     const at::Tensor chosen = fp8_tensor_mse_amax(stacks, amax ? *amax : own_amax(stacks[0]), cal);
     for (size_t j = 0; j < job.size(); ++j)
       out.push_back(fmt.quantize(stacks[j], first.params, stacks[j].dim() == 2 ? chosen.reshape({}) : chosen));
-  } else if (first.format == "nvfp4") {
+  } else if (search == MseSearch::BlockScales) {
     for (size_t j = 0; j < job.size(); ++j) {
       const at::Tensor a = amax ? *amax : own_amax(stacks[j]);
       out.push_back(fmt.quantize_with_block_scales(stacks[j], first.params, a, nvfp4_mse_block_scales(stacks[j], a, cal)));

@@ -49,13 +49,14 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
     throw Error(first.site->name + ": calibrator gptq has no Hessians (pass --calib CALIB.h5 made by moeq calibrate "
                 "--gptq-hessians)");
   const QuantFormat& fmt = format_by_name(first.format);
-  const bool nvfp4 = first.format == "nvfp4";
-  if (!nvfp4 && first.format != "int4" && first.format != "int8")
+  const FormatTraits traits = fmt.traits();
+  const bool nvfp4 = traits.kind == ElementKind::Float;  // the E2M1 grid under FP8 block scales, else integers
+  if (!traits.gptq)
     throw Error(first.site->name + ": calibrator gptq does not cover format " + first.format);
   if (!nvfp4 && !first.params.symmetric)
     throw Error(first.site->name + ": calibrator gptq supports symmetric " + first.format +
                 " only (asymmetric zero points are not implemented); set symmetric: true or calibrator: max");
-  const int bits = first.format == "int8" ? 8 : 4;
+  const int bits = traits.bits;
   const double qmax = nvfp4 ? 0 : (1 << (bits - 1)) - 1, qmin = nvfp4 ? 0 : -(1 << (bits - 1));
   GptqOptions go{cal.gptq_block_size, cal.gptq_dampening, cal.gptq_act_order};
   std::map<std::string, std::pair<at::Tensor, at::Tensor>> layer_h;  // input -> (H, tokens): gate and up share

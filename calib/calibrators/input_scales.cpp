@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "formats/format.h"
 #include "model/fusion.h"
 
 namespace moeq {
@@ -15,14 +16,15 @@ std::string fused_key(const Site& s) { return fusion_group(s); }
 
 }  // namespace
 
-bool format_quantizes_inputs(const std::string& format) { return format == "nvfp4" || format == "fp8"; }
+bool format_quantizes_inputs(const std::string& format) {
+  const QuantFormat* f = find_format(format);
+  return f && f->traits().input_quant != InputQuant::None;
+}
 
 float input_scale_from_amax(const std::string& format, float amax) {
   if (!std::isfinite(amax) || amax <= 0)
     throw Error("input amax " + std::to_string(amax) + " gives no usable input scale (must be finite and > 0)");
-  constexpr float kE4M3Max = 448.0f, kE2M1Max = 6.0f;
-  if (format == "nvfp4") return amax / (kE2M1Max * kE4M3Max);
-  if (format == "fp8") return amax / kE4M3Max;
+  if (format_quantizes_inputs(format)) return amax / format_by_name(format).traits().input_amax_divisor;
   throw Error("format " + format + " has no static input scale in moeq (activation quantization: nvfp4, fp8)");
 }
 

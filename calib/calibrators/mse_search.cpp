@@ -10,7 +10,7 @@
 #include "formats/format.h"
 #include "formats/format_util.h"
 #include "formats/cuda_stream.h"
-#include "formats/nvfp4_mse.h"
+#include "formats/nvfp4/nvfp4_mse.h"
 
 namespace moeq {
 namespace {
@@ -144,12 +144,12 @@ at::Tensor fp8_channel_mse_amax(const at::Tensor& stack, const WeightCalibrator&
 
 at::Tensor nvfp4_mse_block_scales(const at::Tensor& stack, const at::Tensor& amax, const WeightCalibrator& c, bool torch_ops) {
   if (!c.is_mse()) throw Error("nvfp4_mse_block_scales: the calibrator is " + c.describe() + ", not mse");
-  check_weight(stack, "nvfp4", kNvfp4Block);
+  check_weight(stack, kNvfp4Name, kNvfp4Block);
   const at::Tensor w3 = to_3d(stack);
   const int64_t E = w3.size(0), R = w3.size(1), B = w3.size(2) / kNvfp4Block;
   const at::Tensor a = expert_amax(amax, E, w3.device());
   if (!(at::isfinite(a) & (a >= 0)).all().item<bool>()) throw Error("nvfp4 mse: the amax must be finite and non-negative");
-  require_finite(w3, "nvfp4");
+  require_finite(w3, kNvfp4Name);
   const at::Tensor mult = c.fp8_scale_sweep ? at::Tensor() : mse_multipliers(c);
   at::Tensor bytes;
   if (torch_ops) {

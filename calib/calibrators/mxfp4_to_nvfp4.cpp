@@ -1,5 +1,6 @@
 #include "calib/calibrators/mxfp4_to_nvfp4.h"
 
+#include "formats/format.h"
 #include "tensor/aten_view.h"
 
 namespace moeq {
@@ -17,13 +18,19 @@ at::Tensor batch_scales(const Checkpoint& ck, const SiteBatch& b) {
   return v.size() == 1 ? v[0].contiguous() : at::stack(v);
 }
 
+// The target keeps an MXFP4 source's E2M1 codes where the scales allow (its traits say so).
+bool keeps_mxfp4_codes(const std::string& format) {
+  const QuantFormat* f = find_format(format);
+  return f && f->traits().keeps_mxfp4_codes;
+}
+
 }  // namespace
 
 std::optional<Mxfp4ToNvfp4> plan_mxfp4_to_nvfp4(const Checkpoint& ck, const std::vector<SiteBatch>& job,
                                                 const std::vector<at::Tensor>& stacks) {
   for (const SiteBatch& b : job)
     for (const SitePlan* p : b.sites)
-      if (p->format != "nvfp4" || p->site->view.source != SourceFormat::Mxfp4 || p->calibrator.is_mse())
+      if (!keeps_mxfp4_codes(p->format) || p->site->view.source != SourceFormat::Mxfp4 || p->calibrator.is_mse())
         return std::nullopt;
   const at::Device dev = stacks[0].device();
   const bool one = stacks[0].dim() == 2;

@@ -1,15 +1,10 @@
 #include "formats/format.h"
 
-#include <algorithm>
-
 #include "core/error.h"
 
 namespace moeq {
 namespace {
-std::vector<std::unique_ptr<QuantFormat>>& registry() {
-  static std::vector<std::unique_ptr<QuantFormat>> r;
-  return r;
-}
+const Registry<FormatPtr>& registry() { return Registry<FormatPtr>::instance(); }
 }  // namespace
 
 QuantizedTensor QuantFormat::quantize_with_block_scales(const at::Tensor&, const FormatParams&, const at::Tensor&,
@@ -17,25 +12,19 @@ QuantizedTensor QuantFormat::quantize_with_block_scales(const at::Tensor&, const
   throw Error(name() + ": given block scales are not supported (only nvfp4, int4 and int8 take them)");
 }
 
-bool register_format(std::unique_ptr<QuantFormat> f) {
-  registry().push_back(std::move(f));
-  return true;
+std::optional<std::map<std::string, PartSpec>> QuantFormat::part_specs(const std::vector<int64_t>&,
+                                                                       const FormatParams&) const {
+  return std::nullopt;
 }
 
-const QuantFormat& format_by_name(const std::string& name) {
-  for (const auto& f : registry())
-    if (f->name() == name) return *f;
-  std::string known;
-  for (const auto& n : format_names()) known += (known.empty() ? "" : ", ") + n;
-  throw Error("unknown format '" + name + "' (known: " + known + ")");
+const QuantFormat& format_by_name(const std::string& name) { return *registry().get(name, "format"); }
+
+const QuantFormat* find_format(const std::string& name) {
+  const FormatPtr* f = registry().find(name);
+  return f ? f->get() : nullptr;
 }
 
-std::vector<std::string> format_names() {
-  std::vector<std::string> n;
-  for (const auto& f : registry()) n.push_back(f->name());
-  std::sort(n.begin(), n.end());
-  return n;
-}
+std::vector<std::string> format_names() { return registry().names(); }
 
 void check_weight(const at::Tensor& w, const std::string& format, int64_t block) {
   if (w.dim() != 2 && w.dim() != 3)

@@ -4,8 +4,9 @@
 // or a stack of experts [E, out, in] in one call, dequantizes, and names its output
 // tensors ("parts") so the export writers can lay them out for each consumer.
 //
-// One file per format (src/formats/<name>.cpp) registers it with MOEQ_FORMAT; its CPU
-// kernel lives beside it, its CUDA kernel in src/formats/<name>_kernels.cu.
+// A format is one folder, src/formats/<name>/: its CPU code and registration (<name>.cpp,
+// MOEQ_REGISTER(FormatPtr, "<name>", ...)), its CUDA kernels (<name>.cu) and its traits
+// (QuantFormat::traits(), formats/format_traits.h), which answer what the rest of moeq asks.
 #include <ATen/ATen.h>
 
 #include <map>
@@ -13,6 +14,9 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "core/registry.h"
+#include "formats/format_traits.h"
 
 namespace moeq {
 
@@ -35,10 +39,26 @@ struct QuantizedTensor {
   std::map<std::string, at::Tensor> parts;  // e.g. weight, weight_scale, weight_scale_2
 };
 
+// The dtype and shape of one part quantize() returns, known before quantizing.
+struct PartSpec {
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+
 class QuantFormat {
  public:
   virtual ~QuantFormat() = default;
   virtual std::string name() const = 0;
+  // The format's facts (formats/format_traits.h); the contract test holds quantize() to them.
+  virtual FormatTraits traits() const = 0;
+  // Whether quantize() gives a per-tensor scale ([] or [E]) that amax replaces and that
+  // members of a fusion group can share: traits().global_scale unless params decide.
+  virtual bool has_tensor_scale(const FormatParams&) const { return traits().global_scale; }
+  // The parts quantize() returns for this shape and params, by name, when the format declares
+  // them before quantizing (an export then lays out its files first; the others keep the
+  // buffered path); nullopt otherwise. Formats that declare them throw where validate() does.
+  virtual std::optional<std::map<std::string, PartSpec>> part_specs(const std::vector<int64_t>& shape,
+                                                                    const FormatParams& p) const;
   // Throws moeq::Error saying why the shape or params do not fit (e.g. in % block != 0).
   virtual void validate(const std::vector<int64_t>& shape, const FormatParams& p) const = 0;
   // w: [out, in] or [E, out, in], bf16/f16/f32, on CPU or CUDA (the kernel follows the
@@ -65,9 +85,20 @@ class QuantFormat {
   virtual double bits_per_weight(const std::vector<int64_t>& shape, const FormatParams& p) const = 0;
 };
 
-bool register_format(std::unique_ptr<QuantFormat> f);
+// The format registry: Registry<FormatPtr> (core/registry.h). A format's .cpp registers it:
+//   MOEQ_REGISTER(FormatPtr, "nvfp4", std::make_unique<Nvfp4Format>());
+using FormatPtr = std::unique_ptr<QuantFormat>;
 // Throws moeq::Error listing the known formats when the name is unknown.
 const QuantFormat& format_by_name(const std::string& name);
+// The registered format named `name`, or nullptr (names a plan or recipe did not check).
+const QuantFormat* find_format(const std::string& name);
+// The first registered format (in registration order) whose traits satisfy pred, or nullptr:
+// how a consumer's vocabulary (a ModelOpt or compressed-tensors scheme) maps back to a format.
+template <class Pred>
+const QuantFormat* find_format_where(Pred pred) {
+  const FormatPtr* f = Registry<FormatPtr>::instance().find_if([&](const FormatPtr& p) { return pred(p->traits()); });
+  return f ? f->get() : nullptr;
+}
 std::vector<std::string> format_names();
 
 // Shared checks: 2D or 3D, bf16/f16/f32, last dim divisible by `block`. Throws moeq::Error.
@@ -78,8 +109,3 @@ void require_finite(const at::Tensor& w, const std::string& format);
 [[noreturn]] void throw_non_finite(const std::string& format);
 
 }  // namespace moeq
-
-#define MOEQ_FORMAT(cls) \
-  static const bool MOEQ_FORMAT_CONCAT(moeq_format_registered_, __LINE__) = ::moeq::register_format(std::make_unique<cls>())
-#define MOEQ_FORMAT_CONCAT_INNER(a, b) a##b
-#define MOEQ_FORMAT_CONCAT(a, b) MOEQ_FORMAT_CONCAT_INNER(a, b)

@@ -83,7 +83,7 @@ SourceQuantConfig parse_source_quant(const nlohmann::json& j, const std::string&
     return it->get<std::string>();
   };
   q.quant_method = str("quant_method");
-  if (q.quant_method != "fp8" && q.quant_method != "mxfp4") return q;  // an export's own (modelopt, ...)
+  if (q.quant_method != "fp8" && q.quant_method != "mxfp4") return q;  // an export's own (modelopt, ...); format-name-ok: HF quant_method
   q.fmt = str("fmt");
   q.activation_scheme = str("activation_scheme");
   if (auto b = qc->find("weight_block_size"); b != qc->end() && !b->is_null()) {

@@ -25,7 +25,7 @@ constexpr Role kAllRoles[] = {Role::Attention, Role::DenseMlp, Role::Expert, Rol
 //  Mxfp4:    `X_blocks` U8 [E, out, in/32, 16] (E2M1 pairs, low nibble first) and `X_scales`
 //            U8 E8M0 [E, out, in/32]: w = e2m1 * 2^(scale - 127) (gpt-oss).
 enum class SourceFormat { Plain, Fp8Block, Mxfp4 };
-const char* source_format_name(SourceFormat f);  // "plain", "fp8-block", "mxfp4"
+const char* source_format_name(SourceFormat f);  // "plain", "fp8-block", "mxfp4" (format-name-ok: source formats)
 
 // How the [out, in] matrix of a site sits in its stored tensor:
 // t = stored; if expert >= 0: t = t[expert]; if transpose: t = t^T;

@@ -49,7 +49,7 @@ const char* source_format_name(SourceFormat f) {
   switch (f) {
     case SourceFormat::Plain: return "plain";
     case SourceFormat::Fp8Block: return "fp8-block";
-    case SourceFormat::Mxfp4: return "mxfp4";
+    case SourceFormat::Mxfp4: return "mxfp4";  // format-name-ok: a source checkpoint format
   }
   return "?";
 }
@@ -73,7 +73,7 @@ void attach_source_scales(const ModelConfig& config, const std::vector<const Ten
       if (w.dtype != DType::F8_E4M3)
         throw Error(where + ": tensor '" + v.tensor + "' has a weight_scale_inv but is " + dtype_name(w.dtype) +
                     ", not F8_E4M3 (FP8-block sources only)");
-      if (q.quant_method != "fp8" || q.block_rows <= 0)
+      if (q.quant_method != "fp8" || q.block_rows <= 0)  // format-name-ok: HF quant_method
         throw Error(where + ": tensor '" + sname + "' is an FP8 block scale, but config.json has no quantization_config "
                     "with quant_method fp8 and weight_block_size (got quant_method '" + q.quant_method + "')");
       if (!q.fmt.empty() && q.fmt != "e4m3")
@@ -104,7 +104,7 @@ void attach_source_scales(const ModelConfig& config, const std::vector<const Ten
         throw Error(where + ": MXFP4 tensors '" + v.tensor + "' " + dtype_name(w.dtype) + " " + shape_text(w.shape) +
                     " and '" + sname + "' " + dtype_name(sc.dtype) + " " + shape_text(sc.shape) +
                     " do not fit U8 [.., out, in/32, 16] blocks with U8 [.., out, in/32] E8M0 scales");
-      if (q.quant_method != "mxfp4")
+      if (q.quant_method != "mxfp4")  // format-name-ok: HF quant_method
         throw Error(where + ": tensor '" + v.tensor + "' is MXFP4, but config.json quantization_config.quant_method is '" +
                     q.quant_method + "', not mxfp4");
       v.source = SourceFormat::Mxfp4;

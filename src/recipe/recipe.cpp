@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "formats/format.h"
 
 namespace moeq {
 namespace {
@@ -203,10 +204,30 @@ void apply_modelopt_algorithm(const Ctx& c, const YAML::Node& at, const WeightCa
     r->calibrator = WeightCalibrator{};
     r->calibrator.note = "algorithm " + algo.describe() + " left at max: " + why;
   };
+  const QuantFormat* f = find_format(r->format);
+  const FormatTraits t = f ? f->traits() : FormatTraits{};
   if (block_type == "dynamic") keep_max("ModelOpt's mse skips dynamic block quantizers (block_sizes type: dynamic)");
-  else if (r->format == "mxfp4") keep_max("ModelOpt's mse skips MX formats");
-  else if (algo.fp8_scale_sweep && r->format != "nvfp4") keep_max("fp8_scale_sweep calibrates static NVFP4 weights only (as ModelOpt)");
+  else if (t.block_scale == BlockScale::E8M0) keep_max("ModelOpt's mse skips MX formats");
+  else if (algo.fp8_scale_sweep && !takes_fp8_scale_sweep(t)) keep_max("fp8_scale_sweep calibrates static NVFP4 weights only (as ModelOpt)");
   else check_calibrator_fits(c, at, *r);
+}
+
+// The format of a ModelOpt weight quantizer: num_bits "e2m1" / [2,1] and "e4m3" / [4,3] are
+// minifloats, "4" and "8" integers; block_sizes' -1 entry is the block (0: none). A format with a
+// fixed block takes only that block, one with a configurable block any positive block, one
+// without blocks only 0. nullptr when no format fits.
+const QuantFormat* modelopt_weight_format(const std::string& bits, int64_t block) {
+  int e = -1, m = -1, int_bits = 0;
+  if (bits == "e2m1" || bits == "[2,1]") e = 2, m = 1;
+  else if (bits == "e4m3" || bits == "[4,3]") e = 4, m = 3;
+  else if (bits == "4" || bits == "8") int_bits = std::stoi(bits);
+  else return nullptr;
+  return find_format_where([&](const FormatTraits& t) {
+    const bool element = int_bits ? t.kind == ElementKind::Int && t.bits == int_bits
+                                  : t.kind == ElementKind::Float && t.exponent_bits == e && t.mantissa_bits == m;
+    const bool blocks = t.block == 0 ? block == 0 : t.block_fixed ? block == t.block : block > 0;
+    return element && blocks;
+  });
 }
 
 // ModelOpt quant_cfg entry -> rule. Its quantizer_name globs match
@@ -250,17 +271,11 @@ RecipeRule parse_modelopt_entry(const Ctx& c, const YAML::Node& n, int index, co
                                                                 : kv.second.as<std::string>();
     }
   }
-  if ((bits == "e2m1" || bits == "[2,1]") && block == 16) r.format = "nvfp4";
-  else if ((bits == "e2m1" || bits == "[2,1]") && block == 32) r.format = "mxfp4";
-  else if ((bits == "e4m3" || bits == "[4,3]") && block == 0) {
-    r.format = "fp8";
-    if (cfg["axis"] && !cfg["axis"].IsNull()) r.params.granularity = "channel";
-  } else if (bits == "4" && block > 0) {
-    r.format = "int4";
-    r.params.block_size = block;
-  } else if (bits == "8" && block > 0) {
-    r.format = "int8";
-    r.params.block_size = block;
+  if (const QuantFormat* f = modelopt_weight_format(bits, block)) {
+    const FormatTraits t = f->traits();
+    r.format = f->name();
+    if (t.kind == ElementKind::Int) r.params.block_size = block;
+    if (t.granularity_param && cfg["axis"] && !cfg["axis"].IsNull()) r.params.granularity = "channel";
   } else {
     c.fail(n, "quant_cfg entry " + std::to_string(index) + ": num_bits " + bits + " with block size " +
                   std::to_string(block) + " has no moeq format (supported: e2m1/16 nvfp4, e2m1/32 mxfp4, e4m3 fp8, "
@@ -294,14 +309,15 @@ std::string WeightCalibrator::describe() const {
 }
 
 std::string calibrator_misfit(const WeightCalibrator& c, const std::string& format) {
+  const QuantFormat* f = find_format(format);
+  const FormatTraits t = f ? f->traits() : FormatTraits{};
   if (c.is_gptq())
-    return format == "nvfp4" || format == "int4" || format == "int8"
-               ? ""
+    return t.gptq ? ""
                : "moeq's GPTQ covers nvfp4 and int4/int8 (symmetric); use calibrator: max for this rule";
   if (!c.is_mse()) return "";
   if (c.fp8_scale_sweep)
-    return format == "nvfp4" ? "" : "fp8_scale_sweep picks NVFP4 block scales among the FP8 E4M3 values; use mse without it (fp8) or max";
-  if (format == "nvfp4" || format == "fp8") return "";
+    return takes_fp8_scale_sweep(t) ? "" : "fp8_scale_sweep picks NVFP4 block scales among the FP8 E4M3 values; use mse without it (fp8) or max";
+  if (t.mse != MseSearch::None) return "";
   return "moeq's MSE search covers nvfp4 (block scales) and fp8 (tensor or channel scales); use calibrator: max for this rule";
 }
 

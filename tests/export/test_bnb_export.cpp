@@ -11,7 +11,7 @@
 #include "export/export_test_util.h"
 #include "export/verify.h"
 #include "export/writer.h"
-#include "formats/bnb4.h"
+#include "formats/bnb4/bnb4.h"
 #include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "model/demo_checkpoint.h"

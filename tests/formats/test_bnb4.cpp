@@ -10,8 +10,8 @@
 #include <limits>
 #include <set>
 
-#include "formats/bnb4.h"
-#include "formats/bnb4_kernels.h"
+#include "formats/bnb4/bnb4.h"
+#include "formats/bnb4/bnb4_kernels.h"
 #include "formats/cuda_stream.h"
 #include "formats/format.h"
 #include "tensor/aten_view.h"

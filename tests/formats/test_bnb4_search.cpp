@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "formats/bnb4_kernels.h"
+#include "formats/bnb4/bnb4_kernels.h"
 
 using namespace moeq;
 using namespace moeq::bnb;

@@ -13,8 +13,8 @@
 #include "e2m1_test_util.h"
 #include "formats/e2m1_fast.h"
 #include "formats/format.h"
-#include "formats/mxfp4.h"
-#include "formats/nvfp4.h"
+#include "formats/mxfp4/mxfp4.h"
+#include "formats/nvfp4/nvfp4.h"
 
 using namespace moeq;
 

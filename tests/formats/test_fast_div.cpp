@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "formats/fast_div.h"
-#include "formats/fp8.h"
+#include "formats/fp8/fp8.h"
 
 using namespace moeq;
 

@@ -6,7 +6,7 @@
 
 #include "e2m1_test_util.h"
 #include "formats/format.h"
-#include "formats/mxfp4.h"
+#include "formats/mxfp4/mxfp4.h"
 #include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "test_util.h"

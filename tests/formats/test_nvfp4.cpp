@@ -8,7 +8,7 @@
 
 #include "e2m1_test_util.h"
 #include "formats/format.h"
-#include "formats/nvfp4.h"
+#include "formats/nvfp4/nvfp4.h"
 #include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "test_util.h"

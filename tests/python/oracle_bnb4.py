@@ -14,7 +14,7 @@ with <case> = <input>__<nf4|fp4>_<blocksize>_<plain|dq>.
 
 bitsandbytes computes these differently on CPU (pure-torch "default" backend, a lookup table
 for the nested 8-bit absmax) and on CUDA (its kernels, built with --use_fast_math); see
-src/formats/bnb4_kernels.h. moeq follows the CUDA kernels, which wrote the checkpoints in
+src/formats/bnb4/bnb4_kernels.h. moeq follows the CUDA kernels, which wrote the checkpoints in
 circulation, so their output is the reference: `--device cuda` on a GPU machine wrote
 tests/data/bnb4_cuda_ref.safetensors (bitsandbytes 0.50.2, torch 2.11.0+cu130, H200).
 On CPU (the ctest fixture) this script quantizes that file's inputs again, adds <case>.deq,

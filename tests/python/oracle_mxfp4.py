@@ -8,7 +8,7 @@ Writes <outdir>/mxfp4.safetensors: per case "<NN>_<name>.{input,weight,weight_sc
 The reference works in float64 numpy, by a different route from moeq's C++ (which uses
 comparisons against the rounding midpoints): it picks the nearest E2M1 grid point by
 distance, breaking ties toward the even mantissa. Where the spec leaves a choice (see
-src/formats/mxfp4.h), the reference takes the same documented one:
+src/formats/mxfp4/mxfp4.h), the reference takes the same documented one:
   all-zero block -> shared_exp -127 (E8M0 0x00); shared_exp clamped to >= -127;
   sign = IEEE sign bit (so -0.0 -> code 8); |x / X| above 6 saturates to 6.
 """

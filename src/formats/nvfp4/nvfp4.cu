@@ -6,8 +6,8 @@
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
 #include "formats/amax_quantize.cuh"
-#include "formats/fp8.h"
-#include "formats/nvfp4.h"
+#include "formats/fp8/fp8.h"
+#include "formats/nvfp4/nvfp4.h"
 
 namespace moeq {
 namespace {

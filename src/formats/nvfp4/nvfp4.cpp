@@ -1,5 +1,5 @@
 // NVFP4 (see nvfp4.h for the math, the parts and the one deviation from ModelOpt).
-#include "formats/nvfp4.h"
+#include "formats/nvfp4/nvfp4.h"
 
 #include <cmath>
 #include <string>
@@ -8,7 +8,7 @@
 #include "formats/e2m1_host.h"
 #include "formats/format.h"
 #include "formats/format_util.h"
-#include "formats/fp8.h"
+#include "formats/fp8/fp8.h"
 
 namespace moeq {
 namespace {
@@ -76,6 +76,39 @@ QuantizedTensor make_result(const at::Tensor& w, const FormatParams& p, const at
 class Nvfp4Format : public QuantFormat {
  public:
   std::string name() const override { return "nvfp4"; }
+
+  FormatTraits traits() const override {
+    FormatTraits t;
+    t.kind = ElementKind::Float;
+    t.bits = 4;
+    t.exponent_bits = 2;  // E2M1
+    t.mantissa_bits = 1;
+    t.block = kNvfp4Block;
+    t.block_fixed = true;
+    t.block_scale = BlockScale::E4M3;
+    t.global_scale = true;  // weight_scale_2
+    t.input_quant = InputQuant::DynamicBlocks;
+    t.input_amax_divisor = 6.0f * 448.0f;  // E2M1 max x E4M3 max (ModelOpt)
+    t.activation_label = "W4A4";
+    t.gptq = true;
+    t.mse = MseSearch::BlockScales;
+    t.keeps_mxfp4_codes = true;
+    t.sqnr_floor_db = 10.0;
+    return t;
+  }
+
+  // weight U8 [.., out, in/2]; weight_scale F8_E4M3 [.., out, in/16]; weight_scale_2 F32 [] / [E]
+  std::optional<std::map<std::string, PartSpec>> part_specs(const std::vector<int64_t>& shape,
+                                                            const FormatParams& p) const override {
+    validate(shape, p);
+    std::vector<int64_t> packed = shape, scales = shape;
+    packed.back() /= 2;
+    scales.back() /= kNvfp4Block;
+    const std::vector<int64_t> global = shape.size() == 3 ? std::vector<int64_t>{shape[0]} : std::vector<int64_t>{};
+    return std::map<std::string, PartSpec>{{"weight", {at::kByte, packed}},
+                                           {"weight_scale", {at::kFloat8_e4m3fn, scales}},
+                                           {"weight_scale_2", {at::kFloat, global}}};
+  }
 
   void validate(const std::vector<int64_t>& shape, const FormatParams& p) const override {
     if (shape.size() != 2 && shape.size() != 3)
@@ -181,6 +214,6 @@ class Nvfp4Format : public QuantFormat {
 
 }  // namespace
 
-MOEQ_FORMAT(Nvfp4Format);
+MOEQ_REGISTER(FormatPtr, "nvfp4", std::make_unique<Nvfp4Format>())
 
 }  // namespace moeq

@@ -1,5 +1,5 @@
 // FP8 E4M3 (see fp8.h for the math and the parts).
-#include "formats/fp8.h"
+#include "formats/fp8/fp8.h"
 
 #include <c10/util/Float8_e4m3fn.h>
 
@@ -95,6 +95,38 @@ class Fp8Format : public QuantFormat {
  public:
   std::string name() const override { return "fp8"; }
 
+  FormatTraits traits() const override {
+    FormatTraits t;
+    t.kind = ElementKind::Float;
+    t.bits = 8;
+    t.exponent_bits = 4;  // E4M3
+    t.mantissa_bits = 3;
+    t.granularity_param = true;
+    t.input_quant = InputQuant::StaticTensor;
+    t.input_amax_divisor = 448.0f;  // E4M3 max (ModelOpt)
+    t.activation_label = "W8A8";
+    t.mse = MseSearch::TensorOrChannel;
+    t.sqnr_floor_db = 20.0;
+    return t;
+  }
+
+  // The per-tensor granularity's weight_scale is the tensor scale; per channel it is one per row.
+  bool has_tensor_scale(const FormatParams& p) const override { return p.granularity == "tensor"; }
+
+  // weight F8_E4M3 as the input; weight_scale F32 [] / [E] per tensor, [.., out, 1] per channel
+  std::optional<std::map<std::string, PartSpec>> part_specs(const std::vector<int64_t>& shape,
+                                                            const FormatParams& p) const override {
+    validate(shape, p);
+    std::vector<int64_t> scale;
+    if (p.granularity == "channel") {
+      scale = shape;
+      scale.back() = 1;
+    } else if (shape.size() == 3) {
+      scale = {shape[0]};
+    }
+    return std::map<std::string, PartSpec>{{"weight", {at::kFloat8_e4m3fn, shape}}, {"weight_scale", {at::kFloat, scale}}};
+  }
+
   void validate(const std::vector<int64_t>& shape, const FormatParams& p) const override {
     if (shape.size() != 2 && shape.size() != 3) throw Error("fp8: weight must be 2D or 3D");
     if (p.granularity != "tensor" && p.granularity != "channel")
@@ -185,6 +217,6 @@ class Fp8Format : public QuantFormat {
 
 }  // namespace
 
-MOEQ_FORMAT(Fp8Format);
+MOEQ_REGISTER(FormatPtr, "fp8", std::make_unique<Fp8Format>())
 
 }  // namespace moeq

@@ -2,7 +2,7 @@
 // shared with the CPU loop): one thread per 16-element block tries every candidate scale.
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
-#include "formats/nvfp4_mse.h"
+#include "formats/nvfp4/nvfp4_mse.h"
 
 namespace moeq {
 namespace {

@@ -2,7 +2,7 @@
 // whole stack, one thread per 32-element block: read, block amax, E8M0 scale, round, pack.
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
-#include "formats/mxfp4.h"
+#include "formats/mxfp4/mxfp4.h"
 
 namespace moeq {
 namespace {

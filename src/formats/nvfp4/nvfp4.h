@@ -23,6 +23,7 @@
 namespace moeq {
 
 constexpr int64_t kNvfp4Block = 16;
+constexpr const char* kNvfp4Name = "nvfp4";  // for code that is about NVFP4 itself (its MSE search, bench source)
 
 MOEQ_HD inline float nvfp4_global_scale(float amax) {
   const float s2 = amax / 2688.f;

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "formats/bnb4_kernels.h"
+#include "formats/bnb4/bnb4_kernels.h"
 #include "formats/cuda_check.h"
 #include "formats/e2m1_kernels.cuh"
 #include "formats/kernel_types.cuh"

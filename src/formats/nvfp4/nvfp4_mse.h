@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "formats/e2m1.h"
-#include "formats/nvfp4.h"
+#include "formats/nvfp4/nvfp4.h"
 
 namespace moeq {
 

@@ -1,5 +1,5 @@
 // INT4 / INT8 group-wise formats "int4" and "int8" (see intq.h for the math and the parts).
-#include "formats/intq.h"
+#include "formats/intq/intq.h"
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -109,6 +109,17 @@ class IntqFormat : public QuantFormat {
 
  public:
   std::string name() const override { return Bits == 4 ? "int4" : "int8"; }
+
+  FormatTraits traits() const override {
+    FormatTraits t;
+    t.kind = ElementKind::Int;
+    t.bits = Bits;
+    t.block = 128;  // the default group size (block_size 0)
+    t.block_scale = BlockScale::Float;
+    t.gptq = true;  // symmetric only (src/quant/gptq_job.cpp says so)
+    t.sqnr_floor_db = Bits == 8 ? 25.0 : 10.0;
+    return t;
+  }
 
   static int64_t group_of(const FormatParams& p) { return p.block_size == 0 ? 128 : p.block_size; }
 
@@ -287,7 +298,7 @@ using Int8Format = IntqFormat<8>;
 
 }  // namespace
 
-MOEQ_FORMAT(Int4Format);
-MOEQ_FORMAT(Int8Format);
+MOEQ_REGISTER(FormatPtr, "int4", std::make_unique<Int4Format>())
+MOEQ_REGISTER(FormatPtr, "int8", std::make_unique<Int8Format>())
 
 }  // namespace moeq

@@ -1,5 +1,5 @@
 // MXFP4 (see mxfp4.h for the math, the parts and the choices the spec leaves open).
-#include "formats/mxfp4.h"
+#include "formats/mxfp4/mxfp4.h"
 
 #include <cmath>
 #include <limits>
@@ -52,6 +52,19 @@ void reject_amax(const std::optional<at::Tensor>& amax) {
 class Mxfp4Format : public QuantFormat {
  public:
   std::string name() const override { return "mxfp4"; }
+
+  FormatTraits traits() const override {
+    FormatTraits t;
+    t.kind = ElementKind::Float;
+    t.bits = 4;
+    t.exponent_bits = 2;  // E2M1
+    t.mantissa_bits = 1;
+    t.block = kMxfp4Block;
+    t.block_fixed = true;
+    t.block_scale = BlockScale::E8M0;
+    t.sqnr_floor_db = 10.0;
+    return t;
+  }
 
   void validate(const std::vector<int64_t>& shape, const FormatParams& p) const override {
     if (shape.size() != 2 && shape.size() != 3)
@@ -129,6 +142,6 @@ class Mxfp4Format : public QuantFormat {
 
 }  // namespace
 
-MOEQ_FORMAT(Mxfp4Format);
+MOEQ_REGISTER(FormatPtr, "mxfp4", std::make_unique<Mxfp4Format>())
 
 }  // namespace moeq

@@ -11,7 +11,7 @@
 
 #include "formats/cuda_check.h"
 #include "formats/fast_div.h"
-#include "formats/intq.h"
+#include "formats/intq/intq.h"
 #include "formats/e2m1_kernels.cuh"
 #include "formats/kernel_types.cuh"
 

@@ -1,5 +1,5 @@
 // bitsandbytes NF4 / FP4 (see bnb4.h for the format, bnb4_kernels.h for the arithmetic).
-#include "formats/bnb4.h"
+#include "formats/bnb4/bnb4.h"
 
 #include <algorithm>
 #include <charconv>
@@ -7,7 +7,7 @@
 #include <cstdio>
 
 #include "core/error.h"
-#include "formats/bnb4_kernels.h"
+#include "formats/bnb4/bnb4_kernels.h"
 #include "formats/cuda_stream.h"
 #include "formats/format_util.h"
 
@@ -179,6 +179,16 @@ class Bnb4Format : public QuantFormat {
   explicit Bnb4Format(bool nf4) : nf4_(nf4) {}
   std::string name() const override { return nf4_ ? "nf4" : "fp4"; }
 
+  FormatTraits traits() const override {
+    FormatTraits t;
+    t.kind = ElementKind::Codebook;  // bitsandbytes' NF4 / FP4 tables, scaled by the block absmax
+    t.bits = 4;
+    t.block = 64;  // the default blocksize (block_size 0)
+    t.block_scale = BlockScale::Float;
+    t.sqnr_floor_db = 10.0;
+    return t;
+  }
+
   void validate(const std::vector<int64_t>& shape, const FormatParams& p) const override {
     if (shape.size() != 2 && shape.size() != 3)
       throw Error(name() + ": expected a 2D [out, in] weight or a 3D [E, out, in] stack, got " +
@@ -344,8 +354,8 @@ std::string torch_dtype_name(at::ScalarType t) {
 
 }  // namespace
 
-MOEQ_FORMAT(Nf4Format);
-MOEQ_FORMAT(Fp4Format);
+MOEQ_REGISTER(FormatPtr, "nf4", std::make_unique<Nf4Format>())
+MOEQ_REGISTER(FormatPtr, "fp4", std::make_unique<Fp4Format>())
 
 std::string bnb4_quant_state_json(const std::string& quant_type, int64_t block_size, at::ScalarType dtype,
                                   const std::vector<int64_t>& shape, std::optional<float> nested_offset) {

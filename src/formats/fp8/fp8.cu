@@ -6,7 +6,7 @@
 
 #include "formats/cuda_check.h"
 #include "formats/fast_div.h"
-#include "formats/fp8.h"
+#include "formats/fp8/fp8.h"
 #include "formats/amax_quantize.cuh"
 #include "formats/e2m1_kernels.cuh"
 #include "formats/kernel_types.cuh"
