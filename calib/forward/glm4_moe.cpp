@@ -2,7 +2,7 @@
 // partial rotary (the first head_dim * partial_rotary_factor dims), the first
 // first_k_dense_replace layers dense, then DeepSeek's sigmoid-routed MoE with shared experts
 // (calib/forward/sigmoid_moe.h).
-#include "calib/forward/llama_moe.h"
+#include "calib/forward/pre_norm_decoder.h"
 #include "calib/forward/rope_scaling.h"
 #include "calib/forward/sigmoid_moe.h"
 #include "core/error.h"

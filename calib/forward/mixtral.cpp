@@ -1,6 +1,6 @@
 // Mixtral: no QK norm, sliding window from the config (when set), softmax top-k router whose
 // k weights are always renormalized (kept in float32).
-#include "calib/forward/llama_moe.h"
+#include "calib/forward/pre_norm_decoder.h"
 
 namespace moeq::fwd {
 namespace {

@@ -1,6 +1,6 @@
 // OLMoE: QK RMSNorm over the whole q / k projection, optional qkv clipping, softmax top-k
 // router (renormalized when norm_topk_prob).
-#include "calib/forward/llama_moe.h"
+#include "calib/forward/pre_norm_decoder.h"
 
 namespace moeq::fwd {
 namespace {

@@ -1,6 +1,6 @@
 // Qwen3-MoE: per-head QK RMSNorm, softmax top-k router (renormalized when norm_topk_prob),
 // dense MLP on mlp_only_layers (the plugin maps them to `mlp.*`, the layer has no router).
-#include "calib/forward/llama_moe.h"
+#include "calib/forward/pre_norm_decoder.h"
 
 namespace moeq::fwd {
 namespace {

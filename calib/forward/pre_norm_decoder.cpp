@@ -1,4 +1,4 @@
-#include "calib/forward/llama_moe.h"
+#include "calib/forward/pre_norm_decoder.h"
 
 #include <cmath>
 
