@@ -1,4 +1,5 @@
-// The registry of native forwards, and the layer-streaming driver they share.
+// make_forward: the architecture's DecoderSpec assembled (calib/forward/decoder.h), run by the
+// layer-streaming driver every layout shares.
 #include "calib/forward.h"
 #include "calib/model_forward.h"
 
@@ -18,16 +19,6 @@
 namespace moeq {
 namespace fwd {
 namespace {
-struct Entry {
-  std::string family;
-  std::vector<std::string> model_types;
-  FamilyFactory make;
-};
-std::vector<Entry>& registry() {
-  static std::vector<Entry> r;
-  return r;
-}
-
 int64_t device_peak(at::Device d, bool reset) {
 #ifdef MOEQ_WITH_CUDA
   if (d.is_cuda()) {
@@ -148,22 +139,23 @@ class StreamingForward : public MoeForward {
 };
 }  // namespace
 
-bool register_forward(const std::string& family, std::vector<std::string> model_types, FamilyFactory make) {
-  registry().push_back(Entry{family, std::move(model_types), std::move(make)});
-  return true;
-}
 }  // namespace fwd
 
 namespace {
 std::unique_ptr<MoeForward> make_forward_for(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& config,
                                              const ForwardOptions& options, const SiteMap* sites) {
-  std::string known;
-  for (const auto& e : fwd::registry()) {
-    for (const auto& t : e.model_types)
-      if (t == config.text_model_type || t == config.model_type)
-        return std::make_unique<fwd::StreamingForward>(std::move(ckpt), config, options, e.make(config), sites);
-    known += (known.empty() ? "" : ", ") + e.family;
+  const Architecture* arch = Architectures::instance().find_if([&](const Architecture& a) {
+    for (const auto& t : a.model_types)
+      if (t == config.text_model_type || t == config.model_type) return true;
+    return false;
+  });
+  if (arch && arch->decoder) {
+    std::unique_ptr<fwd::DecoderFamily> decoder = fwd::assemble_decoder(arch->decoder(config), config);
+    return std::make_unique<fwd::StreamingForward>(std::move(ckpt), config, options, std::move(decoder), sites);
   }
+  std::string known;
+  for (const auto& e : Architectures::instance().entries())
+    if (e.item.decoder) known += (known.empty() ? "" : ", ") + e.name;
   throw Error("no native forward for model_type '" + config.text_model_type + "' (" + config.path +
               "); moeq has one for: " + (known.empty() ? "(none)" : known));
 }

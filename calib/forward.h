@@ -4,7 +4,8 @@
 // on the device at a time (loaded from the checkpoint's mmap, used, freed); the hidden
 // states of all samples stay on the device (or on the host when they do not fit).
 //
-// Each plugin family registers its decoder with MOEQ_FORWARD in calib/forward/<family>.cpp.
+// Each architecture (plugins/<family>.cpp) declares its decoder as a DecoderSpec
+// (model/decoder_spec.h); calib/forward assembles it from the shared blocks.
 #include <ATen/ATen.h>
 
 #include <cstdint>

@@ -1,5 +1,10 @@
 #include "plugins/common.h"
 
+#include <cmath>
+
+#include "core/error.h"
+#include "model/config_keys.h"
+
 namespace moeq::plugins {
 
 void embeddings_and_head(Rules& r, const std::string& prefix) {
@@ -51,6 +56,41 @@ void as_mtp(Rules& r, Rules inner, int64_t trunk_layers) {
     x.layer_offset = trunk_layers;
     r.push_back(std::move(x));
   }
+}
+
+DecoderSpec llama_decoder(const ModelConfig& c, const std::string& family) {
+  require_default_rope(c, family);
+  DecoderSpec s;
+  s.family = family;
+  s.eps = config_double(c, "rms_norm_eps", 1e-6);
+  LayerKind& k = uniform_layers(s);
+  k.attn.heads = c.num_heads;
+  k.attn.kv_heads = c.num_kv_heads;
+  k.attn.head_dim = c.head_dim;
+  k.attn.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  k.attn.window = static_cast<int64_t>(config_double(c, "sliding_window", 0));
+  k.attn.eps = s.eps;
+  k.rope.theta = rope_theta(c, 10000.0);
+  k.rope.dim = c.head_dim;
+  s.ffn.act = config_string(c, "hidden_act", "silu");
+  s.ffn.router.top_k = c.num_experts_per_tok;
+  return s;
+}
+
+LayerKind& uniform_layers(DecoderSpec& s) { return s.kinds[DecoderSpec::kUniformLayers]; }
+
+RouterSpec sigmoid_group_router(const ModelConfig& c) {
+  RouterSpec s;
+  s.kind = RouterKind::SigmoidGroupTopk;
+  s.top_k = c.num_experts_per_tok;
+  s.n_group = static_cast<int64_t>(config_double(c, "n_group", 1));
+  s.topk_group = static_cast<int64_t>(config_double(c, "topk_group", 1));
+  s.renormalize = config_bool(c, "norm_topk_prob", true);
+  s.scaling = config_double(c, "routed_scaling_factor", 1.0);
+  if (s.n_group < 1 || s.topk_group < 1 || s.topk_group > s.n_group)
+    throw Error("config '" + c.path + "': n_group = " + std::to_string(s.n_group) + ", topk_group = " +
+                std::to_string(s.topk_group) + " (need 1 <= topk_group <= n_group)");
+  return s;
 }
 
 }  // namespace moeq::plugins

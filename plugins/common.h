@@ -1,9 +1,11 @@
 #pragma once
-// Rule builders shared by the families that follow the Llama/Qwen naming. Each plugin
-// file composes these with its own rules; nothing here is registered by itself.
+// Rule builders and decoder specs shared by the families that follow the Llama/Qwen naming.
+// Each plugin file composes these with its own; nothing here is registered by itself.
 #include <string>
 #include <vector>
 
+#include "model/config.h"
+#include "model/decoder_spec.h"
 #include "model/rules.h"
 
 namespace moeq::plugins {
@@ -33,5 +35,16 @@ void nextn_layer(Rules& r, const std::string& layers);
 // Appends `inner` as a top-level MTP tree (Qwen3-Next / Qwen3.5 `mtp.layers.{L}.*`): role
 // mtp, site names prefixed `mtp.`, layers counted after the trunk's `trunk_layers`.
 void as_mtp(Rules& r, Rules inner, int64_t trunk_layers);
+
+// The decoder most families share: pre-norm, the same self-attention on every layer (heads,
+// kv heads, head_dim, scale head_dim^-0.5, sliding_window, rms_norm_eps) with the default
+// RoPE (rope theta over head_dim; any other rope type throws), hidden_act, and a softmax top-k
+// router of num_experts_per_tok. The family sets the rest.
+DecoderSpec llama_decoder(const ModelConfig& c, const std::string& family);
+// The layer kind of a decoder whose layers all attend alike (llama_decoder's).
+LayerKind& uniform_layers(DecoderSpec& s);
+// DeepSeek-V3 / GLM-4's sigmoid router: n_group, topk_group, norm_topk_prob (default true),
+// routed_scaling_factor; throws naming the config unless 1 <= topk_group <= n_group.
+RouterSpec sigmoid_group_router(const ModelConfig& c);
 
 }  // namespace moeq::plugins

@@ -1,8 +1,9 @@
 // DeepSeek-V3 (and Kimi-K2-style checkpoints): multi-head latent attention (q_a/q_b,
 // kv_a_proj_with_mqa/kv_b), the first `first_k_dense_replace` layers dense, then routed
 // experts plus shared experts, router with an e_score_correction_bias.
-#include "model/fusion.h"
-#include "model/plugin.h"
+#include "core/error.h"
+#include "model/architecture.h"
+#include "model/config_keys.h"
 #include "plugins/common.h"
 
 namespace moeq::plugins {
@@ -25,9 +26,39 @@ Rules deepseek_v3_rules(const ModelConfig&) {
   nextn_layer(r, L);  // the MTP layer model.layers.{num_hidden_layers}
   return r;
 }
+
+// Multi-head latent attention (calib/forward/latent_attention.h) with RoPE from the config
+// (default or YaRN, interleaved pairs when rope_interleave) over qk_rope_head_dim; the
+// attention scale is qk_head_dim^-0.5 times YaRN's mscale(factor, mscale_all_dim)^2. FFN:
+// the first first_k_dense_replace layers dense (`mlp.*`), then the sigmoid-routed MoE with
+// shared experts.
+DecoderSpec deepseek_v3_decoder(const ModelConfig& c) {
+  DecoderSpec s;
+  s.family = "DeepSeek-V3";
+  LayerKind& k = uniform_layers(s);
+  k.attention = AttentionKind::Latent;
+  LatentAttnSpec& a = k.latent;
+  a.heads = c.num_heads;
+  a.q_lora = static_cast<int64_t>(config_double(c, "q_lora_rank", 0));
+  a.kv_lora = static_cast<int64_t>(config_double(c, "kv_lora_rank", 0));
+  a.nope = static_cast<int64_t>(config_double(c, "qk_nope_head_dim", 0));
+  a.rope_dim = static_cast<int64_t>(config_double(c, "qk_rope_head_dim", 0));
+  a.v_dim = static_cast<int64_t>(config_double(c, "v_head_dim", 0));
+  if (a.kv_lora <= 0 || a.rope_dim <= 0 || a.v_dim <= 0 || a.nope < 0)
+    throw Error("config '" + c.path + "': kv_lora_rank, qk_rope_head_dim, v_head_dim must be > 0 for DeepSeek-V3 MLA");
+  s.eps = config_double(c, "rms_norm_eps", 1e-6);
+  a.eps = s.eps;
+  s.ffn.act = config_string(c, "hidden_act", "silu");
+  a.interleave = config_bool(c, "rope_interleave", true);
+  k.rope.kind = RopeSpec::Kind::FromConfig;
+  k.rope.dim = a.rope_dim;
+  s.ffn.router = sigmoid_group_router(c);
+  return s;
+}
 }  // namespace
-MOEQ_PLUGIN("DeepSeek-V3", deepseek_v3_rules, "deepseek_v3", "kimi_k2");
 // vLLM deepseek_v2.py DeepseekV2ForCausalLM.load_weights: q_a_proj + kv_a_proj_with_mqa load into
 // fused_qkv_a_proj (with q_lora_rank), gate/up into gate_up_proj and the experts' w13.
-MOEQ_FUSION_GROUPS("DeepSeek-V3", {{"q_a", "kv_a"}, {"gate", "up"}});
+MOEQ_REGISTER(Architecture, "DeepSeek-V3",
+              Architecture{"DeepSeek-V3", {"deepseek_v3", "kimi_k2"}, deepseek_v3_rules, {{"q_a", "kv_a"}, {"gate", "up"}},
+                           deepseek_v3_decoder})
 }  // namespace moeq::plugins

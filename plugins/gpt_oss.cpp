@@ -6,8 +6,11 @@
 // `gate_up_proj_blocks` U8 [E, 2I, H/32, 16] (rows in [out, in] order, gate/up interleaved on
 // the rows) and `down_proj_blocks` [E, H, I/32, 16] with E8M0 `*_scales`; their sites are
 // views of the decoded stacks (model/source_quant.h).
-#include "model/fusion.h"
-#include "model/plugin.h"
+#include <cmath>
+
+#include "core/error.h"
+#include "model/architecture.h"
+#include "model/config_keys.h"
 #include "plugins/common.h"
 
 namespace moeq::plugins {
@@ -31,8 +34,46 @@ Rules gpt_oss_rules(const ModelConfig&) {
   r.push_back(aux(L + "mlp.router.bias", Role::Router, "router bias"));
   return r;
 }
+
+// Pre-norm decoder (RMSNorm weight applied in float32) with
+// - attention: biased q/k/v/o, per-head softmax sinks, sliding-window layers by layer_types,
+//   RoPE from rope_parameters (YaRN in the published configs: cos/sin scaled by its mscale);
+// - the biased router and clamped-SwiGLU experts (calib/forward/clamped_swiglu.h).
+DecoderSpec gpt_oss_decoder(const ModelConfig& c) {
+  DecoderSpec s;
+  s.family = "gpt-oss";
+  s.norm = RmsStyle::ScaleThenCast;
+  s.eps = config_double(c, "rms_norm_eps", 1e-5);
+  s.ffn.router.kind = RouterKind::TopkThenSoftmax;
+  s.ffn.router.top_k = c.num_experts_per_tok;
+  s.ffn.swiglu_limit = config_double(c, "swiglu_limit", 7.0);
+  const int64_t window = static_cast<int64_t>(config_double(c, "sliding_window", 0));
+  if (!c.text.contains("layer_types") || !c.text["layer_types"].is_array())
+    throw Error("config '" + c.path + "': layer_types (sliding_attention / full_attention per layer) is missing");
+  for (const auto& t : c.text["layer_types"]) {
+    const std::string type = t.get<std::string>();
+    if (type != "sliding_attention" && type != "full_attention")
+      throw Error("config '" + c.path + "': layer type '" + type + "' (expected sliding_attention or full_attention)");
+    s.layer_types.push_back(type);
+  }
+  if (static_cast<int64_t>(s.layer_types.size()) != c.num_layers)
+    throw Error("config '" + c.path + "': layer_types has " + std::to_string(s.layer_types.size()) + " entries for " +
+                std::to_string(c.num_layers) + " layers");
+  for (const std::string type : {"sliding_attention", "full_attention"}) {
+    LayerKind& k = s.kinds[type];
+    k.attn.heads = c.num_heads;
+    k.attn.kv_heads = c.num_kv_heads;
+    k.attn.head_dim = c.head_dim;
+    k.attn.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    k.attn.window = type == "sliding_attention" ? window : 0;
+    k.attn.sinks = true;
+    k.rope.kind = RopeSpec::Kind::FromConfig;
+    k.rope.dim = c.head_dim;
+  }
+  return s;
+}
 }  // namespace
-MOEQ_PLUGIN("gpt-oss", gpt_oss_rules, "gpt_oss");
 // vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
-MOEQ_FUSION_GROUPS("gpt-oss", {{"q", "k", "v"}, {"gate", "up"}});
+MOEQ_REGISTER(Architecture, "gpt-oss",
+              Architecture{"gpt-oss", {"gpt_oss"}, gpt_oss_rules, {{"q", "k", "v"}, {"gate", "up"}}, gpt_oss_decoder})
 }  // namespace moeq::plugins

@@ -1,7 +1,6 @@
 // Mixtral: on disk `block_sparse_moe.experts.E.{w1,w3,w2}` (gate, up, down) and
 // `block_sparse_moe.gate`; transformers 5 holds them fused under `mlp.experts` in memory.
-#include "model/fusion.h"
-#include "model/plugin.h"
+#include "model/architecture.h"
 #include "plugins/common.h"
 
 namespace moeq::plugins {
@@ -19,8 +18,15 @@ Rules mixtral_rules(const ModelConfig&) {
   }
   return r;
 }
+// No QK norm, sliding window from the config (when set), softmax top-k router whose k
+// weights are always renormalized (kept in float32).
+DecoderSpec mixtral_decoder(const ModelConfig& c) {
+  DecoderSpec s = llama_decoder(c, "Mixtral");
+  s.ffn.router.renormalize = true;
+  return s;
+}
 }  // namespace
-MOEQ_PLUGIN("Mixtral", mixtral_rules, "mixtral");
 // vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
-MOEQ_FUSION_GROUPS("Mixtral", {{"q", "k", "v"}, {"gate", "up"}});
+MOEQ_REGISTER(Architecture, "Mixtral",
+              Architecture{"Mixtral", {"mixtral"}, mixtral_rules, {{"q", "k", "v"}, {"gate", "up"}}, mixtral_decoder})
 }  // namespace moeq::plugins

@@ -1,6 +1,6 @@
 // OLMoE: Qwen-like naming, q_norm/k_norm over the whole projection.
-#include "model/fusion.h"
-#include "model/plugin.h"
+#include "model/architecture.h"
+#include "model/config_keys.h"
 #include "plugins/common.h"
 
 namespace moeq::plugins {
@@ -15,8 +15,19 @@ Rules olmoe_rules(const ModelConfig&) {
   r.push_back(linear(L + "mlp.gate.weight", Role::Router, "layers.{L}.router", "router"));
   return r;
 }
+// QK RMSNorm over the whole q / k projection, optional qkv clipping, softmax top-k router
+// (renormalized when norm_topk_prob, weights rounded to the compute dtype).
+DecoderSpec olmoe_decoder(const ModelConfig& c) {
+  DecoderSpec s = llama_decoder(c, "OLMoE");
+  AttnSpec& a = uniform_layers(s).attn;
+  a.qk_norm = QkNorm::Full;
+  a.clip_qkv = config_double(c, "clip_qkv", 0);
+  s.ffn.router.renormalize = config_bool(c, "norm_topk_prob", false);
+  s.ffn.router.round_weights_to_dtype = true;
+  return s;
+}
 }  // namespace
-MOEQ_PLUGIN("OLMoE", olmoe_rules, "olmoe");
 // vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj (dense, shared and routed experts: w13).
-MOEQ_FUSION_GROUPS("OLMoE", {{"q", "k", "v"}, {"gate", "up"}});
+MOEQ_REGISTER(Architecture, "OLMoE",
+              Architecture{"OLMoE", {"olmoe"}, olmoe_rules, {{"q", "k", "v"}, {"gate", "up"}}, olmoe_decoder})
 }  // namespace moeq::plugins

@@ -4,8 +4,9 @@
 // sigmoid gate. The multimodal checkpoint nests the text model under
 // `model.language_model.` and carries a vision tower (role tower); the MTP head is a
 // top-level `mtp.*` tree (role mtp).
-#include "model/fusion.h"
-#include "model/plugin.h"
+#include "core/error.h"
+#include "model/architecture.h"
+#include "model/config_keys.h"
 #include "plugins/common.h"
 
 namespace moeq::plugins {
@@ -55,9 +56,62 @@ Rules qwen3_5_moe_rules(const ModelConfig& cfg) {
   r.push_back(aux("model.visual.**", Role::Tower, "vision tower (not quantized)"));
   return r;
 }
+
+// The hybrid decoder (calib/forward/hybrid_decoder.cpp): layer_types mix gated delta-net
+// linear attention and gated full attention with partial RoPE (rope_parameters
+// .partial_rotary_factor); softmax top-k router renormalized, one gated shared expert.
+// Qwen3-Next's fused in_proj_qkvz / in_proj_ba layout has no native forward.
+DecoderSpec qwen3_5_moe_decoder(const ModelConfig& c) {
+  if (c.model_type == "qwen3_next" || c.text_model_type == "qwen3_next")
+    throw Error("no native forward for model_type 'qwen3_next' (" + c.path +
+                "); moeq's native Qwen3.5-MoE forward covers the Qwen3.5 layout (in_proj_qkv, in_proj_z, in_proj_a, "
+                "in_proj_b)");
+  require_default_rope(c, "Qwen3.5-MoE");
+  DecoderSpec s;
+  s.family = "Qwen3.5-MoE";
+  s.layout = DecoderLayout::Hybrid;
+  s.eps = config_double(c, "rms_norm_eps", 1e-6);
+  s.ffn.act = config_string(c, "hidden_act", "silu");
+  s.ffn.router.top_k = c.num_experts_per_tok;
+  s.ffn.router.renormalize = true;
+  s.ffn.router.round_weights_to_dtype = true;
+  LayerKind& full = s.kinds["full_attention"];
+  full.attention = AttentionKind::GatedSelf;
+  full.attn.heads = c.num_heads;
+  full.attn.kv_heads = c.num_kv_heads;
+  full.attn.head_dim = c.head_dim;
+  full.rope.theta = rope_theta(c, 10000.0);
+  full.rope.dim = static_cast<int64_t>(c.head_dim * partial_rotary_factor(c, 1.0));
+  LayerKind& lin = s.kinds["linear_attention"];
+  lin.attention = AttentionKind::GatedDelta;
+  lin.linear.k_heads = c.get_int("linear_num_key_heads", 0);
+  lin.linear.v_heads = c.get_int("linear_num_value_heads", 0);
+  lin.linear.dk = c.get_int("linear_key_head_dim", 0);
+  lin.linear.dv = c.get_int("linear_value_head_dim", 0);
+  // layer_types, or Qwen3-Next's full_attention_interval (ModelConfig derives the list).
+  if (c.layer_types.empty())
+    throw Error("config '" + c.path + "': layer_types (linear_attention / full_attention per layer) and "
+                "full_attention_interval are both missing");
+  for (const std::string& type : c.layer_types)
+    if (type != "linear_attention" && type != "full_attention")
+      throw Error("config '" + c.path + "': layer type '" + type + "' (expected linear_attention or full_attention)");
+  s.layer_types = c.layer_types;
+  if (static_cast<int64_t>(s.layer_types.size()) != c.num_layers)
+    throw Error("config '" + c.path + "': layer_types has " + std::to_string(s.layer_types.size()) + " entries for " +
+                std::to_string(c.num_layers) + " layers");
+  const LinearAttnSpec& l = lin.linear;
+  const int64_t rotary_dim = full.rope.dim;
+  if (rotary_dim <= 0 || rotary_dim % 2 != 0 || l.k_heads <= 0 || l.v_heads % l.k_heads != 0 || l.dk <= 0 || l.dv <= 0)
+    throw Error("config '" + c.path + "': rotary dim " + std::to_string(rotary_dim) + ", linear heads " +
+                std::to_string(l.k_heads) + "/" + std::to_string(l.v_heads) +
+                " (need an even rotary dim, value heads a multiple of key heads, head dims > 0)");
+  return s;
+}
 }  // namespace
-MOEQ_PLUGIN("Qwen3.5-MoE", qwen3_5_moe_rules, "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next");
 // vLLM qwen3_5.py / qwen3_next.py: q/k/v -> qkv_proj, gate/up -> gate_up_proj (and w13),
 // in_proj_qkv + in_proj_z -> in_proj_qkvz, in_proj_b + in_proj_a -> in_proj_ba.
-MOEQ_FUSION_GROUPS("Qwen3.5-MoE", {{"q", "k", "v"}, {"gate", "up"}, {"in_proj_qkv", "in_proj_z"}, {"in_proj_b", "in_proj_a"}});
+MOEQ_REGISTER(Architecture, "Qwen3.5-MoE",
+              Architecture{"Qwen3.5-MoE", {"qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next"}, qwen3_5_moe_rules,
+                           {{"q", "k", "v"}, {"gate", "up"}, {"in_proj_qkv", "in_proj_z"}, {"in_proj_b", "in_proj_a"}},
+                           qwen3_5_moe_decoder})
 }  // namespace moeq::plugins

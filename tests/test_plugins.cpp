@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 
 #include "tensor/aten_view.h"
@@ -13,6 +14,7 @@
 #include "model/config.h"
 #include "model/plugin.h"
 #include "test_util.h"
+#include "tiny_families.h"
 
 using namespace moeq;
 
@@ -60,8 +62,7 @@ void check_variant(const std::string& fam_dir, const std::string& variant, const
 
 TEST_CASE("plugins: every family's tiny transformers checkpoint maps completely and exactly", "[tiny]") {
   const std::string root = test::tiny_dir();
-  const char* families[] = {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"};
-  for (const char* fam : families) {
+  for (const std::string& fam : test::tiny_families()) {
     DYNAMIC_SECTION(fam) {
       const std::string fam_dir = root + "/" + fam;
       const auto meta = nlohmann::json::parse(test::read_file(fam_dir + "/oracle.json"));
@@ -78,9 +79,49 @@ TEST_CASE("plugins: an unknown model_type lists the known ones") {
   REQUIRE_ERROR_MENTIONS(plugin_for(c), "/m/config.json", "'llama'", "qwen3_moe", "gemma4", "gpt_oss", "deepseek_v3");
 }
 
-TEST_CASE("plugins: the registry holds the eight families") {
-  std::set<std::string> fams;
-  for (const auto& p : all_plugins()) fams.insert(p.family);
-  CHECK(fams == std::set<std::string>{"Qwen3-MoE", "OLMoE", "Mixtral", "Gemma4", "DeepSeek-V3", "gpt-oss", "GLM-4-MoE",
-                                      "Qwen3.5-MoE"});
+TEST_CASE("plugins: every architecture record is complete and registered under its family name") {
+  REQUIRE_FALSE(Architectures::instance().entries().empty());
+  for (const auto& e : Architectures::instance().entries()) {
+    INFO(e.name);
+    CHECK(e.name == e.item.family);
+    CHECK_FALSE(e.item.model_types.empty());
+    CHECK(static_cast<bool>(e.item.rules));
+    CHECK(static_cast<bool>(e.item.decoder));  // every family has a native forward today
+  }
+}
+
+// tests/python/tiny_models.py is the one place the tests name a family: its entries and the
+// registry must agree, so that a registration the linker dropped (or a tiny model without its
+// plugin) fails here rather than silently shrinking every per-family test.
+TEST_CASE("plugins: the registered architectures are exactly the tiny models of tests/python/tiny_models.py") {
+  const std::string py = test::read_file(std::string(MOEQ_SOURCE_DIR) + "/tests/python/tiny_models.py");
+  std::set<std::string> tiny;
+  const std::regex entry(R"re(\n    "([a-z0-9_]+)": dict\()re");
+  for (std::sregex_iterator it(py.begin(), py.end(), entry), end; it != end; ++it) tiny.insert((*it)[1]);
+  const std::vector<std::string> fams = test::tiny_families();
+  CHECK(std::set<std::string>(fams.begin(), fams.end()) == tiny);
+  CHECK(fams.size() == Architectures::instance().entries().size());
+}
+
+TEST_CASE("plugins: fusion groups come from the architecture records, one group per projection") {
+  Site s;
+  s.name = "layers.3.attn.q";
+  s.proj = "q";
+  CHECK(fusion_group(s) == "layers.3.attn.{q,k,v}");
+  s.name = "layers.0.attn.q_a";
+  s.proj = "q_a";
+  CHECK(fusion_group(s) == "layers.0.attn.{q_a,kv_a}");  // DeepSeek-V3's record
+  s.name = "layers.0.linear_attn.in_proj_b";
+  s.proj = "in_proj_b";
+  CHECK(fusion_group(s) == "layers.0.linear_attn.{in_proj_b,in_proj_a}");  // Qwen3.5-MoE's
+  s.name = "layers.0.attn.o";
+  s.proj = "o";
+  CHECK(fusion_group(s).empty());
+}
+
+TEST_CASE("plugins: Qwen3-Next maps through the Qwen3.5-MoE record but has no native forward") {
+  // Qwen3-Next maps through the Qwen3.5-MoE record, but its fused in_proj_qkvz layout has no forward.
+  ModelConfig c = parse_config(nlohmann::json::parse(R"({"model_type":"qwen3_next","num_hidden_layers":1,"hidden_size":8})"),
+                               "/m/config.json");
+  REQUIRE_ERROR_MENTIONS(plugin_for(c).decoder(c), "no native forward", "qwen3_next", "/m/config.json");
 }

@@ -10,14 +10,11 @@
 
 #include "calib/forward.h"
 #include "calib/forward/weights.h"
+#include "model/decoder_spec.h"
 
 namespace moeq::fwd {
 
-// ---- norms
-// Llama/Qwen style: normalize in float32, cast back, then multiply by the weight in the
-// compute dtype. Gemma style: multiply by the weight in float32, then cast. `w` may be
-// undefined (no scale).
-enum class RmsStyle { CastThenScale, ScaleThenCast };
+// ---- norms (RmsStyle: model/decoder_spec.h). `w` may be undefined (no scale).
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, RmsStyle style = RmsStyle::CastThenScale);
 
 // ---- rotary embeddings: cos/sin tables [seq, head_dim] (float32 math, cast to dtype)

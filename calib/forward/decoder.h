@@ -1,13 +1,13 @@
 #pragma once
-// The layer-streaming driver every family shares, and the registry of families.
+// The decoder interface the layer-streaming driver runs, and its assembly from an
+// architecture's DecoderSpec (model/decoder_spec.h, filled by plugins/<family>.cpp).
 //
-// A family (calib/forward/<family>.cpp) implements DecoderFamily: how ids become hidden
-// states, what one decoder layer computes, and the head. The driver (StreamingForward) owns
-// the loop: load one layer's weights to the device, run every chunk of samples through it,
-// free it; hidden states of all samples stay on the device (or host).
+// A layout (pre_norm_decoder, sandwich_decoder, hybrid_decoder) implements DecoderFamily:
+// how ids become hidden states, what one decoder layer computes, and the head. The driver
+// (StreamingForward) owns the loop: load one layer's weights to the device, run every chunk
+// of samples through it, free it; hidden states of all samples stay on the device (or host).
 #include <ATen/ATen.h>
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +16,8 @@
 #include "calib/forward/blocks.h"
 #include "calib/forward/weights.h"
 #include "model/config.h"
+#include "model/config_keys.h"
+#include "model/decoder_spec.h"
 
 namespace moeq::fwd {
 
@@ -41,25 +43,12 @@ class DecoderFamily {
 // embedding when the checkpoint has no lm_head), optional final logit soft-capping.
 at::Tensor standard_head(const LayerRun& run, const at::Tensor& h, double eps, RmsStyle style, double softcap = 0);
 
-// Config helpers that name the config file and key when something is missing.
-double config_double(const ModelConfig& c, const std::string& key, double fallback);
-bool config_bool(const ModelConfig& c, const std::string& key, bool fallback);
-std::string config_string(const ModelConfig& c, const std::string& key, const std::string& fallback);
-// rope_theta: rope_parameters.rope_theta (transformers 5.x), else top-level rope_theta.
-double rope_theta(const ModelConfig& c, double fallback);
-// Throws naming the config and key when rope_parameters.rope_type is not "default" (moeq
-// implements only plain RoPE for these families).
-void require_default_rope(const ModelConfig& c, const std::string& family);
-
-using FamilyFactory = std::function<std::unique_ptr<DecoderFamily>(const ModelConfig&)>;
-bool register_forward(const std::string& family, std::vector<std::string> model_types, FamilyFactory make);
+// The layouts (model/decoder_spec.h DecoderLayout), each in its own file. `config` is the
+// checkpoint's: RopeSpec::Kind::FromConfig reads its rope_parameters.
+std::unique_ptr<DecoderFamily> make_pre_norm_decoder(const DecoderSpec& spec, const ModelConfig& config);
+std::unique_ptr<DecoderFamily> make_sandwich_decoder(const DecoderSpec& spec, const ModelConfig& config);
+std::unique_ptr<DecoderFamily> make_hybrid_decoder(const DecoderSpec& spec, const ModelConfig& config);
+// The one that spec.layout names.
+std::unique_ptr<DecoderFamily> assemble_decoder(const DecoderSpec& spec, const ModelConfig& config);
 
 }  // namespace moeq::fwd
-
-// Registers a family's decoder from its own file:
-//   MOEQ_FORWARD("Qwen3-MoE", make_qwen3_moe, "qwen3_moe");
-#define MOEQ_FWD_CONCAT_INNER(a, b) a##b
-#define MOEQ_FWD_CONCAT(a, b) MOEQ_FWD_CONCAT_INNER(a, b)
-#define MOEQ_FORWARD(family, factory, ...)                                \
-  static const bool MOEQ_FWD_CONCAT(moeq_forward_registered_, __LINE__) = \
-      ::moeq::fwd::register_forward(family, {__VA_ARGS__}, factory)

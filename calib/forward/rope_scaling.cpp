@@ -20,6 +20,16 @@ double num(const nlohmann::json& p, const char* key, double fallback) {
 double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
 }  // namespace
 
+RopeFreqs rope_freqs(const RopeSpec& spec, const ModelConfig& c, const std::string& family) {
+  if (spec.kind == RopeSpec::Kind::FromConfig) return rope_freqs(c, spec.dim, family);
+  RopeFreqs f;
+  f.inv_freq = spec.kind == RopeSpec::Kind::Proportional
+                   ? proportional_inv_freq(spec.theta, spec.dim, spec.partial, spec.factor)
+                   : default_inv_freq(spec.theta, spec.dim);
+  f.type = spec.kind == RopeSpec::Kind::Proportional ? "proportional" : "default";
+  return f;
+}
+
 RopeFreqs rope_freqs(const ModelConfig& c, int64_t dim, const std::string& family) {
   RopeFreqs f;
   const double theta = rope_theta(c, 10000.0);

@@ -8,6 +8,7 @@
 
 #include "calib/forward/blocks.h"
 #include "model/config.h"
+#include "model/decoder_spec.h"
 
 namespace moeq::fwd {
 
@@ -23,6 +24,10 @@ struct RopeFreqs {
 // Frequencies of a rotary dimension `dim` from rope_parameters (transformers 5.x) or
 // rope_scaling: rope_type default or yarn; any other type throws naming the config.
 RopeFreqs rope_freqs(const ModelConfig& c, int64_t dim, const std::string& family);
+
+// The frequencies a layer kind's RopeSpec names: default or proportional from its own
+// numbers, FromConfig through rope_freqs above (`family` names the forward in errors).
+RopeFreqs rope_freqs(const RopeSpec& spec, const ModelConfig& c, const std::string& family);
 
 // x [B, S, heads, D] with D = 2 * cos.size(-1) / 2 pairs (x0, x1), (x2, x3), ... each rotated
 // by one frequency; the output lists the rotated first members, then the second members (the

@@ -2,23 +2,9 @@
 
 #include <limits>
 
-#include "calib/forward/decoder.h"
 #include "core/error.h"
 
 namespace moeq::fwd {
-
-SigmoidRouterSpec sigmoid_router_spec(const ModelConfig& c) {
-  SigmoidRouterSpec s;
-  s.top_k = c.num_experts_per_tok;
-  s.n_group = static_cast<int64_t>(config_double(c, "n_group", 1));
-  s.topk_group = static_cast<int64_t>(config_double(c, "topk_group", 1));
-  s.renormalize = config_bool(c, "norm_topk_prob", true);
-  s.scaling = config_double(c, "routed_scaling_factor", 1.0);
-  if (s.n_group < 1 || s.topk_group < 1 || s.topk_group > s.n_group)
-    throw Error("config '" + c.path + "': n_group = " + std::to_string(s.n_group) + ", topk_group = " +
-                std::to_string(s.topk_group) + " (need 1 <= topk_group <= n_group)");
-  return s;
-}
 
 Routing sigmoid_group_topk(const at::Tensor& logits, const at::Tensor& bias, const SigmoidRouterSpec& s) {
   const int64_t T = logits.size(0), E = logits.size(1);

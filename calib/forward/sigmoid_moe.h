@@ -7,16 +7,13 @@
 #include <ATen/ATen.h>
 
 #include "calib/forward/blocks.h"
-#include "model/config.h"
+#include "model/decoder_spec.h"
 
 namespace moeq::fwd {
 
-struct SigmoidRouterSpec {
-  int64_t top_k = 0, n_group = 1, topk_group = 1;
-  bool renormalize = true;
-  double scaling = 1.0;
-};
-SigmoidRouterSpec sigmoid_router_spec(const ModelConfig& c);
+// The router's knobs: RouterSpec (model/decoder_spec.h) with kind SigmoidGroupTopk (top_k,
+// n_group, topk_group, renormalize, scaling).
+using SigmoidRouterSpec = RouterSpec;
 
 // logits [T, E] (float32), bias [E] (may be undefined): ids [T, k], weights [T, k] float32.
 Routing sigmoid_group_topk(const at::Tensor& logits, const at::Tensor& bias, const SigmoidRouterSpec& s);

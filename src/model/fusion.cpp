@@ -3,46 +3,33 @@
 #include <map>
 
 #include "core/error.h"
+#include "model/architecture.h"
 
 namespace moeq {
 namespace {
 
-struct Registry {
-  std::map<std::string, FusionGroups> by_family;
-  std::map<std::string, std::string> group_of_proj;  // proj -> "{a,b,c}"
-};
-
-Registry& registry() {
-  static Registry r;
-  return r;
+// proj -> "{a,b,c}" over every registered architecture's groups.
+std::map<std::string, std::string> groups_by_projection() {
+  std::map<std::string, std::string> by_proj;
+  for (const auto& e : Architectures::instance().entries())
+    for (const auto& g : e.item.fusion_groups) {
+      std::string members;
+      for (const auto& m : g) members += (members.empty() ? "" : ",") + m;
+      members = "{" + members + "}";
+      for (const auto& p : g) {
+        auto [it, fresh] = by_proj.emplace(p, members);
+        if (!fresh && it->second != members)
+          throw Error("plugin " + e.name + ": projection " + p + " in fusion group " + members + " is already in " +
+                      it->second);
+      }
+    }
+  return by_proj;
 }
 
 }  // namespace
 
-bool register_fusion_groups(const std::string& family, const FusionGroups& groups) {
-  Registry& r = registry();
-  for (const auto& g : groups) {
-    std::string members;
-    for (const auto& m : g) members += (members.empty() ? "" : ",") + m;
-    members = "{" + members + "}";
-    for (const auto& p : g) {
-      auto [it, fresh] = r.group_of_proj.emplace(p, members);
-      if (!fresh && it->second != members)
-        throw Error("plugin " + family + ": projection " + p + " in fusion group " + members + " is already in " + it->second);
-    }
-  }
-  auto& mine = r.by_family[family];
-  mine.insert(mine.end(), groups.begin(), groups.end());
-  return true;
-}
-
-FusionGroups fusion_groups_of(const std::string& family) {
-  auto it = registry().by_family.find(family);
-  return it == registry().by_family.end() ? FusionGroups{} : it->second;
-}
-
 std::string fusion_group(const Site& s) {
-  const auto& m = registry().group_of_proj;
+  static const std::map<std::string, std::string> m = groups_by_projection();  // registrations are static
   auto it = m.find(s.proj);
   const std::string tail = "." + s.proj;
   if (it == m.end() || s.name.size() <= tail.size() || s.name.compare(s.name.size() - tail.size(), tail.size(), tail) != 0)

@@ -11,11 +11,6 @@
 namespace moeq {
 namespace {
 
-std::vector<ArchPlugin>& registry() {
-  static std::vector<ArchPlugin> r;
-  return r;
-}
-
 int role_rank(Role r) { return static_cast<int>(r); }
 
 int proj_rank(const std::string& p) {
@@ -138,19 +133,14 @@ void apply_rule(const Rule& r, const Captures& cap, const TensorInfo& t, const M
 
 }  // namespace
 
-bool register_plugin(ArchPlugin plugin) {
-  registry().push_back(std::move(plugin));
-  return true;
-}
-
-const std::vector<ArchPlugin>& all_plugins() { return registry(); }
-
 const ArchPlugin& plugin_for(const ModelConfig& config) {
   for (const std::string& mt : {config.model_type, config.text_model_type})
-    for (const auto& p : registry())
-      if (std::find(p.model_types.begin(), p.model_types.end(), mt) != p.model_types.end()) return p;
+    if (const Architecture* a = Architectures::instance().find_if([&](const Architecture& x) {
+          return std::find(x.model_types.begin(), x.model_types.end(), mt) != x.model_types.end();
+        }))
+      return *a;
   std::set<std::string> known;
-  for (const auto& p : registry()) known.insert(p.model_types.begin(), p.model_types.end());
+  for (const auto& e : Architectures::instance().entries()) known.insert(e.item.model_types.begin(), e.item.model_types.end());
   std::string list;
   for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
   throw Error(config.path + ": no moeq plugin for model_type '" + config.model_type + "'" +

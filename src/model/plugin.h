@@ -1,26 +1,22 @@
 #pragma once
-// Architecture plugins: one per model family, found by config.json's model_type.
-// A plugin is a list of rules (model/rules.h); map_sites applies them to a checkpoint.
+// Site mapping with an architecture's rules (model/architecture.h: one record per family,
+// found by config.json's model_type); map_sites applies them to a checkpoint.
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "model/architecture.h"
 #include "model/config.h"
 #include "model/rules.h"
 #include "model/site.h"
 
 namespace moeq {
 
-struct ArchPlugin {
-  std::string family;                       // "Qwen3-MoE"
-  std::vector<std::string> model_types;     // config.json model_type values it handles
-  std::function<std::vector<Rule>(const ModelConfig&)> rules;
-};
+// The name the site-mapping callers know the architecture record by.
+using ArchPlugin = Architecture;
 
-bool register_plugin(ArchPlugin plugin);
-const std::vector<ArchPlugin>& all_plugins();
-// The plugin for config.model_type (or text_config's model_type). Throws moeq::Error that
+// The architecture for config.model_type (or text_config's model_type). Throws moeq::Error that
 // lists the known model types when none matches.
 const ArchPlugin& plugin_for(const ModelConfig& config);
 
@@ -36,10 +32,3 @@ SiteMap map_sites(const ArchPlugin& plugin, const ModelConfig& config, const std
 std::vector<std::string> missing_experts(const SiteMap& map, const ModelConfig& config);
 
 }  // namespace moeq
-
-#define MOEQ_CONCAT_INNER(a, b) a##b
-#define MOEQ_CONCAT(a, b) MOEQ_CONCAT_INNER(a, b)
-// Registers a plugin from its own file: MOEQ_PLUGIN("Qwen3-MoE", rules_fn, "qwen3_moe", ...);
-#define MOEQ_PLUGIN(family, fn, ...)                                  \
-  static const bool MOEQ_CONCAT(moeq_plugin_registered_, __LINE__) = \
-      ::moeq::register_plugin(::moeq::ArchPlugin{family, {__VA_ARGS__}, fn})

@@ -17,6 +17,7 @@
 #include "io/checkpoint.h"
 #include "model/plugin.h"
 #include "test_util.h"
+#include "tiny_families.h"
 
 using namespace moeq;
 namespace fs = std::filesystem;
@@ -33,7 +34,7 @@ TEST_CASE("calibrate: per-site amax and tokens per expert equal transformers' (f
   const char* dev = std::getenv("MOEQ_TEST_DEVICE");
   test::TempDir tmp;
   std::vector<std::string> ran, skipped;
-  for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
+  for (const std::string& fam : test::tiny_families(/*with_forward=*/true)) {
     const std::string oracle_path = root + "/" + fam + "/forward_oracle.safetensors";
     const std::string model = root + "/" + fam + "/model";
     if (!fs::exists(oracle_path)) {

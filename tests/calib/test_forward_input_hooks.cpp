@@ -13,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "model/config.h"
 #include "test_util.h"
+#include "tiny_families.h"
 
 using namespace moeq;
 
@@ -42,7 +43,7 @@ at::Tensor logits_of(const std::string& model, const at::Tensor& ids, const Forw
 
 TEST_CASE("forward input hooks: every linear input of every family, identity is exact", "[tiny]") {
   const std::string root = test::tiny_dir();
-  for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
+  for (const std::string& fam : test::tiny_families(/*with_forward=*/true)) {
     DYNAMIC_SECTION(fam) {
       const std::string model = root + "/" + fam + "/model";
       const ModelConfig cfg = load_config(model);

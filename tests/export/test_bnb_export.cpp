@@ -17,6 +17,7 @@
 #include "model/demo_checkpoint.h"
 #include "app/run/quantize.h"
 #include "test_util.h"
+#include "tiny_families.h"
 
 using namespace moeq;
 namespace fs = std::filesystem;
@@ -44,7 +45,7 @@ const char* kExpertsNf4 = "  - roles: [experts]\n    format: nf4\n    params: {d
 TEST_CASE("quantize + verify: bnb recipes nf4_experts and nf4_all on every family's tiny transformers checkpoint", "[tiny]") {
   const std::string root = test::tiny_dir();
   test::TempDir tmp;
-  for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
+  for (const std::string& fam : test::tiny_families()) {
     for (const char* recipe : {"nf4_experts", "nf4_all"}) {
       DYNAMIC_SECTION(fam << " " << recipe) {
         const std::string src = root + "/" + fam + "/model";

@@ -18,6 +18,7 @@
 #include "calib/calibrators/input_scales.h"
 #include "app/run/quantize.h"
 #include "test_util.h"
+#include "tiny_families.h"
 
 using namespace moeq;
 
@@ -209,7 +210,7 @@ TEST_CASE("quantize --calib: refusals (other model, weight-only recipe warns, mi
 TEST_CASE("quantize --calib + verify: W4A4 and W8A8 on every family's tiny checkpoint", "[tiny]") {
   const std::string root = test::tiny_dir();
   test::TempDir tmp;
-  for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
+  for (const std::string& fam : test::tiny_families()) {
     const std::string src = root + "/" + fam + "/model";
     const ModelConfig cfg = load_config(src);
     const int64_t moe_layer = std::max<int64_t>(cfg.first_k_dense_replace, 0);

@@ -13,6 +13,7 @@
 #include "app/run/quantize.h"
 #include "export/export_test_util.h"
 #include "test_util.h"
+#include "tiny_families.h"
 
 using namespace moeq;
 namespace fs = std::filesystem;
@@ -116,7 +117,7 @@ TEST_CASE("quantize: refuses silent expert skips and unsupported exports; failur
 TEST_CASE("quantize + verify: shipped recipes (ModelOpt and compressed-tensors exports) on every family's tiny transformers checkpoint", "[tiny]") {
   const std::string root = test::tiny_dir();
   test::TempDir tmp;
-  for (const char* fam : {"qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"}) {
+  for (const std::string& fam : test::tiny_families()) {
     for (const char* recipe : {"nvfp4_experts_only", "nvfp4_mlp_only", "nvfp4_all", "fp8", "mxfp4_experts", "fp8_experts_weight_only",
                                "nvfp4_experts_only_mse"}) {
       DYNAMIC_SECTION(fam << " " << recipe) {

@@ -46,11 +46,11 @@ import bnb_cpu_pin  # noqa: E402,F401  one CPU decoding path on every host (AVX2
 import transformers  # noqa: E402
 from consumer_util import check, failures, load_dir  # noqa: E402
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig  # noqa: E402
+from tiny_models import FAMILIES  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 
 QS_PREFIX = "quant_state.bitsandbytes__"
-FAMILIES = ["qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

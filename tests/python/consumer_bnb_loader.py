@@ -42,10 +42,10 @@ import transformers  # noqa: E402
 from consumer_util import check, failures, load_dir  # noqa: E402
 from make_tiny import expert_weights, find_experts  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
+from tiny_models import FAMILIES  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 
-FAMILIES = ["qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"]
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = os.environ.get("MOEQ_TEST_DEVICE", "cpu")
 FP4 = ("recipe: fp4_experts\nexport: bnb\nweight_only: true\nrules:\n  - roles: [experts]\n    format: fp4\n"

@@ -34,9 +34,9 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
+import tiny_models
+
 N, S, SEED = 3, 24, 1234
-FAMILIES = ["qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe",
-            "qwen3_5_moe", "deepseek_v3_sharp", "deepseek_v3_yarn", "gpt_oss_window", "glm4_moe_qknorm"]
 
 
 def glm_qk_norms(tensors, cfg):
@@ -62,6 +62,9 @@ VARIANTS = {
                                          "rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}},
                         {}, glm_qk_norms),
 }
+
+
+FAMILIES = tiny_models.FAMILIES + list(VARIANTS)  # every tiny family (tiny_models.py), then the variants
 
 
 def make_variant(tiny, name):

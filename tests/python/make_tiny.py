@@ -10,6 +10,8 @@ For each family FAM, under OUT/FAM:
                   own forward before being written
   oracle.json     tensor count of model/, layers, experts, and the expert shapes
 
+The families and their configs: tests/python/tiny_models.py.
+
 Usage: make_tiny.py OUT [FAMILY ...]
 """
 import json
@@ -20,46 +22,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
-H, I, E, K, V = 64, 32, 8, 2, 256
-
-
-def common(**kw):
-    base = dict(hidden_size=H, num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=V,
-                num_hidden_layers=2, max_position_embeddings=128, tie_word_embeddings=False)
-    base.update(kw)
-    return base
-
-
-def configs():
-    T = transformers
-    return {
-        "qwen3_moe": lambda: T.Qwen3MoeConfig(**common(intermediate_size=96, moe_intermediate_size=I, num_experts=E,
-                                                       num_experts_per_tok=K, decoder_sparse_step=1)),
-        "olmoe": lambda: T.OlmoeConfig(**common(intermediate_size=I, num_experts=E, num_experts_per_tok=K)),
-        "mixtral": lambda: T.MixtralConfig(**common(intermediate_size=I, num_local_experts=E, num_experts_per_tok=K)),
-        "gemma4": lambda: T.Gemma4TextConfig(**common(intermediate_size=96, moe_intermediate_size=I, num_experts=E,
-                                                      top_k_experts=K, enable_moe_block=True, hidden_size_per_layer_input=0, num_global_key_value_heads=2,
-                                                      global_head_dim=16, layer_types=["sliding_attention", "full_attention"])),
-        "deepseek_v3": lambda: T.DeepseekV3Config(**common(intermediate_size=96, moe_intermediate_size=I, n_routed_experts=E,
-                                                          num_experts_per_tok=K, n_shared_experts=1, first_k_dense_replace=1,
-                                                          n_group=2, topk_group=1, q_lora_rank=32, kv_lora_rank=16,
-                                                          qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
-                                                          num_hidden_layers=3,
-                                                          # MLA as real configs have it: head_dim (RoPE's dim) = qk_rope_head_dim,
-                                                          # kv heads = heads (transformers' attention repeats k/v otherwise)
-                                                          head_dim=8, num_key_value_heads=4)),
-        "gpt_oss": lambda: T.GptOssConfig(**common(intermediate_size=I, num_local_experts=E, num_experts_per_tok=K,
-                                                   layer_types=["sliding_attention", "full_attention"])),
-        "glm4_moe": lambda: T.Glm4MoeConfig(**common(intermediate_size=96, moe_intermediate_size=I, n_routed_experts=E,
-                                                    num_experts_per_tok=K, n_shared_experts=1, first_k_dense_replace=1,
-                                                    n_group=1, topk_group=1, num_hidden_layers=3)),
-        "qwen3_5_moe": lambda: T.Qwen3_5MoeTextConfig(**common(moe_intermediate_size=I, shared_expert_intermediate_size=I,
-                                                              num_experts=E, num_experts_per_tok=K, num_hidden_layers=4,
-                                                              linear_num_key_heads=2, linear_num_value_heads=4,
-                                                              linear_key_head_dim=16, linear_value_head_dim=16,
-                                                              layer_types=["linear_attention", "linear_attention",
-                                                                           "linear_attention", "full_attention"])),
-    }
+from tiny_models import E, FAMILIES, tiny_config
 
 
 def find_experts(model):
@@ -103,7 +66,7 @@ def check_against_forward(mod, e, gate, up, down):
 
 def make(fam, out):
     torch.manual_seed(0)
-    cfg = configs()[fam]()
+    cfg = tiny_config(fam)
     model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     with torch.no_grad():  # the random init leaves some tensors at zero or one: make every value distinct
         for p in model.parameters():
@@ -145,7 +108,7 @@ def make(fam, out):
 
 if __name__ == "__main__":
     out = sys.argv[1]
-    fams = sys.argv[2:] or list(configs())
+    fams = sys.argv[2:] or FAMILIES
     for fam in fams:
         make(fam, os.path.join(out, fam))
         print("wrote", fam)

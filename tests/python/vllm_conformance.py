@@ -56,16 +56,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from safetensors import safe_open
+from tiny_models import FAMILIES, TINY
 
-FUSED = {  # F1: shard suffix -> fused vLLM linear, per family
-    "qkv": {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"},
-}
-FAMILY_FUSED = {
-    "qwen3_moe": FUSED["qkv"], "mixtral": FUSED["qkv"], "gemma4": FUSED["qkv"], "glm4_moe": FUSED["qkv"], "gpt_oss": FUSED["qkv"],
-    "olmoe": {},
-    "deepseek_v3": {"q_a_proj": "fused_qkv_a_proj", "kv_a_proj_with_mqa": "fused_qkv_a_proj", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"},
-    "qwen3_5_moe": dict(FUSED["qkv"], in_proj_qkv="in_proj_qkvz", in_proj_z="in_proj_qkvz", in_proj_b="in_proj_ba", in_proj_a="in_proj_ba"),
-}
+# F1: shard suffix -> fused vLLM linear, per family: tiny_models.py (vllm_fused)
+FAMILY_FUSED = {fam: TINY[fam]["vllm_fused"] for fam in FAMILIES}
 EXPERT = re.compile(r"^(?P<moe>.*\.experts)\.(?P<e>\d+)\.(?P<proj>gate_proj|up_proj|down_proj|w1|w2|w3)$")
 
 
@@ -265,7 +259,6 @@ def scalar_values(d, names):
     return out
 
 
-FAMILIES = ["qwen3_moe", "olmoe", "mixtral", "gemma4", "deepseek_v3", "gpt_oss", "glm4_moe", "qwen3_5_moe"]
 RECIPES = {  # name -> (rules, needs calibration); all sites but routers / embeddings / lm_head where "*"
     "nvfp4_experts_only": ("  - roles: [experts]\n    format: nvfp4\n    input_quant: true\n", True),
     "nvfp4_all": ('  - sites: "*"\n    format: nvfp4\n    input_quant: true\n', True),

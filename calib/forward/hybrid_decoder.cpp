@@ -1,12 +1,14 @@
-// Qwen3.5-MoE (text): layer_types mix gated delta-net linear attention and full attention;
-// every layer has routed experts plus one shared expert scaled by sigmoid(shared_expert_gate).
+// DecoderLayout::Hybrid (Qwen3.5-MoE, text): layer kinds mix gated delta-net linear attention
+// and full attention; every layer has routed experts plus one shared expert scaled by
+// sigmoid(shared_expert_gate).
 // - RMSNorms scale by (1 + weight) in float32 (Gemma style), q/k norms per head likewise;
-// - full attention: q_proj gives per head [q | gate]; output * sigmoid(gate) before o_proj;
-//   partial RoPE (rope_parameters.partial_rotary_factor; text positions make mRoPE plain RoPE);
-// - linear attention: in_proj_qkv -> causal depthwise conv1d + SiLU -> q, k, v heads (q/k
-//   repeated to the value heads), beta = sigmoid(in_proj_b), g = -exp(A_log) *
-//   softplus(in_proj_a + dt_bias), gated delta rule (calib/forward/gated_delta.h), then a
-//   gated RMSNorm (weight * norm(o), times silu(in_proj_z)) and out_proj;
+// - full attention (AttentionKind::GatedSelf): q_proj gives per head [q | gate]; output *
+//   sigmoid(gate) before o_proj; partial RoPE (the kind's rope dim; text positions make mRoPE
+//   plain RoPE);
+// - linear attention (AttentionKind::GatedDelta): in_proj_qkv -> causal depthwise conv1d + SiLU
+//   -> q, k, v heads (q/k repeated to the value heads), beta = sigmoid(in_proj_b), g =
+//   -exp(A_log) * softplus(in_proj_a + dt_bias), gated delta rule (calib/forward/gated_delta.h),
+//   then a gated RMSNorm (weight * norm(o), times silu(in_proj_z)) and out_proj;
 // - router: softmax top-k renormalized, weights rounded to the compute dtype.
 #include <cmath>
 
@@ -18,47 +20,31 @@
 namespace moeq::fwd {
 namespace {
 
-class Qwen35Moe : public DecoderFamily {
+class HybridDecoder : public DecoderFamily {
  public:
-  explicit Qwen35Moe(const ModelConfig& c) {
-    require_default_rope(c, "Qwen3.5-MoE");
-    eps_ = config_double(c, "rms_norm_eps", 1e-6);
-    act_ = config_string(c, "hidden_act", "silu");
-    top_k_ = c.num_experts_per_tok;
-    heads_ = c.num_heads;
-    kv_heads_ = c.num_kv_heads;
-    head_dim_ = c.head_dim;
-    theta_ = rope_theta(c, 10000.0);
-    double partial = config_double(c, "partial_rotary_factor", 1.0);
-    for (const auto* j : {&c.text, &c.raw})
-      if (j->contains("rope_parameters") && (*j)["rope_parameters"].is_object() &&
-          (*j)["rope_parameters"].contains("partial_rotary_factor"))
-        partial = (*j)["rope_parameters"]["partial_rotary_factor"].get<double>();
-    rotary_dim_ = static_cast<int64_t>(head_dim_ * partial);
-    k_heads_ = c.get_int("linear_num_key_heads", 0);
-    v_heads_ = c.get_int("linear_num_value_heads", 0);
-    dk_ = c.get_int("linear_key_head_dim", 0);
-    dv_ = c.get_int("linear_value_head_dim", 0);
-    // layer_types, or Qwen3-Next's full_attention_interval (ModelConfig derives the list).
-    if (c.layer_types.empty())
-      throw Error("config '" + c.path + "': layer_types (linear_attention / full_attention per layer) and "
-                  "full_attention_interval are both missing");
-    for (const std::string& type : c.layer_types) {
-      if (type != "linear_attention" && type != "full_attention")
-        throw Error("config '" + c.path + "': layer type '" + type + "' (expected linear_attention or full_attention)");
-      linear_.push_back(type == "linear_attention");
+  HybridDecoder(const DecoderSpec& spec, const ModelConfig& c) {
+    eps_ = spec.eps;
+    act_ = spec.ffn.act;
+    top_k_ = spec.ffn.router.top_k;
+    for (const auto& [name, kind] : spec.kinds) {
+      if (kind.attention == AttentionKind::GatedSelf) {
+        heads_ = kind.attn.heads;
+        kv_heads_ = kind.attn.kv_heads;
+        head_dim_ = kind.attn.head_dim;
+        inv_freq_ = rope_freqs(kind.rope, c, spec.family).inv_freq;
+      } else {
+        k_heads_ = kind.linear.k_heads;
+        v_heads_ = kind.linear.v_heads;
+        dk_ = kind.linear.dk;
+        dv_ = kind.linear.dv;
+      }
     }
-    if (static_cast<int64_t>(linear_.size()) != c.num_layers)
-      throw Error("config '" + c.path + "': layer_types has " + std::to_string(linear_.size()) + " entries for " +
-                  std::to_string(c.num_layers) + " layers");
-    if (rotary_dim_ <= 0 || rotary_dim_ % 2 != 0 || k_heads_ <= 0 || v_heads_ % k_heads_ != 0 || dk_ <= 0 || dv_ <= 0)
-      throw Error("config '" + c.path + "': rotary dim " + std::to_string(rotary_dim_) + ", linear heads " +
-                  std::to_string(k_heads_) + "/" + std::to_string(v_heads_) +
-                  " (need an even rotary dim, value heads a multiple of key heads, head dims > 0)");
+    for (const std::string& type : spec.layer_types)
+      linear_.push_back(spec.kinds.at(type).attention == AttentionKind::GatedDelta);
   }
 
   void prepare(int64_t seq, const ForwardOptions& o) override {
-    rope_ = make_rope(default_inv_freq(theta_, rotary_dim_), seq, o.device, o.dtype);
+    rope_ = make_rope(inv_freq_, seq, o.device, o.dtype);
   }
 
   at::Tensor layer(const LayerRun& r, const at::Tensor& h_in) const override {
@@ -139,15 +125,19 @@ class Qwen35Moe : public DecoderFamily {
     return y.view(x.sizes());
   }
 
-  double eps_ = 1e-6, theta_ = 10000.0;
+  double eps_ = 1e-6;
   std::string act_;
-  int64_t top_k_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0, rotary_dim_ = 0;
+  int64_t top_k_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0;
+  at::Tensor inv_freq_;
   int64_t k_heads_ = 0, v_heads_ = 0, dk_ = 0, dv_ = 0;
   std::vector<bool> linear_;
   Rope rope_;
 };
 
-std::unique_ptr<DecoderFamily> make_qwen3_5_moe(const ModelConfig& c) { return std::make_unique<Qwen35Moe>(c); }
 }  // namespace
-MOEQ_FORWARD("Qwen3.5-MoE", make_qwen3_5_moe, "qwen3_5_moe", "qwen3_5_moe_text");
+
+std::unique_ptr<DecoderFamily> make_hybrid_decoder(const DecoderSpec& spec, const ModelConfig& config) {
+  return std::make_unique<HybridDecoder>(spec, config);
+}
+
 }  // namespace moeq::fwd
