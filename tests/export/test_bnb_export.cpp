@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_layout.h"
 #include "export/export_test_util.h"
 #include "export/verify.h"
 #include "export/writer.h"

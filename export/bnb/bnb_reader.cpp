@@ -6,7 +6,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_layout.h"
 #include "export/verify_layout.h"
 #include "io/aten_view.h"
 

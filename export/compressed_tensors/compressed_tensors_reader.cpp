@@ -6,7 +6,7 @@
 #include <regex>
 
 #include "core/error.h"
-#include "export/ct_scheme.h"
+#include "export/compressed_tensors/ct_scheme.h"
 #include "export/verify_layout.h"
 #include "io/aten_view.h"
 

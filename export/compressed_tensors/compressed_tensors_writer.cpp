@@ -15,7 +15,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "export/ct_scheme.h"
+#include "export/compressed_tensors/ct_scheme.h"
 #include "export/writer.h"
 #include "quant/input_scales.h"
 

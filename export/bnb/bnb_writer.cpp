@@ -8,7 +8,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_layout.h"
 #include "export/writer.h"
 #include "formats/bnb4.h"
 

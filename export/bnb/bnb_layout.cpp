@@ -1,4 +1,4 @@
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_layout.h"
 
 #include <cctype>
 
