@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "export/bnb/bnb_layout.h"
+#include "export/bnb/bnb_scheme.h"
 #include "export/export_test_util.h"
 #include "export/verify.h"
 #include "export/writer.h"
@@ -203,7 +203,7 @@ TEST_CASE("bnb export: refuses formats, embeddings and mixed quant types it cann
 }
 
 TEST_CASE("bnb export: llm_int8_skip_modules entries skip exactly the unquantized modules, as transformers matches them") {
-  using bnb_layout::skip_entry_matches;
+  using bnb_scheme::skip_entry_matches;
   // transformers: re.match(entry) (a regex prefix, '.' any character) or module.endswith(entry)
   CHECK(skip_entry_matches("model.layers.0.mlp.gate", "model.layers.0.mlp.gate"));
   CHECK(skip_entry_matches("model.layers.0.mlp.gate", "model.layers.0.mlp.gate_proj"));
@@ -211,7 +211,7 @@ TEST_CASE("bnb export: llm_int8_skip_modules entries skip exactly the unquantize
   CHECK(skip_entry_matches("lm_head", "lm_head"));
   CHECK(skip_entry_matches("gate_proj", "model.layers.3.mlp.gate_proj"));
   CHECK_FALSE(skip_entry_matches("model.layers.1.self_attn.q_proj", "model.layers.11.self_attn.q_proj"));
-  const std::string anchored = bnb_layout::anchored_skip_entry("model.layers.0.mlp.gate");
+  const std::string anchored = bnb_scheme::anchored_skip_entry("model.layers.0.mlp.gate");
   CHECK(anchored == "model\\.layers\\.0\\.mlp\\.gate$");
   CHECK(skip_entry_matches(anchored, "model.layers.0.mlp.gate"));
   CHECK_FALSE(skip_entry_matches(anchored, "model.layers.0.mlp.gate_proj"));

@@ -17,7 +17,7 @@
 
 namespace moeq {
 
-struct LayoutSite {
+struct ReadSite {
   std::string format;                // moeq format; "" when the weight is stored unquantized
   std::string stored_dtype;          // dtype of the stored weight (messages)
   std::optional<QuantizedTensor> q;  // set when every part is present and well-formed
@@ -29,9 +29,9 @@ struct LayoutSite {
 
 using Complain = std::function<void(const std::string&)>;
 
-class VerifyLayout {
+class ExportReader {
  public:
-  virtual ~VerifyLayout() = default;
+  virtual ~ExportReader() = default;
   virtual std::string name() const = 0;
   // Linear weights for the plugin to map (packed ones under `<module>.weight` with their
   // logical shape); stable for the layout's lifetime.
@@ -40,16 +40,16 @@ class VerifyLayout {
   virtual const std::set<std::string>& params() const = 0;
   // Reads one site. Problems go to `bad` (the caller prefixes the site); parameters read
   // are added to `used`.
-  virtual LayoutSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const = 0;
+  virtual ReadSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const = 0;
   // The config keeps this module unquantized on purpose (exclude_modules / ignore).
   virtual bool excluded(const std::string& module) const = 0;
 };
 
 // quant_method "modelopt", "compressed-tensors" and "bitsandbytes" (4-bit); qc is
 // config.json's quantization_config.
-std::unique_ptr<VerifyLayout> modelopt_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
-std::unique_ptr<VerifyLayout> ct_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
-std::unique_ptr<VerifyLayout> bnb4_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
+std::unique_ptr<ExportReader> open_modelopt_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
+std::unique_ptr<ExportReader> open_ct_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
+std::unique_ptr<ExportReader> open_bnb_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
 
 // Shared helpers.
 inline bool ends_with(const std::string& s, const std::string& suf) {
