@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "export/layout.h"
 #include "model/fusion.h"
 
 namespace moeq {
@@ -69,7 +70,7 @@ void require_loadable_expert_storage(const Plan& plan, const std::string& family
 }
 
 void check_fused_consumer_plan(const Plan& plan, const std::string& family, const std::string& export_name) {
-  if (export_name != "modelopt" && export_name != "compressed-tensors") return;
+  if (!export_layout(export_name).fused_consumers) return;
   require_whole_fusion_groups(plan, export_name);
   require_whole_moe_layers(plan, export_name);
   require_loadable_expert_storage(plan, family, export_name);

@@ -19,8 +19,8 @@
 
 namespace moeq {
 
-// All three, for the exports such consumers read (modelopt, compressed-tensors); nothing for
-// bnb (transformers loads each linear on its own).
+// All three, for the export layouts such consumers read (ExportLayout::fused_consumers:
+// modelopt, compressed-tensors); nothing for bnb (transformers loads each linear on its own).
 void check_fused_consumer_plan(const Plan& plan, const std::string& family, const std::string& export_name);
 
 void require_whole_fusion_groups(const Plan& plan, const std::string& export_name);

@@ -2,7 +2,8 @@
 // How `moeq verify` reads one export layout (ModelOpt, compressed-tensors, bitsandbytes): which stored
 // tensors are the linear weights, which are quantization parameters, and how one site's
 // tensors become a moeq QuantizedTensor. verify.cpp does the rest: every expert present,
-// decoding, comparison with the source, gate/up scale agreement, orphan parameters.
+// decoding, comparison with the source, gate/up scale agreement, orphan parameters. Each
+// layout's reader is in export/<layout>/, opened through the layout registry (export/layout.h).
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -32,7 +33,6 @@ using Complain = std::function<void(const std::string&)>;
 class ExportReader {
  public:
   virtual ~ExportReader() = default;
-  virtual std::string name() const = 0;
   // Linear weights for the plugin to map (packed ones under `<module>.weight` with their
   // logical shape); stable for the layout's lifetime.
   virtual const std::vector<TensorInfo>& weights() const = 0;
@@ -44,12 +44,6 @@ class ExportReader {
   // The config keeps this module unquantized on purpose (exclude_modules / ignore).
   virtual bool excluded(const std::string& module) const = 0;
 };
-
-// quant_method "modelopt", "compressed-tensors" and "bitsandbytes" (4-bit); qc is
-// config.json's quantization_config.
-std::unique_ptr<ExportReader> open_modelopt_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
-std::unique_ptr<ExportReader> open_ct_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
-std::unique_ptr<ExportReader> open_bnb_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
 
 // Shared helpers.
 inline bool ends_with(const std::string& s, const std::string& suf) {

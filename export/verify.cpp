@@ -1,12 +1,13 @@
 #include "export/verify.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
 
 #include "core/error.h"
-#include "export/reader.h"
+#include "export/layout.h"
 #include "formats/format.h"
 #include "io/aten_view.h"
 #include "io/checkpoint.h"
@@ -31,14 +32,26 @@ bool all_positive_finite(const at::Tensor& t) {
 
 namespace {
 
-std::unique_ptr<ExportReader> open_reader(const std::string& dir, const ModelConfig& cfg, std::shared_ptr<Checkpoint> ck) {
+// "bitsandbytes, compressed-tensors and modelopt": the quant_methods of the registered layouts.
+std::string readable_quant_methods() {
+  std::vector<std::string> methods;
+  for (const auto& e : Registry<ExportLayout>::instance().entries()) methods.push_back(e.item.quant_method);
+  std::sort(methods.begin(), methods.end());
+  std::string out;
+  for (size_t i = 0; i < methods.size(); ++i) out += (i == 0 ? "" : i + 1 == methods.size() ? " and " : ", ") + methods[i];
+  return out;
+}
+
+// The layout that wrote the export (config.json's quant_method), with its reader opened.
+std::pair<const ExportLayout*, std::unique_ptr<ExportReader>> open_reader(const std::string& dir, const ModelConfig& cfg,
+                                                                         std::shared_ptr<Checkpoint> ck) {
   auto qc = cfg.raw.find("quantization_config");
   if (qc == cfg.raw.end()) throw Error(dir + "/config.json: no quantization_config: not a quantized export");
   const std::string method = qc->value("quant_method", "");
-  if (method == "modelopt") return open_modelopt_reader(dir, *qc, std::move(ck));
-  if (method == "compressed-tensors") return open_ct_reader(dir, *qc, std::move(ck));
-  if (method == "bitsandbytes") return open_bnb_reader(dir, *qc, std::move(ck));
-  throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads modelopt, compressed-tensors and bitsandbytes exports)");
+  const ExportLayout* layout = export_layout_reading(method);
+  if (!layout)
+    throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads " + readable_quant_methods() + " exports)");
+  return {layout, layout->open_reader(dir, *qc, std::move(ck))};
 }
 
 // Below these a decoded weight does not come from its source (the formats' SQNR on
@@ -87,9 +100,11 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
   const ModelConfig cfg = load_config(dir);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(dir);
-  const std::unique_ptr<ExportReader> reader = open_reader(dir, cfg, ck);
+  const auto opened = open_reader(dir, cfg, ck);
+  const ExportLayout& layout = *opened.first;
+  const std::unique_ptr<ExportReader>& reader = opened.second;
   VerifyResult res;
-  res.layout = reader->name();
+  res.layout = layout.name;
 
   std::vector<const TensorInfo*> infos;
   for (const auto& t : reader->weights()) infos.push_back(&t);
@@ -131,7 +146,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
     SiteCheck sc{s.name, m, rs.format, 0, 0, 0, false};
     if (rs.format.empty()) {
       if (s.role == Role::Expert && !reader->excluded(m))
-        bad("expert stored as " + rs.stored_dtype + " but not excluded by the export config (" + reader->name() +
+        bad("expert stored as " + rs.stored_dtype + " but not excluded by the export config (" + layout.name +
             " exclusion list): skipped silently?");
       else if (s.role == Role::Expert)
         res.notes.push_back(label + ": excluded by the export config");

@@ -6,8 +6,8 @@
 #include <map>
 
 #include "core/error.h"
+#include "export/bnb/bnb_layout.h"
 #include "export/bnb/bnb_scheme.h"
-#include "export/reader.h"
 #include "io/aten_view.h"
 
 namespace moeq {
@@ -55,7 +55,6 @@ class BnbReader : public ExportReader {
       if (!params_.count(n)) weights_.push_back(logical_weight(n));
   }
 
-  std::string name() const override { return "bnb"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override {

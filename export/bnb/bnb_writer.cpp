@@ -8,8 +8,8 @@
 #include <set>
 
 #include "core/error.h"
+#include "export/bnb/bnb_layout.h"
 #include "export/bnb/bnb_scheme.h"
-#include "export/writer.h"
 #include "formats/bnb4.h"
 
 namespace moeq {
@@ -103,6 +103,6 @@ class BnbWriter : public ExportWriter {
 
 }  // namespace
 
-MOEQ_WRITER(BnbWriter);
+std::shared_ptr<const ExportWriter> make_bnb_writer() { return std::make_shared<BnbWriter>(); }
 
 }  // namespace moeq

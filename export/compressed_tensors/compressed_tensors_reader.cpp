@@ -6,8 +6,8 @@
 #include <regex>
 
 #include "core/error.h"
+#include "export/compressed_tensors/compressed_tensors_layout.h"
 #include "export/compressed_tensors/ct_scheme.h"
-#include "export/reader.h"
 #include "io/aten_view.h"
 
 namespace moeq {
@@ -62,7 +62,6 @@ class CtReader : public ExportReader {
     }
   }
 
-  std::string name() const override { return "compressed-tensors"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override { return group_of(m) == nullptr; }
@@ -211,7 +210,8 @@ class CtReader : public ExportReader {
 
 }  // namespace
 
-std::unique_ptr<ExportReader> open_ct_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) {
+std::unique_ptr<ExportReader> open_compressed_tensors_reader(const std::string& dir, const nlohmann::json& qc,
+                                                             std::shared_ptr<Checkpoint> ck) {
   return std::make_unique<CtReader>(dir, qc, std::move(ck));
 }
 

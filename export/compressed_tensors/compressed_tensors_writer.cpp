@@ -15,8 +15,8 @@
 #include <set>
 
 #include "core/error.h"
+#include "export/compressed_tensors/compressed_tensors_layout.h"
 #include "export/compressed_tensors/ct_scheme.h"
-#include "export/writer.h"
 #include "quant/input_scales.h"
 
 namespace moeq {
@@ -152,6 +152,6 @@ class CompressedTensorsWriter : public ExportWriter {
 
 }  // namespace
 
-MOEQ_WRITER(CompressedTensorsWriter);
+std::shared_ptr<const ExportWriter> make_compressed_tensors_writer() { return std::make_shared<CompressedTensorsWriter>(); }
 
 }  // namespace moeq

@@ -5,7 +5,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "export/reader.h"
+#include "export/modelopt/modelopt_layout.h"
 #include "io/aten_view.h"
 
 namespace moeq {
@@ -38,7 +38,6 @@ class ModelOptReader : public ExportReader {
     }
   }
 
-  std::string name() const override { return "modelopt"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override {

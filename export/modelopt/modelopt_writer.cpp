@@ -7,7 +7,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "export/writer.h"
+#include "export/modelopt/modelopt_layout.h"
 #include "io/text_file.h"
 
 namespace moeq {
@@ -119,6 +119,6 @@ class ModelOptWriter : public ExportWriter {
 
 }  // namespace
 
-MOEQ_WRITER(ModelOptWriter);
+std::shared_ptr<const ExportWriter> make_modelopt_writer() { return std::make_shared<ModelOptWriter>(); }
 
 }  // namespace moeq

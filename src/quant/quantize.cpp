@@ -18,7 +18,7 @@
 #include "core/progress.h"
 #include "export/report.h"
 #include "export/fused_consumer_rules.h"
-#include "export/writer.h"
+#include "export/layout.h"
 #include "formats/cuda_stream.h"
 #include "io/atomic_dir.h"
 #include "io/aten_view.h"
@@ -62,7 +62,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   Recipe recipe = load_recipe(opt.recipe);
   if (opt.weight_only) recipe.weight_only = true;
   Plan plan = make_plan(recipe, map.sites, opt.strict);
-  const ExportWriter& writer = writer_by_name(recipe.export_format);
+  const ExportWriter& writer = *export_layout(recipe.export_format).writer;
 
   // Nothing silent: an expert left in bf16 needs a rule that says so.
   std::vector<std::string> unruled;

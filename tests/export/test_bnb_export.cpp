@@ -9,8 +9,8 @@
 
 #include "export/bnb/bnb_scheme.h"
 #include "export/export_test_util.h"
+#include "export/layout.h"
 #include "export/verify.h"
-#include "export/writer.h"
 #include "formats/bnb4.h"
 #include "io/aten_view.h"
 #include "io/checkpoint.h"
@@ -184,7 +184,7 @@ TEST_CASE("verify: bnb fp4 without double quant, block 128, per-expert and fused
 }
 
 TEST_CASE("bnb export: refuses formats, embeddings and mixed quant types it cannot write") {
-  const ExportWriter& w = writer_by_name("bnb");
+  const ExportWriter& w = *export_layout("bnb").writer;
   Site site;
   site.name = "layers.0.experts.0.gate";
   site.role = Role::Expert;
@@ -229,7 +229,7 @@ TEST_CASE("bnb export: llm_int8_skip_modules entries skip exactly the unquantize
   plan.sites.push_back(SitePlan{&router, false, "", {}, false, nullptr, "protected"});
   plan.sites.push_back(SitePlan{&dense, true, "nf4", {}, false, nullptr, "rule 1"});
   nlohmann::json config = {{"dtype", "float16"}};
-  writer_by_name("bnb").finish("", config, plan, Recipe{});
+  export_layout("bnb").writer->finish("", config, plan, Recipe{});
   CHECK(config["quantization_config"]["llm_int8_skip_modules"] == nlohmann::json::array({anchored}));
   CHECK(config["quantization_config"]["bnb_4bit_compute_dtype"] == "float16");
   CHECK(config["quantization_config"]["bnb_4bit_use_double_quant"] == false);

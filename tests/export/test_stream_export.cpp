@@ -6,8 +6,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "export/export_test_util.h"
+#include "export/layout.h"
 #include "export/shard_writer.h"
-#include "export/writer.h"
 #include "formats/format.h"
 #include "formats/part_specs.h"
 #include "io/checkpoint.h"
@@ -17,7 +18,6 @@
 #include "quant/export_layout.h"
 #include "quant/quantize.h"
 #include "recipe/recipe.h"
-#include "export/export_test_util.h"
 #include "test_util.h"
 
 using namespace moeq;
@@ -150,7 +150,7 @@ TEST_CASE("stream export: quantize writes the same files streamed and buffered")
         const SiteMap map = map_sites(plugin_for(cfg), cfg, *ck);
         const Plan plan = make_plan(load_recipe(tmp.path + "/r.yaml"), map.sites, false);
         std::string why;
-        const auto planned = plan_export_layout(*ck, export_order(*ck, plan), writer_by_name("modelopt"), {}, &why);
+        const auto planned = plan_export_layout(*ck, export_order(*ck, plan), *export_layout("modelopt").writer, {}, &why);
         REQUIRE(planned.has_value());
         // ...and both paths write the same bytes.
         QuantizeOptions o;
@@ -192,7 +192,7 @@ TEST_CASE("stream export: writers that lay out only from values stay buffered, a
   const Plan plan = make_plan(load_recipe(tmp.path + "/r.yaml"), map.sites, false);
   for (const char* w : {"bnb", "compressed-tensors"}) {
     std::string why;
-    CHECK_FALSE(plan_export_layout(*ck, export_order(*ck, plan), writer_by_name(w), {}, &why).has_value());
+    CHECK_FALSE(plan_export_layout(*ck, export_order(*ck, plan), *export_layout(w).writer, {}, &why).has_value());
     CHECK_THAT(why, Catch::Matchers::ContainsSubstring(std::string("export writer ") + w));
   }
 }
