@@ -13,6 +13,7 @@
 #include "export/reader.h"
 #include "export/writer.h"
 #include "io/checkpoint.h"
+#include "recipe/recipe.h"
 
 namespace moeq {
 
@@ -32,6 +33,10 @@ struct ExportLayout {
 
 // The layout named `name`, or an Error "unknown export 'name' (known: ...)".
 const ExportLayout& export_layout(const std::string& name);
+
+// The layout a recipe's `export:` names; an unknown name is an error naming the recipe file and
+// the line of its `export` key (the recipe parser, on the floor below export/, keeps it as data).
+const ExportLayout& export_layout_for(const Recipe& recipe);
 
 // The layout that writes quant_method `method`, or nullptr.
 const ExportLayout* export_layout_reading(const std::string& method);

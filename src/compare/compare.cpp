@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/aten_view.h"
 #include "core/progress.h"
+#include "export/layout.h"
 #include "formats/format.h"
 #include "io/checkpoint.h"
 #include "io/dtype.h"
@@ -304,7 +305,10 @@ CompareResult run_compare(const CompareOptions& opt) {
   if (opt.device == "cuda" && !at::hasCUDA()) throw Error("--device cuda: no CUDA device is available (use --device cpu)");
   // Recipes first (all parsed before any work, so a typo fails fast), then formats.
   std::vector<Recipe> recipes;
-  for (const auto& p : opt.recipes) recipes.push_back(load_recipe(p));
+  for (const auto& p : opt.recipes) {
+    recipes.push_back(load_recipe(p));
+    export_layout_for(recipes.back());  // an unknown `export:` fails fast too
+  }
   for (const auto& f : opt.formats)
     if (f == "all")
       for (const auto& name : format_names()) recipes.push_back(format_recipe(name, !opt.calib.empty()));

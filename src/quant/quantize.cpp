@@ -62,7 +62,7 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   Recipe recipe = load_recipe(opt.recipe);
   if (opt.weight_only) recipe.weight_only = true;
   Plan plan = make_plan(recipe, map.sites, opt.strict);
-  const ExportWriter& writer = *export_layout(recipe.export_format).writer;
+  const ExportWriter& writer = *export_layout_for(recipe).writer;
 
   // Nothing silent: an expert left in bf16 needs a rule that says so.
   std::vector<std::string> unruled;
