@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "export/layout.h"
 #include "model/fusion.h"
 
 namespace moeq {
@@ -58,7 +59,7 @@ void require_whole_moe_layers(const Plan& plan, const std::string& export_name) 
               "quantize or exclude a layer's experts as a whole (" + std::to_string(bad.size()) + " layers mixed)");
 }
 
-void require_loadable_expert_layout(const Plan& plan, const std::string& family, const std::string& export_name) {
+void require_loadable_expert_storage(const Plan& plan, const std::string& family, const std::string& export_name) {
   if (family != "gpt-oss") return;
   for (const auto& sp : plan.sites)
     if (sp.quantize && sp.site->role == Role::Expert)
@@ -69,10 +70,10 @@ void require_loadable_expert_layout(const Plan& plan, const std::string& family,
 }
 
 void check_fused_consumer_plan(const Plan& plan, const std::string& family, const std::string& export_name) {
-  if (export_name != "modelopt" && export_name != "compressed-tensors") return;
+  if (!export_layout(export_name).fused_consumers) return;
   require_whole_fusion_groups(plan, export_name);
   require_whole_moe_layers(plan, export_name);
-  require_loadable_expert_layout(plan, family, export_name);
+  require_loadable_expert_storage(plan, family, export_name);
 }
 
 }  // namespace moeq

@@ -8,7 +8,7 @@
 //    fused_moe/layer.py; compressed_tensors_moe.py get_moe_method reads expert 0's gate/up/down
 //    and refuses differing projections; ModelOpt excludes a layer's MoE only as a whole): every
 //    routed expert projection of a layer is quantized alike, or none is.
-//  - gpt-oss routed experts are read only in their fused, interleaved layout (vLLM gpt_oss.py
+//  - gpt-oss routed experts are read only in their fused, interleaved form (vLLM gpt_oss.py
 //    GptOssModel._load_weights_other copies `.gate_up_proj` / `.down_proj` stacks; per-expert
 //    modules are known to its quark path only), which these per-expert exports do not write:
 //    quantized gpt-oss experts are refused.
@@ -19,12 +19,12 @@
 
 namespace moeq {
 
-// All three, for the exports such consumers read (modelopt, compressed-tensors); nothing for
-// bnb (transformers loads each linear on its own).
+// All three, for the export layouts such consumers read (ExportLayout::fused_consumers:
+// modelopt, compressed-tensors); nothing for bnb (transformers loads each linear on its own).
 void check_fused_consumer_plan(const Plan& plan, const std::string& family, const std::string& export_name);
 
 void require_whole_fusion_groups(const Plan& plan, const std::string& export_name);
 void require_whole_moe_layers(const Plan& plan, const std::string& export_name);
-void require_loadable_expert_layout(const Plan& plan, const std::string& family, const std::string& export_name);
+void require_loadable_expert_storage(const Plan& plan, const std::string& family, const std::string& export_name);
 
 }  // namespace moeq

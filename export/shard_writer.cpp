@@ -50,13 +50,13 @@ ShardWriter::ShardWriter(std::string dir, uint64_t max_shard_bytes) : dir_(std::
 
 ShardWriter::~ShardWriter() = default;
 
-void ShardWriter::stream(const std::vector<TensorSpec>& layout, const std::map<std::string, std::string>& metadata) {
+void ShardWriter::stream(const std::vector<TensorSpec>& planned, const std::map<std::string, std::string>& metadata) {
   if (streaming() || !pending_.empty() || !shard_names_.empty())
     throw Error("export: ShardWriter::stream must come first, once");
   // The buffered mode's cut: a shard closes when the next tensor would take it past max_.
   std::vector<std::vector<TensorSpec>> groups;
   uint64_t bytes = 0;
-  for (const auto& s : layout) {
+  for (const auto& s : planned) {
     if (planned_.count(s.name)) throw Error("export: tensor '" + s.name + "' planned twice");
     if (groups.empty() || (!groups.back().empty() && bytes + s.nbytes() > max_)) {
       groups.emplace_back();
@@ -97,7 +97,7 @@ void ShardWriter::add_raw(const std::string& name, const std::string& dtype, con
                           const uint8_t* data, uint64_t nbytes) {
   if (streaming()) {
     auto it = planned_.find(name);
-    if (it == planned_.end()) throw Error("export: tensor '" + name + "' is not in the planned layout (moeq bug)");
+    if (it == planned_.end()) throw Error("export: tensor '" + name + "' is not among the planned tensors (moeq bug)");
     const TensorSpec& s = it->second.spec;
     if (dtype != dtype_name(s.dtype) || shape != s.shape)
       throw Error("export: tensor '" + name + "' is " + dtype + " " + shape_text(shape) + ", planned " +

@@ -24,11 +24,11 @@ class ShardWriter : public TensorSink {
  public:
   ShardWriter(std::string dir, uint64_t max_shard_bytes);
   ~ShardWriter() override;
-  // Streaming mode: `layout` lists every tensor in the order the buffered mode would be given
+  // Streaming mode: `planned` lists every tensor in the order the buffered mode would be given
   // them (which decides the shards and offsets); `metadata` is what finish() will be passed.
-  // Afterwards add()/add_raw() may come in any order, from several threads; a tensor not in
-  // the layout, or with another dtype or shape, is an error.
-  void stream(const std::vector<TensorSpec>& layout, const std::map<std::string, std::string>& metadata);
+  // Afterwards add()/add_raw() may come in any order, from several threads; a tensor not
+  // planned, or with another dtype or shape, is an error.
+  void stream(const std::vector<TensorSpec>& planned, const std::map<std::string, std::string>& metadata);
   bool streaming() const { return streaming_; }
   // t is written as stored (CPU, contiguous copy if needed). Names must be unique.
   void add(const std::string& name, const at::Tensor& t) override;

@@ -1,12 +1,13 @@
 #include "export/verify.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
 
 #include "core/error.h"
-#include "export/verify_layout.h"
+#include "export/layout.h"
 #include "formats/format.h"
 #include "tensor/aten_view.h"
 #include "io/checkpoint.h"
@@ -32,14 +33,26 @@ bool all_positive_finite(const at::Tensor& t) {
 
 namespace {
 
-std::unique_ptr<VerifyLayout> open_layout(const std::string& dir, const ModelConfig& cfg, std::shared_ptr<Checkpoint> ck) {
+// "bitsandbytes, compressed-tensors and modelopt": the quant_methods of the registered layouts.
+std::string readable_quant_methods() {
+  std::vector<std::string> methods;
+  for (const auto& e : Registry<ExportLayout>::instance().entries()) methods.push_back(e.item.quant_method);
+  std::sort(methods.begin(), methods.end());
+  std::string out;
+  for (size_t i = 0; i < methods.size(); ++i) out += (i == 0 ? "" : i + 1 == methods.size() ? " and " : ", ") + methods[i];
+  return out;
+}
+
+// The layout that wrote the export (config.json's quant_method), with its reader opened.
+std::pair<const ExportLayout*, std::unique_ptr<ExportReader>> open_reader(const std::string& dir, const ModelConfig& cfg,
+                                                                         std::shared_ptr<Checkpoint> ck) {
   auto qc = cfg.raw.find("quantization_config");
   if (qc == cfg.raw.end()) throw Error(dir + "/config.json: no quantization_config: not a quantized export");
   const std::string method = qc->value("quant_method", "");
-  if (method == "modelopt") return modelopt_layout(dir, *qc, std::move(ck));
-  if (method == "compressed-tensors") return ct_layout(dir, *qc, std::move(ck));
-  if (method == "bitsandbytes") return bnb4_layout(dir, *qc, std::move(ck));
-  throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads modelopt, compressed-tensors and bitsandbytes exports)");
+  const ExportLayout* layout = export_layout_reading(method);
+  if (!layout)
+    throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads " + readable_quant_methods() + " exports)");
+  return {layout, layout->open_reader(dir, *qc, std::move(ck))};
 }
 
 // Below these a decoded weight does not come from its source (the formats' SQNR on
@@ -87,12 +100,14 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
   const ModelConfig cfg = load_config(dir);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(dir);
-  const std::unique_ptr<VerifyLayout> layout = open_layout(dir, cfg, ck);
+  const auto opened = open_reader(dir, cfg, ck);
+  const ExportLayout& layout = *opened.first;
+  const std::unique_ptr<ExportReader>& reader = opened.second;
   VerifyResult res;
-  res.layout = layout->name();
+  res.layout = layout.name;
 
   std::vector<const TensorInfo*> infos;
-  for (const auto& t : layout->weights()) infos.push_back(&t);
+  for (const auto& t : reader->weights()) infos.push_back(&t);
   const SiteMap map = map_sites(plugin, cfg, infos, dir);
   for (const auto& u : map.unclaimed) res.problems.push_back("tensor '" + u + "' is not claimed by plugin " + plugin.family);
 
@@ -128,19 +143,19 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
     const std::string label = s.name + " (" + m + ")";
     bool ok = true;
     auto bad = [&](const std::string& msg) { res.problems.push_back(label + ": " + msg); ok = false; };
-    const LayoutSite ls = layout->read(s, bad, used);
-    SiteCheck sc{s.name, m, ls.format, 0, 0, 0, false};
-    if (ls.format.empty()) {
-      if (s.role == Role::Expert && !layout->excluded(m))
-        bad("expert stored as " + ls.stored_dtype + " but not excluded by the export config (" + layout->name() +
+    const ReadSite rs = reader->read(s, bad, used);
+    SiteCheck sc{s.name, m, rs.format, 0, 0, 0, false};
+    if (rs.format.empty()) {
+      if (s.role == Role::Expert && !reader->excluded(m))
+        bad("expert stored as " + rs.stored_dtype + " but not excluded by the export config (" + layout.name +
             " exclusion list): skipped silently?");
       else if (s.role == Role::Expert)
         res.notes.push_back(label + ": excluded by the export config");
     }
-    if (!ls.tensor_scale_name.empty()) shared[m] = {ls.tensor_scale_name, ls.tensor_scale, ls.input_scale};
-    if (!ls.format.empty()) quantized_sites.insert(s.name);
-    if (ls.q && ok) {
-      at::Tensor deq = format_by_name(ls.format).dequantize(*ls.q, at::kFloat);
+    if (!rs.tensor_scale_name.empty()) shared[m] = {rs.tensor_scale_name, rs.tensor_scale, rs.input_scale};
+    if (!rs.format.empty()) quantized_sites.insert(s.name);
+    if (rs.q && ok) {
+      at::Tensor deq = format_by_name(rs.format).dequantize(*rs.q, at::kFloat);
       if (!at::isfinite(deq).all().item<bool>()) bad("decodes to NaN/Inf");
       if (s.role == Role::Expert) res.experts_quantized++;
       auto it = src_sites.find(s.name);
@@ -155,7 +170,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
           sc.max_abs = (ref - deq).abs().max().item<double>();
           sc.rel_err = sig > 0 ? std::sqrt(err / sig) : 0;
           sc.compared = true;
-          const double floor_db = sqnr_floor_db(ls.format);
+          const double floor_db = sqnr_floor_db(rs.format);
           if (sc.sqnr_db < floor_db)
             bad("SQNR " + std::to_string(sc.sqnr_db) + " dB against the source is below " + std::to_string(floor_db) +
                 " dB: the weight does not decode to its source");
@@ -180,7 +195,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
                              " vs " + std::to_string(u.input) + ")");
   }
   if (src) check_copied_roles(*src, src_map, *ck, quantized_sites, &res);
-  for (const auto& n : layout->params())
+  for (const auto& n : reader->params())
     if (!used.count(n)) res.problems.push_back("tensor '" + n + "' is a quantization parameter with no quantized weight beside it");
   for (const auto& [layer, want] : expected) {
     res.layers++;

@@ -15,7 +15,7 @@ struct SiteCheck {
 };
 
 struct VerifyResult {
-  std::string layout;                  // "modelopt", "compressed-tensors" or "bnb"
+  std::string layout;                  // the export layout that wrote it (export/layout.h): "modelopt", ...
   std::vector<std::string> problems;   // each names the expert/tensor
   std::vector<std::string> notes;      // intentional exclusions and the like
   std::vector<SiteCheck> sites;

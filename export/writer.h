@@ -1,8 +1,9 @@
 #pragma once
 #include <cstdint>
 // Export writers: how quantized sites are named and laid out for one consumer
-// (ModelOpt HF for vLLM/TensorRT-LLM, compressed-tensors, bitsandbytes). One file each,
-// registered by name; the quantize pipeline is the same for all.
+// (ModelOpt HF for vLLM/TensorRT-LLM, compressed-tensors, bitsandbytes). One per export
+// layout (export/<layout>/), registered with its reader in export/layout.h; the quantize
+// pipeline is the same for all.
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -40,15 +41,7 @@ class ExportWriter {
   virtual void finish(const std::string& dir, nlohmann::json& config, const Plan& plan, const Recipe& recipe) const = 0;
 };
 
-bool register_writer(std::unique_ptr<ExportWriter> w);
-const ExportWriter& writer_by_name(const std::string& name);
-
 // The part of a possibly stacked quantized tensor for one expert.
 at::Tensor part_of(const QuantizedSite& s, const std::string& part);
 
 }  // namespace moeq
-
-#define MOEQ_WRITER(cls) \
-  static const bool MOEQ_WRITER_CAT(moeq_writer_registered_, __LINE__) = ::moeq::register_writer(std::make_unique<cls>())
-#define MOEQ_WRITER_CAT_INNER(a, b) a##b
-#define MOEQ_WRITER_CAT(a, b) MOEQ_WRITER_CAT_INNER(a, b)

@@ -1,4 +1,5 @@
 // Recipes: parsing, validation errors with file/line/suggestion, ModelOpt quant_cfg, and planning.
+#include "export/layout.h"
 #include "recipe/recipe.h"
 #include "test_util.h"
 
@@ -67,8 +68,9 @@ TEST_CASE("recipe: errors name the file, the line and a fix") {
   REQUIRE_ERROR_MENTIONS(parse_recipe("rules:\n  - sites: 're:('\n    enable: false\n", "x.yaml"), "bad regular expression");
   REQUIRE_ERROR_MENTIONS(parse_recipe("rules:\n  - roles: [expert]\n    enable: false\n", "x.yaml"), "unknown role 'expert'");
   REQUIRE_ERROR_MENTIONS(parse_recipe("rules: [\n", "x.yaml"), "x.yaml", "not valid YAML");
-  REQUIRE_ERROR_MENTIONS(parse_recipe("rules:\n  - sites: '*'\n    format: fp8\nexport: gguf\n", "x.yaml"), "x.yaml:4",
-                         "unknown export 'gguf'");
+  // The export layout is checked where the plan meets the export (export/layout.h), still naming the line.
+  REQUIRE_ERROR_MENTIONS(export_layout_for(parse_recipe("rules:\n  - sites: '*'\n    format: fp8\nexport: gguf\n", "x.yaml")),
+                         "x.yaml:4", "unknown export 'gguf'", "bnb, compressed-tensors, modelopt");
   REQUIRE_ERROR_MENTIONS(load_recipe("/nonexistent.yaml"), "/nonexistent.yaml", "cannot open");
 }
 

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "tensor/aten_view.h"
 #include "core/progress.h"
+#include "export/layout.h"
 #include "formats/format.h"
 #include "io/checkpoint.h"
 #include "io/dtype.h"
@@ -305,7 +306,10 @@ namespace {
 // unique ("#2", ...).
 std::vector<Recipe> compare_recipes(const CompareOptions& opt) {
   std::vector<Recipe> recipes;
-  for (const auto& p : opt.recipes) recipes.push_back(load_recipe(p));
+  for (const auto& p : opt.recipes) {
+    recipes.push_back(load_recipe(p));
+    export_layout_for(recipes.back());  // an unknown `export:` fails fast too
+  }
   for (const auto& f : opt.formats)
     if (f == "all")
       for (const auto& name : format_names()) recipes.push_back(format_recipe(name, !opt.calib.empty()));

@@ -5,6 +5,7 @@
 #include "app/run/stages.h"
 #include "core/error.h"
 #include "export/fused_consumer_rules.h"
+#include "export/layout.h"
 
 namespace moeq {
 namespace {
@@ -56,7 +57,7 @@ RunPlan plan_quantize_run(const QuantizeOptions& opt, const Model& model) {
   r.recipe = load_recipe(opt.recipe);
   if (opt.weight_only) r.recipe.weight_only = true;
   r.plan = make_plan(r.recipe, model.sites.sites, opt.strict);
-  r.writer = &writer_by_name(r.recipe.export_format);
+  r.writer = export_layout_for(r.recipe).writer.get();
   check_plan(opt, r, model.plugin->family);
   load_calibration(opt, model, r);
   const SiteMap& map = model.sites;

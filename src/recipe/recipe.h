@@ -62,7 +62,10 @@ struct RecipeRule {
 
 struct Recipe {
   std::string path, name, description;
-  std::string export_format = "modelopt";  // modelopt | compressed-tensors | bnb
+  // The export layout's name, kept as data: export/layout.h's export_layout_for checks it where
+  // the plan meets the export, naming path:export_line (0 when the recipe has no `export` key).
+  std::string export_format = "modelopt";
+  int export_line = 0;
   bool weight_only = false;                // ignore input_quant (no calibration needed)
   bool modelopt_style = false;             // rules came from a ModelOpt quant_cfg (match <module>.weight_quantizer)
   // false: skip the refusals of plans vLLM cannot load (split fusion groups, partial MoE layers,

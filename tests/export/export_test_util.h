@@ -17,7 +17,7 @@
 
 namespace moeq::test {
 
-// The demo checkpoint (2 layers, `experts` experts, per-expert or fused layout; written once
+// The demo checkpoint (2 layers, `experts` experts, per-expert or fused experts; written once
 // per TempDir) quantized weight-only into `export_name` with the recipe rules; returns the
 // export dir (`<src>-<suffix>`).
 inline std::string quantize_demo_export(const TempDir& tmp, bool fused, const std::string& export_name,

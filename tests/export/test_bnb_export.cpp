@@ -7,8 +7,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_scheme.h"
 #include "export/export_test_util.h"
+#include "export/layout.h"
 #include "export/verify.h"
 #include "export/writer.h"
 #include "formats/bnb4/bnb4.h"
@@ -185,7 +186,7 @@ TEST_CASE("verify: bnb fp4 without double quant, block 128, per-expert and fused
 }
 
 TEST_CASE("bnb export: refuses formats, embeddings and mixed quant types it cannot write") {
-  const ExportWriter& w = writer_by_name("bnb");
+  const ExportWriter& w = *export_layout("bnb").writer;
   Site site;
   site.name = "layers.0.experts.0.gate";
   site.role = Role::Expert;
@@ -204,7 +205,7 @@ TEST_CASE("bnb export: refuses formats, embeddings and mixed quant types it cann
 }
 
 TEST_CASE("bnb export: llm_int8_skip_modules entries skip exactly the unquantized modules, as transformers matches them") {
-  using bnb_layout::skip_entry_matches;
+  using bnb_scheme::skip_entry_matches;
   // transformers: re.match(entry) (a regex prefix, '.' any character) or module.endswith(entry)
   CHECK(skip_entry_matches("model.layers.0.mlp.gate", "model.layers.0.mlp.gate"));
   CHECK(skip_entry_matches("model.layers.0.mlp.gate", "model.layers.0.mlp.gate_proj"));
@@ -212,7 +213,7 @@ TEST_CASE("bnb export: llm_int8_skip_modules entries skip exactly the unquantize
   CHECK(skip_entry_matches("lm_head", "lm_head"));
   CHECK(skip_entry_matches("gate_proj", "model.layers.3.mlp.gate_proj"));
   CHECK_FALSE(skip_entry_matches("model.layers.1.self_attn.q_proj", "model.layers.11.self_attn.q_proj"));
-  const std::string anchored = bnb_layout::anchored_skip_entry("model.layers.0.mlp.gate");
+  const std::string anchored = bnb_scheme::anchored_skip_entry("model.layers.0.mlp.gate");
   CHECK(anchored == "model\\.layers\\.0\\.mlp\\.gate$");
   CHECK(skip_entry_matches(anchored, "model.layers.0.mlp.gate"));
   CHECK_FALSE(skip_entry_matches(anchored, "model.layers.0.mlp.gate_proj"));
@@ -230,7 +231,7 @@ TEST_CASE("bnb export: llm_int8_skip_modules entries skip exactly the unquantize
   plan.sites.push_back(SitePlan{&router, false, "", {}, false, nullptr, "protected"});
   plan.sites.push_back(SitePlan{&dense, true, "nf4", {}, false, nullptr, "rule 1"});
   nlohmann::json config = {{"dtype", "float16"}};
-  writer_by_name("bnb").finish("", config, plan, Recipe{});
+  export_layout("bnb").writer->finish("", config, plan, Recipe{});
   CHECK(config["quantization_config"]["llm_int8_skip_modules"] == nlohmann::json::array({anchored}));
   CHECK(config["quantization_config"]["bnb_4bit_compute_dtype"] == "float16");
   CHECK(config["quantization_config"]["bnb_4bit_use_double_quant"] == false);

@@ -7,15 +7,17 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "export/export_test_util.h"
+#include "export/layout.h"
 #include "export/shard_writer.h"
 #include "export/verify.h"
+#include "app/run/quantize.h"
+#include "export/export_test_util.h"
 #include "export/writer.h"
-#include "tensor/aten_view.h"
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "model/demo_checkpoint.h"
-#include "app/run/quantize.h"
-#include "export/export_test_util.h"
+#include "tensor/aten_view.h"
 #include "test_util.h"
 
 using namespace moeq;
@@ -149,7 +151,7 @@ TEST_CASE("verify: a compressed-tensors export with a weight that decodes wrong 
 
 TEST_CASE("compressed-tensors export: refuses formats and activation schemes it cannot write") {
   test::TempDir tmp;
-  const ExportWriter& w = writer_by_name("compressed-tensors");
+  const ExportWriter& w = *export_layout("compressed-tensors").writer;
   Site site;
   site.name = "layers.0.experts.0.gate";
   site.role = Role::Expert;
@@ -176,7 +178,7 @@ TEST_CASE("compressed-tensors export: refuses formats and activation schemes it 
 TEST_CASE("compressed-tensors writer: activation scales of W4A4 nvfp4 and W8A8 fp8 experts") {
   // The pipeline has no calibration yet, so write a calibrated site directly.
   test::TempDir tmp;
-  const ExportWriter& w = writer_by_name("compressed-tensors");
+  const ExportWriter& w = *export_layout("compressed-tensors").writer;
   const at::Tensor x = at::randn({2, 32, 64}, at::TensorOptions().dtype(at::kBFloat16));
   Site site;
   site.module = "model.layers.0.mlp.experts.1.down_proj";

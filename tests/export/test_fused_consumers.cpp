@@ -7,7 +7,7 @@
 #include <regex>
 #include <set>
 
-#include "export/ct_scheme.h"
+#include "export/compressed_tensors/ct_scheme.h"
 #include "export/export_test_util.h"
 #include "export/verify.h"
 #include "tensor/aten_view.h"

@@ -110,6 +110,9 @@ TEST_CASE("quantize: refuses silent expert skips and unsupported exports; failur
   REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "input_quant", "--calib");
   o.recipe = write_recipe("weight_only: true\nrules:\n  - roles: [experts]\n    format: fp8\n    params: {granularity: channel}\n");
   REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "per-channel fp8 is not a ModelOpt layout");
+  // The recipe parser keeps `export:` as data; the layout registry refuses it, naming file and line.
+  o.recipe = write_recipe("weight_only: true\nexport: gguf\nrules:\n  - roles: [experts]\n    format: fp8\n");
+  REQUIRE_ERROR_MENTIONS(quantize_checkpoint(o), "r.yaml:2", "unknown export 'gguf'", "bnb, compressed-tensors, modelopt");
   CHECK_FALSE(fs::exists(o.out));
   for (const auto& e : fs::directory_iterator(tmp.path)) CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
 }

@@ -81,7 +81,7 @@ TEST_CASE("a NaN in one expert of a fused gate_up_proj: the error names site, te
 TEST_CASE("routed experts declared but no expert weight found: an error, not `experts quantized: 0 / 0`") {
   test::TempDir tmp;
   const std::string src = demo(tmp);
-  // An expert layout the plugin does not know (as gpt-oss's MXFP4 blocks were to an older one).
+  // An expert storage the plugin does not know (as gpt-oss's MXFP4 blocks were to an older one).
   rewrite(src, [](std::string& name, at::Tensor&) {
     const auto at = name.find("mlp.experts.");
     if (at != std::string::npos) name = name.substr(0, at) + "mlp.experts_packed." + name.substr(at + 12);

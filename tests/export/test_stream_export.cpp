@@ -6,8 +6,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "export/export_test_util.h"
+#include "export/layout.h"
 #include "export/shard_writer.h"
-#include "export/writer.h"
 #include "formats/format.h"
 #include "formats/part_specs.h"
 #include "io/checkpoint.h"
@@ -17,7 +18,6 @@
 #include "app/run/export_layout.h"
 #include "app/run/quantize.h"
 #include "recipe/recipe.h"
-#include "export/export_test_util.h"
 #include "test_util.h"
 
 using namespace moeq;
@@ -120,7 +120,7 @@ TEST_CASE("stream export: ShardWriter refuses what was not planned, and a tensor
   rec.add("a", at::empty({4, 8}, at::TensorOptions().dtype(at::kBFloat16).device(at::kMeta)));
   rec.add("b", at::empty({2}, at::TensorOptions().dtype(at::kFloat).device(at::kMeta)));
   w.stream(rec.specs(), {{"format", "pt"}});
-  REQUIRE_ERROR_MENTIONS(w.add("c", at::zeros({2})), "'c'", "not in the planned layout");
+  REQUIRE_ERROR_MENTIONS(w.add("c", at::zeros({2})), "'c'", "not among the planned tensors");
   REQUIRE_ERROR_MENTIONS(w.add("a", at::zeros({4, 8}, at::kFloat)), "'a'", "F32 [4, 8]", "planned BF16 [4, 8]");
   REQUIRE_ERROR_MENTIONS(w.add("b", at::zeros({3})), "'b'", "[3]", "planned F32 [2]");
   w.add("a", at::zeros({4, 8}, at::kBFloat16));
@@ -150,8 +150,8 @@ TEST_CASE("stream export: quantize writes the same files streamed and buffered")
         const SiteMap map = map_sites(plugin_for(cfg), cfg, *ck);
         const Plan plan = make_plan(load_recipe(tmp.path + "/r.yaml"), map.sites, false);
         std::string why;
-        const auto layout = plan_export_layout(*ck, export_order(*ck, plan), writer_by_name("modelopt"), {}, &why);
-        REQUIRE(layout.has_value());
+        const auto planned = plan_export_layout(*ck, export_order(*ck, plan), *export_layout("modelopt").writer, {}, &why);
+        REQUIRE(planned.has_value());
         // ...and both paths write the same bytes.
         QuantizeOptions o;
         o.model = src;
@@ -164,10 +164,10 @@ TEST_CASE("stream export: quantize writes the same files streamed and buffered")
         o.out = tmp.path + "/buffered";
         quantize_checkpoint(o);
         check_same_files(o.out, tmp.path + "/streamed");
-        // The planned layout is the export's: same tensors, dtypes and shapes.
+        // The planned tensors are the export's: same tensors, dtypes and shapes.
         auto out = Checkpoint::open(tmp.path + "/streamed");
-        CHECK(out->names().size() == layout->size());
-        for (const auto& s : *layout) {
+        CHECK(out->names().size() == planned->size());
+        for (const auto& s : *planned) {
           INFO(s.name);
           REQUIRE(out->has(s.name));
           CHECK(out->info(s.name).dtype == s.dtype);
@@ -192,7 +192,7 @@ TEST_CASE("stream export: writers that lay out only from values stay buffered, a
   const Plan plan = make_plan(load_recipe(tmp.path + "/r.yaml"), map.sites, false);
   for (const char* w : {"bnb", "compressed-tensors"}) {
     std::string why;
-    CHECK_FALSE(plan_export_layout(*ck, export_order(*ck, plan), writer_by_name(w), {}, &why).has_value());
+    CHECK_FALSE(plan_export_layout(*ck, export_order(*ck, plan), *export_layout(w).writer, {}, &why).has_value());
     CHECK_THAT(why, Catch::Matchers::ContainsSubstring(std::string("export writer ") + w));
   }
 }

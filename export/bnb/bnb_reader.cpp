@@ -1,20 +1,21 @@
 // `moeq verify` for bitsandbytes 4-bit exports (quant_method "bitsandbytes", load_in_4bit;
-// export/bnb_layout.h): per quantized linear the packed uint8 weight and its QuantState
+// export/bnb/bnb_scheme.h): per quantized linear the packed uint8 weight and its QuantState
 // tensors; the JSON quant_state gives quant type, block size, dtype, shape and the nested
 // offset. Exclusions are llm_int8_skip_modules, matched as transformers matches them.
 #include <cmath>
 #include <map>
 
 #include "core/error.h"
-#include "export/bnb_layout.h"
-#include "export/verify_layout.h"
+#include "export/bnb/bnb_layout.h"
+#include "export/bnb/bnb_scheme.h"
+#include "export/reader.h"
 #include "formats/format.h"
 #include "tensor/aten_view.h"
 
 namespace moeq {
 namespace {
 
-using namespace bnb_layout;
+using namespace bnb_scheme;
 
 const char* kSuffixes[] = {kAbsmax, kQuantMap, kNestedAbsmax, kNestedQuantMap};
 
@@ -33,9 +34,9 @@ at::ScalarType torch_dtype(const std::string& d) {
   throw Error("dtype '" + d + "' is not bfloat16, float16 or float32");
 }
 
-class BnbLayout : public VerifyLayout {
+class BnbReader : public ExportReader {
  public:
-  BnbLayout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) : ck_(std::move(ck)) {
+  BnbReader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) : ck_(std::move(ck)) {
     if (!qc.value("load_in_4bit", false))
       throw Error(dir + ": bitsandbytes quantization_config without load_in_4bit: moeq verify reads 4-bit (nf4/fp4) exports only");
     auto skip = qc.find("llm_int8_skip_modules");
@@ -43,7 +44,7 @@ class BnbLayout : public VerifyLayout {
       for (const auto& m : *skip) skip_.push_back(m.get<std::string>());
     else
       skip_ = {"lm_head"};  // transformers' default skips: the output embedding
-    for (const auto& e : skip_) bnb_layout::skip_entry_matches(e, "");  // rejects entries it cannot read, up front
+    for (const auto& e : skip_) bnb_scheme::skip_entry_matches(e, "");  // rejects entries it cannot read, up front
     for (const auto& n : ck_->names()) {
       const size_t at = n.find(".weight.");
       if (at != std::string::npos && is_param(n.substr(at + 8))) {
@@ -56,7 +57,6 @@ class BnbLayout : public VerifyLayout {
       if (!params_.count(n)) weights_.push_back(logical_weight(n));
   }
 
-  std::string name() const override { return "bnb"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override {
@@ -65,18 +65,18 @@ class BnbLayout : public VerifyLayout {
     return false;
   }
 
-  LayoutSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
+  ReadSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
     const Checkpoint& ck = *ck_;
     const std::string w = s.view.tensor;
     const TensorInfo& wi = ck.info(w);
-    LayoutSite ls;
-    ls.stored_dtype = dtype_name(wi.dtype);
+    ReadSite rs;
+    rs.stored_dtype = dtype_name(wi.dtype);
     auto st = state_of_.find(w);
     if (st == state_of_.end()) {
       if (wi.dtype == DType::U8) bad("packed 4-bit weight (U8) without its " + std::string(kQuantStatePrefix) + "nf4|fp4 tensor");
       else if (excluded(s.module) == false && s.role != Role::Expert && s.role != Role::Embedding && s.role != Role::Norm)
-        bad("stored as " + ls.stored_dtype + " but not in llm_int8_skip_modules: transformers would look for its quant state");
-      return ls;
+        bad("stored as " + rs.stored_dtype + " but not in llm_int8_skip_modules: transformers would look for its quant state");
+      return rs;
     }
     used.insert(st->second);
     bool ok = true;
@@ -86,9 +86,9 @@ class BnbLayout : public VerifyLayout {
       j = parse_state(st->second);
     } catch (const std::exception& e) {
       fail(st->second.substr(w.size() + 1) + ": " + e.what());
-      return ls;
+      return rs;
     }
-    ls.format = j.quant_type;
+    rs.format = j.quant_type;
     if (excluded(s.module)) fail("quantized, but llm_int8_skip_modules skips it: transformers would load it as a float weight");
     const int64_t n = j.shape.size() == 2 ? j.shape[0] * j.shape[1] : -1;
     const int64_t block = j.blocksize, blocks = block > 0 && n > 0 ? (n + block - 1) / block : -1;
@@ -106,9 +106,9 @@ class BnbLayout : public VerifyLayout {
     }
     if (dq && j.nested_blocksize != 256) fail("quant_state nested_blocksize " + std::to_string(j.nested_blocksize) + " (moeq reads 256, bitsandbytes' only one)");
     if (dq && !std::isfinite(*j.nested_offset)) fail("quant_state nested_offset is not finite");
-    if (!ok) return ls;
+    if (!ok) return rs;
     if (wi.dtype != DType::U8 || wi.shape != std::vector<int64_t>{(n + 1) / 2, 1})
-      fail("weight should be U8 " + shape_str({(n + 1) / 2, 1}) + " for shape " + shape_str(j.shape) + ", is " + ls.stored_dtype + " " +
+      fail("weight should be U8 " + shape_str({(n + 1) / 2, 1}) + " for shape " + shape_str(j.shape) + ", is " + rs.stored_dtype + " " +
            shape_str(wi.shape));
     // One QuantState tensor: present, of `dtype` and `shape`.
     auto need = [&](const char* p, DType dtype, std::vector<int64_t> shape) {
@@ -135,7 +135,7 @@ class BnbLayout : public VerifyLayout {
       for (const char* p : {kNestedAbsmax, kNestedQuantMap})
         if (ck.has(w + "." + p)) fail(std::string(p) + " present but the quant_state has no nested_offset (double quant off)");
     }
-    if (!ok) return ls;
+    if (!ok) return rs;
     q.parts["weight"] = tensor_view(ck, w);
     q.parts["absmax"] = tensor_view(ck, w + "." + kAbsmax);
     q.parts["quant_map"] = tensor_view(ck, w + "." + kQuantMap);
@@ -144,8 +144,8 @@ class BnbLayout : public VerifyLayout {
       q.parts["nested_quant_map"] = tensor_view(ck, w + "." + kNestedQuantMap);
       q.parts["nested_offset"] = at::full({}, *j.nested_offset, at::kFloat);
     }
-    ls.q = std::move(q);
-    return ls;
+    rs.q = std::move(q);
+    return rs;
   }
 
  private:
@@ -205,8 +205,8 @@ class BnbLayout : public VerifyLayout {
 
 }  // namespace
 
-std::unique_ptr<VerifyLayout> bnb4_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) {
-  return std::make_unique<BnbLayout>(dir, qc, std::move(ck));
+std::unique_ptr<ExportReader> open_bnb_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) {
+  return std::make_unique<BnbReader>(dir, qc, std::move(ck));
 }
 
 }  // namespace moeq

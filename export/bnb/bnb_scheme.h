@@ -1,12 +1,12 @@
 #pragma once
-// The bitsandbytes 4-bit checkpoint layout as transformers saves a load_in_4bit model
+// The bitsandbytes 4-bit scheme: the tensors transformers saves for a load_in_4bit model
 // (transformers 5.17, bitsandbytes 0.50.2; observed with save_pretrained on CPU): per
 // quantized linear `<module>.weight` uint8 [ceil(n/2), 1] and, under `<module>.weight.`,
-// the QuantState.as_dict(packed=True) tensors below. Shared by export/bnb_writer.cpp and
-// export/verify_bnb.cpp.
+// the QuantState.as_dict(packed=True) tensors below. Shared by export/bnb/bnb_writer.cpp and
+// export/bnb/bnb_reader.cpp.
 #include <string>
 
-namespace moeq::bnb_layout {
+namespace moeq::bnb_scheme {
 
 // Suffixes after `<module>.weight.`; the quant_state one ends in `__nf4` or `__fp4`.
 constexpr const char* kAbsmax = "absmax";                  // F32 [blocks], U8 [blocks] with double quant
@@ -28,4 +28,4 @@ bool skip_entry_matches(const std::string& entry, const std::string& module);
 // The escaped, `$`-anchored entry that skips exactly `module` and nothing else.
 std::string anchored_skip_entry(const std::string& module);
 
-}  // namespace moeq::bnb_layout
+}  // namespace moeq::bnb_scheme

@@ -1,4 +1,4 @@
-#include "export/ct_scheme.h"
+#include "export/compressed_tensors/ct_scheme.h"
 
 #include <cctype>
 

@@ -15,9 +15,10 @@
 #include <set>
 
 #include "core/error.h"
-#include "export/ct_scheme.h"
-#include "export/writer.h"
 #include "calib/calibrators/input_scales.h"
+#include "export/compressed_tensors/compressed_tensors_layout.h"
+#include "export/compressed_tensors/ct_scheme.h"
+#include "export/writer.h"
 
 namespace moeq {
 namespace {
@@ -153,6 +154,6 @@ class CompressedTensorsWriter : public ExportWriter {
 
 }  // namespace
 
-MOEQ_WRITER(CompressedTensorsWriter);
+std::shared_ptr<const ExportWriter> make_compressed_tensors_writer() { return std::make_shared<CompressedTensorsWriter>(); }
 
 }  // namespace moeq

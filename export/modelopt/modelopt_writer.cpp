@@ -7,7 +7,8 @@
 #include <set>
 
 #include "core/error.h"
-#include "export/modelopt_formats.h"
+#include "export/modelopt/modelopt_layout.h"
+#include "export/modelopt/modelopt_formats.h"
 #include "export/writer.h"
 #include "io/text_file.h"
 
@@ -121,6 +122,6 @@ class ModelOptWriter : public ExportWriter {
 
 }  // namespace
 
-MOEQ_WRITER(ModelOptWriter);
+std::shared_ptr<const ExportWriter> make_modelopt_writer() { return std::make_shared<ModelOptWriter>(); }
 
 }  // namespace moeq

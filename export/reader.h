@@ -2,7 +2,8 @@
 // How `moeq verify` reads one export layout (ModelOpt, compressed-tensors, bitsandbytes): which stored
 // tensors are the linear weights, which are quantization parameters, and how one site's
 // tensors become a moeq QuantizedTensor. verify.cpp does the rest: every expert present,
-// decoding, comparison with the source, gate/up scale agreement, orphan parameters.
+// decoding, comparison with the source, gate/up scale agreement, orphan parameters. Each
+// layout's reader is in export/<layout>/, opened through the layout registry (export/layout.h).
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -17,7 +18,7 @@
 
 namespace moeq {
 
-struct LayoutSite {
+struct ReadSite {
   std::string format;                // moeq format; "" when the weight is stored unquantized
   std::string stored_dtype;          // dtype of the stored weight (messages)
   std::optional<QuantizedTensor> q;  // set when every part is present and well-formed
@@ -29,10 +30,9 @@ struct LayoutSite {
 
 using Complain = std::function<void(const std::string&)>;
 
-class VerifyLayout {
+class ExportReader {
  public:
-  virtual ~VerifyLayout() = default;
-  virtual std::string name() const = 0;
+  virtual ~ExportReader() = default;
   // Linear weights for the plugin to map (packed ones under `<module>.weight` with their
   // logical shape); stable for the layout's lifetime.
   virtual const std::vector<TensorInfo>& weights() const = 0;
@@ -40,16 +40,10 @@ class VerifyLayout {
   virtual const std::set<std::string>& params() const = 0;
   // Reads one site. Problems go to `bad` (the caller prefixes the site); parameters read
   // are added to `used`.
-  virtual LayoutSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const = 0;
+  virtual ReadSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const = 0;
   // The config keeps this module unquantized on purpose (exclude_modules / ignore).
   virtual bool excluded(const std::string& module) const = 0;
 };
-
-// quant_method "modelopt", "compressed-tensors" and "bitsandbytes" (4-bit); qc is
-// config.json's quantization_config.
-std::unique_ptr<VerifyLayout> modelopt_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
-std::unique_ptr<VerifyLayout> ct_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
-std::unique_ptr<VerifyLayout> bnb4_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck);
 
 // Shared helpers.
 inline bool ends_with(const std::string& s, const std::string& suf) {

@@ -1,13 +1,14 @@
 // `moeq verify` for compressed-tensors exports (llm-compressor's layout, see
-// export/compressed_tensors_writer.cpp): config_groups whose targets are `Linear`, exact
+// export/compressed_tensors/compressed_tensors_writer.cpp): config_groups whose targets are `Linear`, exact
 // module names or `re:` regexes (matched from the start, as Python's re.match), an ignore
 // list, and per module the tensors of the group's format.
 #include <cmath>
 #include <regex>
 
 #include "core/error.h"
-#include "export/ct_scheme.h"
-#include "export/verify_layout.h"
+#include "export/compressed_tensors/compressed_tensors_layout.h"
+#include "export/compressed_tensors/ct_scheme.h"
+#include "export/reader.h"
 #include "tensor/aten_view.h"
 
 namespace moeq {
@@ -35,9 +36,9 @@ struct Group {
   std::vector<Pattern> targets;
 };
 
-class CtLayout : public VerifyLayout {
+class CtReader : public ExportReader {
  public:
-  CtLayout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) : ck_(std::move(ck)) {
+  CtReader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) : ck_(std::move(ck)) {
     const auto groups = qc.value("config_groups", nlohmann::json::object());
     if (!groups.is_object() || groups.empty()) throw Error(dir + ": compressed-tensors quantization_config has no config_groups");
     for (const auto& [name, g] : groups.items()) {
@@ -62,33 +63,32 @@ class CtLayout : public VerifyLayout {
     }
   }
 
-  std::string name() const override { return "compressed-tensors"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override { return group_of(m) == nullptr; }
 
-  LayoutSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
+  ReadSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
     const Checkpoint& ck = *ck_;
     const std::string m = s.module;
     const bool packed = ck.has(m + ".weight_packed");
     const TensorInfo& w = ck.info(packed ? m + ".weight_packed" : m + ".weight");
-    LayoutSite ls;
-    ls.stored_dtype = dtype_name(w.dtype);
+    ReadSite rs;
+    rs.stored_dtype = dtype_name(w.dtype);
     const bool is_float = w.dtype == DType::BF16 || w.dtype == DType::F16 || w.dtype == DType::F32;
     const Group* g = group_of(m);
     if (!g) {
-      if (!is_float) bad("quantized weight (" + ls.stored_dtype + ") but quantization_config ignores or does not target the module");
-      return ls;
+      if (!is_float) bad("quantized weight (" + rs.stored_dtype + ") but quantization_config ignores or does not target the module");
+      return rs;
     }
     if (is_float) {  // experts: verify.cpp reports them
       if (s.role != Role::Expert && s.role != Role::Embedding)
-        bad("stored as " + ls.stored_dtype + " but targeted by quantization_config " + g->name +
+        bad("stored as " + rs.stored_dtype + " but targeted by quantization_config " + g->name +
             " and not in ignore: compressed-tensors would look for its quantized tensors");
-      return ls;
+      return rs;
     }
-    ls.format = g->f.format;
+    rs.format = g->f.format;
     QuantizedTensor q;
-    q.format = ls.format;
+    q.format = rs.format;
     q.params = g->f.params;
     bool ok = true;
     auto fail = [&](const std::string& msg) { bad(msg); ok = false; };
@@ -110,11 +110,11 @@ class CtLayout : public VerifyLayout {
     };
     const std::vector<DType> floats = {DType::BF16, DType::F16, DType::F32};
     const int64_t out = w.shape.size() == 2 ? w.shape[0] : -1;
-    if (w.shape.size() != 2) return fail("weight should be 2D, is " + shape_str(w.shape)), ls;
+    if (w.shape.size() != 2) return fail("weight should be 2D, is " + shape_str(w.shape)), rs;
 
-    const CtFamily family = ct_family(ls.format);
+    const CtFamily family = ct_family(rs.format);
     if (family == CtFamily::PackedInt) {
-      const int64_t bits = format_by_name(ls.format).traits().bits, group = q.params.block_size;
+      const int64_t bits = format_by_name(rs.format).traits().bits, group = q.params.block_size;
       int64_t in = -1;
       if (need("weight_shape", {DType::I64}, {2})) {
         const at::Tensor shp = view("weight_shape");
@@ -123,56 +123,56 @@ class CtLayout : public VerifyLayout {
           fail("weight_shape " + shape_str({shp[0].item<int64_t>(), in}) + " does not fit weight_packed " + shape_str(w.shape) +
                " and group size " + std::to_string(group));
       }
-      if (w.dtype != DType::I32) fail("weight_packed should be I32, is " + ls.stored_dtype);
-      if (!ok) return ls;
+      if (w.dtype != DType::I32) fail("weight_packed should be I32, is " + rs.stored_dtype);
+      if (!ok) return rs;
       if (need("weight_scale", floats, {out, in / group})) positive("weight_scale");
       if (!q.params.symmetric) need("weight_zero_point", {DType::I32}, {(out * bits + 31) / 32, in / group});
-      if (!ok) return ls;
+      if (!ok) return rs;
       q.shape = {out, in};
       for (const char* p : {"weight_scale", "weight_shape"}) q.parts[p] = view(p);
       if (!q.params.symmetric) q.parts["weight_zero_point"] = view("weight_zero_point");
     } else if (family == CtFamily::Nvfp4Pack || family == CtFamily::Mxfp4Pack) {
-      const int64_t in = w.shape[1] * 2, block = format_by_name(ls.format).traits().block;
-      if (w.dtype != DType::U8) fail("weight_packed should be U8 [out, in/2], is " + ls.stored_dtype);
+      const int64_t in = w.shape[1] * 2, block = format_by_name(rs.format).traits().block;
+      if (w.dtype != DType::U8) fail("weight_packed should be U8 [out, in/2], is " + rs.stored_dtype);
       if (family == CtFamily::Nvfp4Pack) {
         if (need("weight_scale", {DType::F8_E4M3}, {out, in / block})) positive("weight_scale");
         if (need("weight_global_scale", {DType::F32}, {1})) {
-          ls.tensor_scale_name = "weight_global_scale";
-          ls.tensor_scale = stored_scalar(ck, m + ".weight_global_scale");
-          if (!std::isfinite(ls.tensor_scale) || ls.tensor_scale <= 0)
-            fail("weight_global_scale is " + std::to_string(ls.tensor_scale) + " (must be finite and > 0)");
+          rs.tensor_scale_name = "weight_global_scale";
+          rs.tensor_scale = stored_scalar(ck, m + ".weight_global_scale");
+          if (!std::isfinite(rs.tensor_scale) || rs.tensor_scale <= 0)
+            fail("weight_global_scale is " + std::to_string(rs.tensor_scale) + " (must be finite and > 0)");
         }
         if (g->f.input_quant && need("input_global_scale", {DType::F32}, {1})) {
-          ls.input_scale = stored_scalar(ck, m + ".input_global_scale");
-          if (!std::isfinite(ls.input_scale) || ls.input_scale <= 0)
-            fail("input_global_scale is " + std::to_string(ls.input_scale) + " (must be finite and > 0)");
+          rs.input_scale = stored_scalar(ck, m + ".input_global_scale");
+          if (!std::isfinite(rs.input_scale) || rs.input_scale <= 0)
+            fail("input_global_scale is " + std::to_string(rs.input_scale) + " (must be finite and > 0)");
         }
-        if (ok) q.parts["weight_scale_2"] = at::full({}, 1.0f / ls.tensor_scale, at::kFloat);
+        if (ok) q.parts["weight_scale_2"] = at::full({}, 1.0f / rs.tensor_scale, at::kFloat);
       } else if (need("weight_scale", {DType::U8}, {out, in / block}) && (view("weight_scale") == 255).any().item<bool>()) {
         fail("weight_scale holds the E8M0 NaN code 255");
       }
-      if (!ok) return ls;
+      if (!ok) return rs;
       q.shape = {out, in};
       q.parts["weight_scale"] = view("weight_scale");
     } else {  // fp8
       const bool channel = q.params.granularity == "channel";
-      if (w.dtype != DType::F8_E4M3) fail("weight should be F8_E4M3, is " + ls.stored_dtype);
+      if (w.dtype != DType::F8_E4M3) fail("weight should be F8_E4M3, is " + rs.stored_dtype);
       // No gate/up agreement asked: llm-compressor keeps each fp8 scale and vLLM requantizes
       // a fused pair to the larger one (only NVFP4 global scales must match).
       if (need("weight_scale", floats, channel ? std::vector<int64_t>{out, 1} : std::vector<int64_t>{1})) positive("weight_scale");
       if (g->f.input_quant && need("input_scale", floats, {1})) {
-        ls.input_scale = stored_scalar(ck, m + ".input_scale");
-        if (!std::isfinite(ls.input_scale) || ls.input_scale <= 0)
-          fail("input_scale is " + std::to_string(ls.input_scale) + " (must be finite and > 0)");
+        rs.input_scale = stored_scalar(ck, m + ".input_scale");
+        if (!std::isfinite(rs.input_scale) || rs.input_scale <= 0)
+          fail("input_scale is " + std::to_string(rs.input_scale) + " (must be finite and > 0)");
       }
-      if (!ok) return ls;
+      if (!ok) return rs;
       q.shape = w.shape;
       const at::Tensor sc = view("weight_scale").to(at::kFloat);
       q.parts["weight_scale"] = channel ? sc : sc.reshape({});
     }
-    q.parts[ls.format.rfind("int", 0) == 0 ? "weight_packed" : "weight"] = tensor_view(ck, w.name);  // moeq's part names
-    ls.q = std::move(q);
-    return ls;
+    q.parts[rs.format.rfind("int", 0) == 0 ? "weight_packed" : "weight"] = tensor_view(ck, w.name);  // moeq's part names
+    rs.q = std::move(q);
+    return rs;
   }
 
  private:
@@ -212,8 +212,9 @@ class CtLayout : public VerifyLayout {
 
 }  // namespace
 
-std::unique_ptr<VerifyLayout> ct_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) {
-  return std::make_unique<CtLayout>(dir, qc, std::move(ck));
+std::unique_ptr<ExportReader> open_compressed_tensors_reader(const std::string& dir, const nlohmann::json& qc,
+                                                             std::shared_ptr<Checkpoint> ck) {
+  return std::make_unique<CtReader>(dir, qc, std::move(ck));
 }
 
 }  // namespace moeq

@@ -1,10 +1,10 @@
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_scheme.h"
 
 #include <cctype>
 
 #include "core/error.h"
 
-namespace moeq::bnb_layout {
+namespace moeq::bnb_scheme {
 namespace {
 
 bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; }
@@ -47,4 +47,4 @@ std::string anchored_skip_entry(const std::string& module) {
   return out + "$";
 }
 
-}  // namespace moeq::bnb_layout
+}  // namespace moeq::bnb_scheme

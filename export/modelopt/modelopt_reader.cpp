@@ -5,16 +5,17 @@
 #include <map>
 
 #include "core/error.h"
-#include "export/modelopt_formats.h"
-#include "export/verify_layout.h"
+#include "export/modelopt/modelopt_layout.h"
+#include "export/modelopt/modelopt_formats.h"
+#include "export/reader.h"
 #include "tensor/aten_view.h"
 
 namespace moeq {
 namespace {
 
-class ModelOptLayout : public VerifyLayout {
+class ModelOptReader : public ExportReader {
  public:
-  ModelOptLayout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) : ck_(std::move(ck)) {
+  ModelOptReader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) : ck_(std::move(ck)) {
     quant_algo_ = qc.value("quant_algo", "");
     for (const auto& m : qc.value("exclude_modules", nlohmann::json::array())) excluded_.insert(m.get<std::string>());
     if (auto g = qc.find("config_groups"); g != qc.end())
@@ -39,7 +40,6 @@ class ModelOptLayout : public VerifyLayout {
     }
   }
 
-  std::string name() const override { return "modelopt"; }
   const std::vector<TensorInfo>& weights() const override { return weights_; }
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override {
@@ -50,16 +50,16 @@ class ModelOptLayout : public VerifyLayout {
     return false;
   }
 
-  LayoutSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
+  ReadSite read(const Site& s, const Complain& bad, std::set<std::string>& used) const override {
     const Checkpoint& ck = *ck_;
     const std::string m = s.module;
     const TensorInfo& w = ck.info(s.view.tensor);
-    LayoutSite ls;
-    ls.stored_dtype = dtype_name(w.dtype);
+    ReadSite rs;
+    rs.stored_dtype = dtype_name(w.dtype);
     if (!ck.has(m + ".weight_scale")) {
       if (w.dtype == DType::U8 || w.dtype == DType::F8_E4M3)
-        bad("quantized weight (" + ls.stored_dtype + ") without its weight_scale");
-      return ls;
+        bad("quantized weight (" + rs.stored_dtype + ") without its weight_scale");
+      return rs;
     }
     std::string algo = quant_algo_ == "MIXED_PRECISION" ? (layer_algo_.count(m) ? layer_algo_.at(m) : "") : quant_algo_;
     if (algo.empty()) algo = w.dtype == DType::U8 ? "NVFP4" : "FP8";
@@ -67,18 +67,18 @@ class ModelOptLayout : public VerifyLayout {
     const QuantFormat* fmt = nvfp4 ? find_format_where([](const FormatTraits& t) { return modelopt_nvfp4_layout(t); })
                                    : find_format_where([](const FormatTraits& t) { return modelopt_fp8_layout(t); });
     if (!fmt) throw Error("moeq has no format for ModelOpt quant_algo " + algo);
-    ls.format = fmt->name();
+    rs.format = fmt->name();
     used.insert(m + ".weight_scale");
     const TensorInfo& ws = ck.info(m + ".weight_scale");
     QuantizedTensor q;
-    q.format = ls.format;
+    q.format = rs.format;
     bool ok = true;
     auto fail = [&](const std::string& msg) { bad(msg); ok = false; };
     if (nvfp4) {
-      ls.tensor_scale_name = "weight_scale_2";
+      rs.tensor_scale_name = "weight_scale_2";
       const int64_t out = w.shape.size() == 2 ? w.shape[0] : -1, in = w.shape.size() == 2 ? w.shape[1] * 2 : -1;
       q.shape = {out, in};
-      if (w.dtype != DType::U8 || w.shape.size() != 2) fail("weight should be U8 [out, in/2], is " + ls.stored_dtype + " " + shape_str(w.shape));
+      if (w.dtype != DType::U8 || w.shape.size() != 2) fail("weight should be U8 [out, in/2], is " + rs.stored_dtype + " " + shape_str(w.shape));
       if (ws.dtype != DType::F8_E4M3 || ws.shape != std::vector<int64_t>{out, in / 16})
         fail("weight_scale should be F8_E4M3 " + shape_str({out, in / 16}) + ", is " + dtype_name(ws.dtype) + " " + shape_str(ws.shape));
       if (!ck.has(m + ".weight_scale_2")) {
@@ -87,31 +87,31 @@ class ModelOptLayout : public VerifyLayout {
         used.insert(m + ".weight_scale_2");
         const float v = stored_scalar(ck, m + ".weight_scale_2");
         if (!std::isfinite(v) || v <= 0) fail("weight_scale_2 is " + std::to_string(v) + " (must be finite and > 0)");
-        ls.tensor_scale = v;
+        rs.tensor_scale = v;
       }
     } else {
-      ls.tensor_scale_name = "weight_scale";
+      rs.tensor_scale_name = "weight_scale";
       q.shape = w.shape;
-      if (w.dtype != DType::F8_E4M3) fail("weight should be F8_E4M3, is " + ls.stored_dtype);
+      if (w.dtype != DType::F8_E4M3) fail("weight should be F8_E4M3, is " + rs.stored_dtype);
       if (ws.numel() != 1) fail("weight_scale should be a scalar, is " + shape_str(ws.shape));
       else if (float v = stored_scalar(ck, m + ".weight_scale"); !std::isfinite(v) || v <= 0)
         fail("weight_scale is " + std::to_string(v) + " (must be finite and > 0)");
-      ls.tensor_scale = ok ? stored_scalar(ck, m + ".weight_scale") : 0.f;
+      rs.tensor_scale = ok ? stored_scalar(ck, m + ".weight_scale") : 0.f;
     }
     if (ck.has(m + ".input_scale")) {
       used.insert(m + ".input_scale");
       const float v = stored_scalar(ck, m + ".input_scale");
       if (!std::isfinite(v) || v <= 0) fail("input_scale is " + std::to_string(v) + " (must be finite and > 0)");
-      ls.input_scale = v;
+      rs.input_scale = v;
     } else if (input_quant_) {
       fail("missing input_scale (the export quantizes activations; vLLM would load it as 0 and produce NaN)");
     }
-    if (!ok) return ls;
+    if (!ok) return rs;
     q.parts["weight"] = tensor_view(ck, s.view.tensor);
     q.parts["weight_scale"] = !nvfp4 ? tensor_view(ck, m + ".weight_scale").reshape({}) : tensor_view(ck, m + ".weight_scale");
     if (nvfp4) q.parts["weight_scale_2"] = tensor_view(ck, m + ".weight_scale_2").reshape({});
-    ls.q = std::move(q);
-    return ls;
+    rs.q = std::move(q);
+    return rs;
   }
 
  private:
@@ -125,8 +125,8 @@ class ModelOptLayout : public VerifyLayout {
 
 }  // namespace
 
-std::unique_ptr<VerifyLayout> modelopt_layout(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) {
-  return std::make_unique<ModelOptLayout>(dir, qc, std::move(ck));
+std::unique_ptr<ExportReader> open_modelopt_reader(const std::string& dir, const nlohmann::json& qc, std::shared_ptr<Checkpoint> ck) {
+  return std::make_unique<ModelOptReader>(dir, qc, std::move(ck));
 }
 
 }  // namespace moeq

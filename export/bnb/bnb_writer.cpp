@@ -1,5 +1,5 @@
 // bitsandbytes 4-bit export: the checkpoint transformers saves for a load_in_4bit model
-// (export/bnb_layout.h has the tensors), loadable by transformers (where the quantized
+// (export/bnb/bnb_scheme.h has the tensors), loadable by transformers (where the quantized
 // modules are nn.Linear), vLLM's bitsandbytes loader and bitsandbytes itself. Experts one
 // module per expert. config.json's quantization_config is BitsAndBytesConfig.to_dict() for
 // the recipe's quant type and double quantization; llm_int8_skip_modules lists every
@@ -8,7 +8,8 @@
 #include <set>
 
 #include "core/error.h"
-#include "export/bnb_layout.h"
+#include "export/bnb/bnb_layout.h"
+#include "export/bnb/bnb_scheme.h"
 #include "export/writer.h"
 #include "formats/bnb4/bnb4.h"
 
@@ -52,10 +53,10 @@ class BnbWriter : public ExportWriter {
       bytes += t.nbytes();
     };
     put(w, part_of(s, "weight"));
-    for (const char* p : {bnb_layout::kAbsmax, bnb_layout::kQuantMap}) put(w + "." + p, part_of(s, p));
+    for (const char* p : {bnb_scheme::kAbsmax, bnb_scheme::kQuantMap}) put(w + "." + p, part_of(s, p));
     if (s.q->params.double_quant)
-      for (const char* p : {bnb_layout::kNestedAbsmax, bnb_layout::kNestedQuantMap}) put(w + "." + p, part_of(s, p));
-    put(w + "." + bnb_layout::quant_state_suffix(s.q->format), bnb4_quant_state_tensor(*s.q, std::max<int64_t>(0, s.index)));
+      for (const char* p : {bnb_scheme::kNestedAbsmax, bnb_scheme::kNestedQuantMap}) put(w + "." + p, part_of(s, p));
+    put(w + "." + bnb_scheme::quant_state_suffix(s.q->format), bnb4_quant_state_tensor(*s.q, std::max<int64_t>(0, s.index)));
     return bytes;
   }
 
@@ -82,8 +83,8 @@ class BnbWriter : public ExportWriter {
     std::vector<std::string> skip;
     for (const auto& m : kept) {
       bool clash = false;
-      for (const auto& q : quantized) clash = clash || bnb_layout::skip_entry_matches(m, q);
-      skip.push_back(clash ? bnb_layout::anchored_skip_entry(m) : m);
+      for (const auto& q : quantized) clash = clash || bnb_scheme::skip_entry_matches(m, q);
+      skip.push_back(clash ? bnb_scheme::anchored_skip_entry(m) : m);
     }
     config["quantization_config"] = {
         {"_load_in_4bit", true},
@@ -104,6 +105,6 @@ class BnbWriter : public ExportWriter {
 
 }  // namespace
 
-MOEQ_WRITER(BnbWriter);
+std::shared_ptr<const ExportWriter> make_bnb_writer() { return std::make_shared<BnbWriter>(); }
 
 }  // namespace moeq
