@@ -63,6 +63,7 @@ $RUN $PY "$Q/peer_modelopt.py" "$MODEL" calib_ids.safetensors modelopt max mse a
 echo "== llm-compressor"
 $RUN "$PY_LLMC" "$Q/peer_llmcompressor.py" "$MODEL" calib_ids.safetensors llmc nvfp4 w4a16_gptq > llmc.log 2>&1 || true
 
+"$PY_LLMC" "$Q/check_ct_decoders.py"
 echo "== evaluator: bit-for-bit dequantization check against moeq quantize --dump-dequant"
 $RUN $PY "$Q/eval_exports.py" --check-dequant "$MODEL" mq/nvfp4_experts_only moeq_deq_nvfp4_experts_only
 
