@@ -2,6 +2,7 @@
 #include <filesystem>
 
 #include "calib/data_readers.h"
+#include "calib/h5.h"
 #include "core/error.h"
 
 #ifdef MOEQ_WITH_HDF5_IDS
@@ -12,13 +13,7 @@ namespace moeq::calib_data {
 
 #ifdef MOEQ_WITH_HDF5_IDS
 namespace {
-struct Handle {
-  hid_t id;
-  herr_t (*close)(hid_t);
-  ~Handle() {
-    if (id >= 0) close(id);
-  }
-};
+using h5::Handle;  // calib/h5.h's RAII handle, the one wrapper over the HDF5 C API
 
 // Names of the datasets directly under the root group (calls that exist in HDF5 1.10 to 1.14).
 std::vector<std::string> root_datasets(hid_t file) {
@@ -49,9 +44,9 @@ std::vector<int64_t> read_hdf5_ids(const std::string& spec, std::string& descrip
     path = spec.substr(0, colon);
     name = spec.substr(colon + 1);
   }
-  Handle file{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
-  if (file.id < 0) throw Error("cannot open '" + path + "' as an HDF5 file");
-  const std::vector<std::string> roots = root_datasets(file.id);
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id() < 0) throw Error("cannot open '" + path + "' as an HDF5 file");
+  const std::vector<std::string> roots = root_datasets(file.id());
   if (name.empty()) {
     for (const char* guess : {"input_ids", "ids", "tokens"})
       for (const auto& r : roots)
@@ -64,15 +59,15 @@ std::vector<int64_t> read_hdf5_ids(const std::string& spec, std::string& descrip
                   "); name one as " + path + ":DATASET");
     }
   }
-  Handle ds{H5Dopen2(file.id, name.c_str(), H5P_DEFAULT), H5Dclose};
-  if (ds.id < 0) throw Error(path + ": no dataset '" + name + "'");
-  Handle type{H5Dget_type(ds.id), H5Tclose};
-  if (H5Tget_class(type.id) != H5T_INTEGER)
+  Handle ds(H5Dopen2(file.id(), name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (ds.id() < 0) throw Error(path + ": no dataset '" + name + "'");
+  Handle type(H5Dget_type(ds.id()), H5Tclose);
+  if (H5Tget_class(type.id()) != H5T_INTEGER)
     throw Error(path + ":" + name + ": token ids must be an integer dataset");
-  Handle space{H5Dget_space(ds.id), H5Sclose};
-  const int rank = H5Sget_simple_extent_ndims(space.id);
+  Handle space(H5Dget_space(ds.id()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.id());
   std::vector<hsize_t> dims(rank > 0 ? rank : 0);
-  if (rank > 0) H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  if (rank > 0) H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
   size_t count = 1;
   std::string shape;
   for (auto d : dims) {
@@ -80,7 +75,7 @@ std::vector<int64_t> read_hdf5_ids(const std::string& spec, std::string& descrip
     shape += (shape.empty() ? "" : "x") + std::to_string(d);
   }
   std::vector<int64_t> out(count);
-  if (count && H5Dread(ds.id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+  if (count && H5Dread(ds.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     throw Error(path + ":" + name + ": reading the dataset failed");
   description = path + ":" + name + " [" + shape + "]";
   return out;
