@@ -17,7 +17,6 @@
 #include "export/layout.h"
 #include "formats/format.h"
 #include "io/checkpoint.h"
-#include "io/dtype.h"
 #include "model/model.h"
 #include "model/plugin.h"
 #include "app/run/batches.h"
@@ -88,11 +87,8 @@ void energies(const at::Tensor& w, const at::Tensor& deq, std::vector<double>* s
 std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at::Device& dev, const std::string& what) {
   std::map<const Site*, SiteError> by_site;
   uint64_t total = 0;
-  auto stored = [&](const Site& s) {
-    return stored_bytes(ck, s);
-  };
   for (const auto& sp : plan.sites)
-    if (sp.quantize) total += stored(*sp.site);
+    if (sp.quantize) total += stored_bytes(ck, *sp.site);
   Progress progress(what, total);
   for (const auto& job : plan_jobs(plan)) {
     std::vector<at::Tensor> stacks;
@@ -130,7 +126,7 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
         e.sqnr_db = sqnr_db(e.signal, e.noise);
         e.rel_err = rel_err(e.signal, e.noise);
         by_site[&s] = e;
-        progress.advance(stored(s));
+        progress.advance(stored_bytes(ck, s));
       }
     }
   }

@@ -8,7 +8,6 @@
 #include "app/run/export_layout.h"
 #include "core/bounded_queue.h"
 #include "formats/cuda_stream.h"
-#include "io/dtype.h"
 #include "tensor/site_errors.h"
 #include "model/site_bytes.h"
 
@@ -17,10 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
-
-uint64_t site_bytes(const Checkpoint& ck, const Site& s) {
-  return stored_bytes(ck, s);
-}
 
 struct Loaded {
   size_t job;
@@ -136,7 +131,7 @@ class Stages {
         res_.bytes_after[site.name] = in_.writer.write(qs, in_.shards);
         if (in_.dump) in_.dump->add(site.module + ".weight", qs.index >= 0 ? deq.select(0, qs.index) : deq);
       });
-      in_.progress.advance(site_bytes(in_.ck, site));
+      in_.progress.advance(stored_bytes(in_.ck, site));
     }
   }
 
