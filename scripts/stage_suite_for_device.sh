@@ -7,14 +7,10 @@
 # Usage: bash scripts/stage_suite_for_device.sh BUILD_DIR DEST   (DEST: an ignored folder to carry)
 set -euo pipefail
 BUILD=$(realpath "$1"); DEST=$2; source "$(dirname "$0")/env.sh"
-T=$(mktemp -d); mkdir -p "$T/build/tests" "$T/build/lib" "$DEST"
-cp "$BUILD/moeq" "$T/build/" && cp "$BUILD/tests/moeq_tests" "$T/build/tests/"
+T=$(mktemp -d); mkdir -p "$T/build/tests" "$DEST"
+bash "$(dirname "$0")/stage_for_gpu.sh" "$BUILD" "$T/bin" >/dev/null  # moeq, moeq_tests, their libraries
+mv "$T/bin/moeq" "$T/build/" && mv "$T/bin/moeq_tests" "$T/build/tests/" && mv "$T/bin/lib" "$T/build/lib"
 cp "$BUILD/CTestTestfile.cmake" "$T/build/" && cp "$BUILD"/tests/{CTestTestfile.cmake,*_include.cmake,*_tests.cmake} "$T/build/tests/"
-for bin in "$BUILD/moeq" "$BUILD/tests/moeq_tests"; do
-  ldd "$bin" | awk '/=> \// {print $3}' | grep -v -E '/venv/|/torch/|/nvidia/|libcudart|lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s)\.so|ld-linux' \
-    | xargs -r -I{} cp -L -n {} "$T/build/lib/"
-done
-strip "$T/build/moeq" "$T/build/tests/moeq_tests"
 (cd "$T" && tar cJf "$(realpath "$DEST")/build.tar.xz" build)
 W=$T/wheels; S=$T/site312; mkdir -p "$W" "$S"
 "$MOEQ_PYTHON" -m pip download -q --no-deps -d "$W" --python-version 3.12 --only-binary=:all: \

@@ -93,7 +93,8 @@ def fp8_decode(q, scale_inv, block=128):
 
 
 def decoded_checkpoint(src, out):
-    """src (FP8 block) with every weight decoded here, float32, no quantization_config: oracle 2's model."""
+    """src (FP8 block) with every weight decoded here (bf16), no quantization_config: oracle 2's model.
+    Needs each weight's scale_inv in its own shard (scale_inv_pairs_in_one_shard)."""
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(src):
         p = os.path.join(src, f)
@@ -111,15 +112,13 @@ def decoded_checkpoint(src, out):
             json.dump(cfg, open(os.path.join(out, f), "w"))
         elif os.path.isfile(p):
             shutil.copy(p, out)
-    # A weight and its scale may sit in different shards: rewrite the index from what was written.
+    # Every weight stays in its shard (scale_inv_pairs_in_one_shard put its scale beside it): the
+    # index loses only the scales.
     index = os.path.join(out, "model.safetensors.index.json")
     if os.path.exists(index):
-        wm = {}
-        for f in sorted(os.listdir(out)):
-            if f.endswith(".safetensors"):
-                for n in load_file(os.path.join(out, f)):
-                    wm[n] = f
-        json.dump({"metadata": {}, "weight_map": wm}, open(index, "w"))
+        wm = json.load(open(index))["weight_map"]
+        json.dump({"metadata": {}, "weight_map": {n: f for n, f in wm.items() if not n.endswith("_scale_inv")}},
+                  open(index, "w"))
     return out
 
 
