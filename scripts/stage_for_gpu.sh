@@ -6,10 +6,11 @@
 set -euo pipefail
 BUILD=$1; DEST=$2
 mkdir -p "$DEST/lib"
-cp "$BUILD/moeq" "$BUILD/tests/moeq_tests" "$DEST/"
-for bin in "$BUILD/moeq" "$BUILD/tests/moeq_tests"; do
+BINS=("$BUILD/moeq"); [ -f "$BUILD/tests/moeq_tests" ] && BINS+=("$BUILD/tests/moeq_tests")  # a build without tests stages moeq alone
+cp "${BINS[@]}" "$DEST/"
+for bin in "${BINS[@]}"; do
   ldd "$bin" | awk '/=> \// {print $3}' | grep -v -E '/venv/|/torch/|/nvidia/|lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s)\.so|ld-linux' \
     | xargs -r -I{} cp -L -n {} "$DEST/lib/"
 done
-strip "$DEST/moeq" "$DEST/moeq_tests" 2>/dev/null || true
+strip "$DEST"/moeq* 2>/dev/null || true
 du -sh "$DEST"

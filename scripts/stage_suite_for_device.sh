@@ -6,7 +6,7 @@
 # Then on the device: bash DEST/device_ctest.sh (scripts/device_ctest.sh, copied into DEST).
 # Usage: bash scripts/stage_suite_for_device.sh BUILD_DIR DEST   (DEST: an ignored folder to carry)
 set -euo pipefail
-BUILD=$(realpath "$1"); DEST=$2; source "$(dirname "$0")/env.sh"
+BUILD=$(realpath "$1"); DEST=$(realpath -m "$2"); source "$(dirname "$0")/env.sh"
 T=$(mktemp -d); mkdir -p "$T/build/tests" "$DEST"
 bash "$(dirname "$0")/stage_for_gpu.sh" "$BUILD" "$T/bin" >/dev/null  # moeq, moeq_tests, their libraries
 mv "$T/bin/moeq" "$T/build/" && mv "$T/bin/moeq_tests" "$T/build/tests/" && mv "$T/bin/lib" "$T/build/lib"

@@ -8,7 +8,8 @@
 # Usage: bash scripts/quality/head_to_head.sh [WORK_DIR]
 #   env: MOEQ (binary, default build/moeq), PY (project venv python), PY_LLMC (a venv with
 #        llmcompressor 0.14.0.1 + compressed-tensors 0.19.0; created in WORK_DIR if missing),
-#        MODEL, DATA, N_CALIB (128), N_EVAL (64), SEQ (512), NICE (10)
+#        MODEL, DATA, N_CALIB (128), N_EVAL (64), SEQ (512), NICE (10), STEP_TIMEOUT (seconds per
+#        step, 0 = none), H2H_DEVICE (the peers' device, cpu), CAL_DEVICE (moeq calibrate's, cpu)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=${1:-/tmp/h2h}
@@ -17,7 +18,7 @@ PY=${PY:-$HOME/.cache/moeq/venv/bin/python}
 MODEL=${MODEL:-$ROOT/../shared/models/qwen3moe-tiny}
 DATA=${DATA:-$ROOT/../shared/data}
 N_CALIB=${N_CALIB:-128}; N_EVAL=${N_EVAL:-64}; SEQ=${SEQ:-512}
-RUN="nice -n ${NICE:-10}"
+RUN="timeout ${STEP_TIMEOUT:-0} nice -n ${NICE:-10}"
 Q=$ROOT/scripts/quality
 mkdir -p "$W" "$W/mq"; cd "$W"
 export PYTHONUNBUFFERED=1
@@ -40,7 +41,7 @@ $PY "$Q/make_ids.py" "$MODEL" "$DATA/eval.jsonl" "$N_EVAL" "$SEQ" eval_ids
 
 echo "== moeq calibrate (+ GPTQ Hessians)"
 $RUN "$MOEQ" calibrate "$MODEL" --data calib_ids.npy --samples "$N_CALIB" --seq-len "$SEQ" --dtype f32 \
-  --gptq-hessians --quiet -o calib.h5
+  --device "${CAL_DEVICE:-cpu}" --gptq-hessians --quiet -o calib.h5
 
 echo "== moeq quantize + verify"
 for r in nvfp4_experts_only nvfp4_experts_only_mse nvfp4_experts_only_gptq w4a16_int4 w4a16_int4_gptq; do

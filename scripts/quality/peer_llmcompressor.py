@@ -46,6 +46,7 @@ def main():
     model_dir, ids_file, out = sys.argv[1:4]
     names = sys.argv[4:] or ["nvfp4", "w4a16_gptq"]
     ids = load_file(ids_file)["ids"]
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 on the GPU too
     ds = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
     for v in names:
         d = os.path.join(out, v)
@@ -56,6 +57,7 @@ def main():
         t0 = time.time()
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            rec["cuda_available"] = torch.cuda.is_available()  # oneshot's sequential pipeline onloads to it
             tok = transformers.AutoTokenizer.from_pretrained(model_dir)
             rec["recipe"] = repr(recipe(v))
             oneshot(model=model, processor=tok, dataset=ds, recipe=recipe(v), num_calibration_samples=ids.shape[0],

@@ -9,7 +9,7 @@ Variants (all with NVFP4_EXPERTS_ONLY_CFG's quantizer patterns: `*.experts.*weig
   awq_lite  algorithm awq_lite (NVFP4_AWQ_LITE_CFG's algorithm on the experts-only patterns)
   gptq      weights static, algorithm {method: gptq} (nvfp4_default-kv_none-gptq.yaml's algorithm,
             experts-only patterns, not layerwise)
-Calibration: the ids of make_ids.py (float32, CPU, batches of 8). Export: export_hf_checkpoint(dtype=bf16).
+Calibration: the ids of make_ids.py (float32, batches of 8; on H2H_DEVICE, default cpu). Export: export_hf_checkpoint(dtype=bf16).
 Writes OUT/<variant>/ (the export) and OUT/<variant>/h2h_quantizers.json (which quantizers were
 enabled, on which modules, and any error).
 
@@ -70,6 +70,8 @@ def main():
     model_dir, ids_file, out = sys.argv[1:4]
     names = sys.argv[4:] or list(VARIANTS)
     ids = load_file(ids_file)["ids"]
+    dev = os.environ.get("H2H_DEVICE", "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 on the GPU too
     os.makedirs(out, exist_ok=True)
     for v in names:
         d = os.path.join(out, v)
@@ -80,14 +82,15 @@ def main():
         t0 = time.time()
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-            model.eval()
+            model.to(dev).eval()
+            rec["device"] = dev
             rec["experts_module"] = type(model.model.layers[0].mlp.experts).__name__
             cfg = VARIANTS[v]()
 
             def loop(m):
                 with torch.no_grad():
                     for i in range(0, ids.shape[0], 8):
-                        m(ids[i:i + 8])
+                        m(ids[i:i + 8].to(dev))
 
             model = mtq.quantize(model, cfg, forward_loop=loop)
             rec["quantizers"] = quantizer_summary(model)
