@@ -79,6 +79,14 @@ TEST_CASE("output error: hand-checked KL, top-1, perplexity and cosine", "[compa
   CHECK(z.cosine_mean == 1.0);
   CHECK(z.ppl_delta == 0.0);
   REQUIRE_ERROR_MENTIONS(accumulate_output_error(ref, q.narrow(2, 0, 2), ids, &s), "logits");
+  // Zero logits in both models (a window starting with the trained model's zero pad embedding):
+  // equal vectors, cosine 1, not 0/0. Against nonzero logits: orthogonal, 0.
+  at::Tensor zero = at::zeros({1, 2, 3});
+  OutputErrorSums zs, zq;
+  accumulate_output_error(zero, zero.clone(), ids, &zs);
+  CHECK(finish_output_error(zs).cosine_mean == 1.0);
+  accumulate_output_error(zero, q, ids, &zq);
+  CHECK(finish_output_error(zq).cosine_mean == 0.0);
 }
 
 TEST_CASE("compare: the pick rule on the output error", "[compare]") {

@@ -1,6 +1,7 @@
 #include "app/compare/output_error.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 
 #include "core/error.h"
@@ -39,10 +40,16 @@ void accumulate_output_error(const at::Tensor& ref_logits, const at::Tensor& qua
   sums->nll_ref += nll_ref.sum(at::kDouble).item<double>();
   sums->nll_quant += (nll_ref.to(at::kDouble) + delta.to(at::kDouble)).sum().item<double>();
   // Dot and squared norms reduced in float32, combined in double: identical logits give
-  // s / sqrt(s * s) = 1 exactly (s * s is exact in double).
+  // s / sqrt(s * s) = 1 exactly (s * s is exact in double). A zero logit vector is real: the
+  // trained Qwen3-MoE's pad = EOS embedding is zero, and a window starting with it gives zero
+  // hidden states and logits at position 0 in both models. Two zero vectors count as equal
+  // (cosine 1), one zero vector against another as orthogonal (0), never 0/0 = NaN.
   const at::Tensor dot = (r * q).sum(-1).to(at::kDouble);
   const at::Tensor nr = (r * r).sum(-1).to(at::kDouble), nq = (q * q).sum(-1).to(at::kDouble);
-  sums->cosine += (dot / (nr * nq).sqrt()).sum().item<double>();
+  const at::Tensor norms = nr * nq;
+  const at::Tensor both_zero = (nr == 0).logical_and(nq == 0).to(at::kDouble);
+  const at::Tensor cosine = at::where(norms > 0, dot / norms.clamp_min(DBL_MIN).sqrt(), both_zero);
+  sums->cosine += cosine.sum().item<double>();
   sums->tokens += r.size(0) * r.size(1);
 }
 
