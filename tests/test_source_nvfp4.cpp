@@ -27,7 +27,7 @@ const QuantFormat& nv() { return format_by_name("nvfp4"); }
 
 bool bytes_equal(const at::Tensor& a, const at::Tensor& b) {
   return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() &&
-         at::equal(a.cpu().contiguous().view(at::kByte), b.cpu().contiguous().view(at::kByte));
+         at::equal(a.cpu().contiguous().reshape({-1}).view(at::kByte), b.cpu().contiguous().reshape({-1}).view(at::kByte));
 }
 
 void require_same(const QuantizedTensor& a, const QuantizedTensor& b) {
@@ -191,8 +191,8 @@ TEST_CASE("source decode kernels give the CPU's bytes (every scale, unaligned co
 namespace {
 
 // A checkpoint of quantized-source tensors and sites over them, written by hand: two FP8
-// weights (one read transposed and sliced, as a view can), and an MXFP4 stack of 2 experts
-// whose gate rows are every other row (gpt-oss's interleaved gate_up).
+// weights (read whole, transposed and sliced as a view can, and as row ranges), and an MXFP4
+// stack of 2 experts whose gate rows are every other row (gpt-oss's interleaved gate_up).
 struct SourceCheckpoint {
   test::TempDir dir;
   std::shared_ptr<Checkpoint> ck;
@@ -221,7 +221,7 @@ struct SourceCheckpoint {
       w.finish();
     }
     ck = Checkpoint::open(dir.path);
-    auto fp8 = [](const std::string& x, bool transpose) {
+    auto fp8 = [](const std::string& x, bool transpose, int64_t row_start = -1) {
       Site s;
       s.name = x;
       s.view.tensor = x + ".weight";
@@ -233,6 +233,10 @@ struct SourceCheckpoint {
       s.view.row_step = transpose ? 2 : 1;
       s.view.rows = transpose ? 80 : 200;
       s.view.cols = transpose ? 200 : 176;
+      if (row_start >= 0) {  // rows [row_start, row_start + 100)
+        s.view.row_start = row_start;
+        s.view.rows = 100;
+      }
       return s;
     };
     sites = {fp8("a", false), fp8("b", false), fp8("a", true), fp8("b", true)};
@@ -251,6 +255,8 @@ struct SourceCheckpoint {
       s.view.cols = 96;
       sites.push_back(s);
     }
+    sites.push_back(fp8("a", false, 0));  // 6, 7: the same shape, other rows
+    sites.push_back(fp8("b", false, 100));
     plans.resize(sites.size());
     for (size_t i = 0; i < sites.size(); ++i) plans[i].site = &sites[i];
   }
@@ -269,13 +275,13 @@ TEST_CASE("quantize --device cuda: source bytes gathered and decoded on the devi
           "[source][cuda]") {
   const SourceCheckpoint sc;
   const std::vector<SiteBatch> batches = {sc.batch({0, 1}), sc.batch({2, 3}), sc.batch({0}), sc.batch({4, 5}),
-                                          sc.batch({5}), sc.batch({0, 2})};
+                                          sc.batch({5}), sc.batch({6, 7})};
   for (const SiteBatch& b : batches) {
     INFO("batch of " << b.sites.size() << ", first " << b.sites[0]->site->name << " rows " << b.sites[0]->site->view.rows);
     const at::Tensor want = gather_stack(*sc.ck, b, false);
     const GatheredStack g = gather_for_device(*sc.ck, b, false);
-    // {0, 2}: one site read transposed, one not: their views differ, the host decodes them.
-    CHECK(g.codes.defined() == (b.sites.size() == 1 || b.sites[1]->site->view.transpose == b.sites[0]->site->view.transpose));
+    // {6, 7}: other rows of their tensors: the views differ, the host decodes them.
+    CHECK(g.codes.defined() == (b.sites.size() == 1 || b.sites[1]->site->view.row_start == b.sites[0]->site->view.row_start));
     CHECK(bytes_equal(decode_on(g, at::kCPU), want));
     if (at::hasCUDA()) CHECK(bytes_equal(decode_on(gather_for_device(*sc.ck, b, true), at::kCUDA), want));
   }
