@@ -5,6 +5,9 @@
 //   decode + nvfp4:    the same stack decoded then quantized (tensor/source_dequant.h, then the
 //                      nvfp4 format's kernel): source bytes read + NVFP4 parts written per
 //                      second, the bytes a fused kernel would have to move at least
+//   fused:             the fused kernels (tensor/source_nvfp4.h: abs-max pass + quantize pass
+//                      over the source, no bf16 stack): the same bytes per second, and
+//                      whether its parts equal the two passes' byte for byte
 // Default shape: DeepSeek-V3's routed experts of one layer, 256 x 2048 x 7168 (gate or up).
 #include <algorithm>
 #include <chrono>
@@ -22,6 +25,7 @@
 #include "formats/format.h"
 #include "formats/nvfp4/nvfp4.h"
 #include "tensor/source_dequant.h"
+#include "tensor/source_nvfp4.h"
 
 namespace moeq::cli {
 namespace {
@@ -32,12 +36,25 @@ double bytes_of(const QuantizedTensor& q) {
   return b;
 }
 
+bool same_bytes(const QuantizedTensor& a, const QuantizedTensor& b) {
+  if (a.parts.size() != b.parts.size() || a.shape != b.shape) return false;
+  for (const auto& [k, v] : a.parts) {
+    auto it = b.parts.find(k);
+    if (it == b.parts.end() || it->second.sizes() != v.sizes() || it->second.scalar_type() != v.scalar_type()) return false;
+    const at::Tensor x = v.contiguous().view(at::kByte), y = it->second.contiguous().view(at::kByte);
+    if (!at::equal(x, y)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int bench_source(const std::vector<std::string>& argv) {
   std::string what, device = "cpu", source = "fp8-block", shape_text, json_path;
   int iters = 0;
-  Command c("bench source", "Decode of a quantized source (FP8 block or MXFP4) and decode + NVFP4 quantize, vs copy bandwidth",
+  Command c("bench source",
+            "Decode of a quantized source (FP8 block or MXFP4), decode + NVFP4 quantize, and the fused source -> NVFP4 "
+            "kernels, vs copy bandwidth",
             "[--source fp8-block|mxfp4] [--device cpu|cuda] [--shape E,out,in] [--iters N] [--json FILE]",
             "moeq bench source --device cuda --shape 256,2048,7168");
   c.positional("benchmark", what, "the benchmark: source");
@@ -90,7 +107,16 @@ int bench_source(const std::vector<std::string>& argv) {
   QuantizedTensor q;
   const double t_q = median_seconds([&] { q = nv.quantize(w, FormatParams{}); }, cuda, iters);
   const double t_both = median_seconds([&] { q = nv.quantize(decode(), FormatParams{}); }, cuda, iters);
+  auto fused = [&] {
+    return source == "fp8-block" ? fp8_block_to_nvfp4(codes, scales, 128, 128, FormatParams{}, std::nullopt, "bench")
+                                 : mxfp4_source_to_nvfp4(codes, scales, FormatParams{}, std::nullopt, "bench");
+  };
+  QuantizedTensor qf;
+  const double t_fused = median_seconds([&] { qf = fused(); }, cuda, iters);
+  const bool fused_same = same_bytes(q, qf);
   const double out_bytes = bytes_of(q);
+  const double fused_gbs = (src_bytes + out_bytes) / t_fused / 1e9;
+  const double fused_moved = (2 * src_bytes + out_bytes) / t_fused / 1e9;  // the abs-max pass reads the source too
   const double dec_gbs = (src_bytes + bf16_bytes) / t_dec / 1e9;
   const double q_gbs = (bf16_bytes + out_bytes) / t_q / 1e9;
   const double both_gbs = (src_bytes + out_bytes) / t_both / 1e9;  // the bytes that must move
@@ -105,13 +131,19 @@ int bench_source(const std::vector<std::string>& argv) {
   std::printf("%-26s %10.2f %10.1f %9.0f%%\n", "nvfp4 quantize (bf16)", t_q * 1e3, q_gbs, pct(q_gbs));
   std::printf("%-26s %10.2f %10.1f %9.0f%%   (bytes moved by the two passes: %.1f GB/s, %.0f%%)\n",
               "decode + nvfp4 (src->out)", t_both * 1e3, both_gbs, pct(both_gbs), both_moved, pct(both_moved));
+  std::printf("%-26s %10.2f %10.1f %9.0f%%   (bytes moved by its two passes over the source: %.1f GB/s, %.0f%%)\n",
+              "fused -> nvfp4 (src->out)", t_fused * 1e3, fused_gbs, pct(fused_gbs), fused_moved, pct(fused_moved));
+  std::printf("fused == decode then nvfp4, byte for byte: %s\n", fused_same ? "yes" : "NO");
   if (!json_path.empty()) {
     nlohmann::ordered_json j = {{"source", source}, {"device", cuda ? "cuda" : "cpu"}, {"shape", shape},
                                 {"copy_gbs", copy_gbs}, {"decode_ms", t_dec * 1e3}, {"decode_gbs", dec_gbs},
                                 {"nvfp4_ms", t_q * 1e3}, {"nvfp4_gbs", q_gbs}, {"decode_nvfp4_ms", t_both * 1e3},
-                                {"decode_nvfp4_gbs", both_gbs}, {"decode_nvfp4_moved_gbs", both_moved}};
+                                {"decode_nvfp4_gbs", both_gbs}, {"decode_nvfp4_moved_gbs", both_moved},
+                                {"fused_nvfp4_ms", t_fused * 1e3}, {"fused_nvfp4_gbs", fused_gbs},
+                                {"fused_nvfp4_moved_gbs", fused_moved}, {"fused_same_bytes", fused_same}};
     std::ofstream(json_path) << j.dump(1) << "\n";
   }
+  if (!fused_same) throw Error("bench source: the fused kernels' NVFP4 differs from decode then nvfp4");
   return 0;
 }
 

@@ -5,7 +5,12 @@ shards, written by 16 threads straight into the files (pwrite at planned offsets
 Usage: python3 make_random_checkpoint.py FAMILY OUT_DIR
   olmoe        OLMoE-1B-7B-0924 (13.8 GB)
   gemma4       Gemma-4-26B-A4B (Gemma4ForConditionalGeneration, ~51 GB, vision tower included)
-  olmoe-mini, gemma4-mini: 2 layers, 8 experts, small widths, for tests"""
+  deepseek-v3  DeepSeek-V3 / R1 as published (FP8 block 128 with F32 weight_scale_inv), real
+               dimensions, 3 layers (1 dense + 2 MoE of 256 experts), no MTP layer (~27 GB)
+  olmoe-mini, gemma4-mini, deepseek-v3-mini: 2-3 layers, 8 experts, small widths, for tests
+FP8 weights (deepseek-v3*): codes clamp(N(0, 64), +-448) as F8_E4M3, scale_inv U(2e-5, 1.2e-4)
+F32 per [128, 128] block (partial edge blocks as the published shapes have them: DeepSeek's
+576-row kv_a_proj_with_mqa), so the decoded weights are ~N(0, 0.005)."""
 import json
 import math
 import os
@@ -110,13 +115,74 @@ def gemma4(L=30, E=128, H=2816, I=704, D=2112, V=262144, heads=16, kv=8, hd=256,
     return cfg, t
 
 
+def deepseek_v3(L=3, dense=1, E=256, H=7168, I=2048, D=18432, V=129280, heads=128, qlr=1536, kvlr=512, nope=128,
+                rope=64, vd=128):
+    """DeepSeek-V3 (deepseek-ai/DeepSeek-V3 config.json and model.safetensors.index.json): MLA
+    attention (q_a_proj [1536, H], q_b_proj [heads * (nope + rope), 1536], kv_a_proj_with_mqa
+    [kvlr + rope, H], kv_b_proj [heads * (nope + vd), kvlr], o_proj [H, heads * vd]), the first
+    `dense` layers a dense MLP of 18432, then 256 routed experts of 2048 (per expert
+    mlp.experts.{e}.{gate,up,down}_proj) + 1 shared expert + the sigmoid router (gate.weight BF16,
+    e_score_correction_bias F32). Every linear but the router, embed_tokens and lm_head is FP8
+    with a weight_scale_inv (as tests/python/make_published_quantized.py and
+    make_published_layouts.py name them). L layers instead of 61, no MTP layer
+    (num_nextn_predict_layers 0)."""
+    cfg = dict(architectures=["DeepseekV3ForCausalLM"], model_type="deepseek_v3", attention_bias=False,
+               attention_dropout=0.0, bos_token_id=0, eos_token_id=1, ep_size=1, first_k_dense_replace=dense,
+               hidden_act="silu", hidden_size=H, initializer_range=0.02, intermediate_size=D, kv_lora_rank=kvlr,
+               max_position_embeddings=163840, moe_intermediate_size=I, moe_layer_freq=1, n_group=8,
+               n_routed_experts=E, n_shared_experts=1, norm_topk_prob=True, num_attention_heads=heads,
+               num_experts_per_tok=8, num_hidden_layers=L, num_key_value_heads=heads, num_nextn_predict_layers=0,
+               q_lora_rank=qlr, qk_nope_head_dim=nope, qk_rope_head_dim=rope, rms_norm_eps=1e-6,
+               rope_scaling={"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                             "original_max_position_embeddings": 4096, "type": "yarn"},
+               rope_theta=10000, routed_scaling_factor=2.5, scoring_func="sigmoid", tie_word_embeddings=False,
+               topk_group=4, topk_method="noaux_tc", torch_dtype="bfloat16", transformers_version="4.33.1",
+               use_cache=True, v_head_dim=vd, vocab_size=V,
+               quantization_config={"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                    "weight_block_size": [128, 128]})
+    if E < 8:
+        cfg.update(n_group=1, topk_group=1, num_experts_per_tok=min(2, E))
+    t = [("model.embed_tokens.weight", (V, H))]
+
+    def fp8(name, rows, cols):
+        return [(name, (rows, cols), "F8_E4M3"), (name + "_scale_inv", (-(-rows // 128), -(-cols // 128)), "F32")]
+
+    for i in range(L):
+        p = f"model.layers.{i}."
+        a = p + "self_attn."
+        t += [(p + "input_layernorm.weight", (H,)), (p + "post_attention_layernorm.weight", (H,))]
+        t += fp8(a + "q_a_proj.weight", qlr, H) + [(a + "q_a_layernorm.weight", (qlr,))]
+        t += fp8(a + "q_b_proj.weight", heads * (nope + rope), qlr)
+        t += fp8(a + "kv_a_proj_with_mqa.weight", kvlr + rope, H) + [(a + "kv_a_layernorm.weight", (kvlr,))]
+        t += fp8(a + "kv_b_proj.weight", heads * (nope + vd), kvlr) + fp8(a + "o_proj.weight", H, heads * vd)
+        m = p + "mlp."
+        if i < dense:
+            t += fp8(m + "gate_proj.weight", D, H) + fp8(m + "up_proj.weight", D, H) + fp8(m + "down_proj.weight", H, D)
+            continue
+        t += [(m + "gate.weight", (E, H)), (m + "gate.e_score_correction_bias", (E,), "F32")]
+        for e in range(E):
+            x = f"{m}experts.{e}."
+            t += fp8(x + "gate_proj.weight", I, H) + fp8(x + "up_proj.weight", I, H) + fp8(x + "down_proj.weight", H, I)
+        x = m + "shared_experts."
+        t += fp8(x + "gate_proj.weight", I, H) + fp8(x + "up_proj.weight", I, H) + fp8(x + "down_proj.weight", H, I)
+    t += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
+    return cfg, t
+
+
 FAMILIES = {
     "olmoe": olmoe,
     "olmoe-mini": lambda: olmoe(2, 8, 256, 128, 1024),
     "gemma4": gemma4,
+    "deepseek-v3": deepseek_v3,
+    # hidden 320 and expert width 192: partial 128-blocks in both directions; kv_a 176 rows
+    "deepseek-v3-mini": lambda: deepseek_v3(L=3, dense=1, E=8, H=320, I=192, D=384, V=512, heads=2, qlr=160,
+                                            kvlr=144, nope=32, rope=32, vd=32),
     "gemma4-mini": lambda: gemma4(2, 8, 256, 64, 192, 1024, heads=4, kv=2, hd=64, gkv=1, ghd=128,
                                   vis=dict(hidden=64, layers=1, inter=128, heads=2, hd=32, patch=4, pos=16)),
 }
+
+
+SIZE = {"BF16": 2, "F32": 4, "F8_E4M3": 1}
 
 
 def ones(name):
@@ -127,12 +193,13 @@ def write_checkpoint(out, tensors, shard_limit=5 << 30, threads=16):
     """Plans ~5 GB shards in order, writes each file's header, then fills the tensors from
     `threads` threads (each draws its tensor with its own seed and pwrites it in place)."""
     shards, cur, cur_bytes = [], [], 0
-    for name, shape in tensors:
-        nb = 2 * math.prod(shape)
+    for entry in tensors:  # (name, shape) for BF16, or (name, shape, dtype)
+        name, shape, dtype = entry if len(entry) == 3 else (*entry, "BF16")
+        nb = SIZE[dtype] * math.prod(shape)
         if cur and cur_bytes + nb > shard_limit:
             shards.append(cur)
             cur, cur_bytes = [], 0
-        cur.append((name, shape, nb))
+        cur.append((name, shape, nb, dtype))
         cur_bytes += nb
     shards.append(cur)
     n = len(shards)
@@ -140,9 +207,9 @@ def write_checkpoint(out, tensors, shard_limit=5 << 30, threads=16):
     for k, shard in enumerate(shards):
         files.append(f"model-{k + 1:05d}-of-{n:05d}.safetensors")
         header, off = {"__metadata__": {"format": "pt"}}, 0
-        for name, shape, nb in shard:
-            header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + nb]}
-            jobs.append((len(jobs), k, name, shape, off))
+        for name, shape, nb, dtype in shard:
+            header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + nb]}
+            jobs.append((len(jobs), k, name, shape, off, dtype))
             weight_map[name] = files[-1]
             off += nb
         h = json.dumps(header, separators=(",", ":")).encode()
@@ -154,13 +221,21 @@ def write_checkpoint(out, tensors, shard_limit=5 << 30, threads=16):
     dev = "cuda" if torch.cuda.is_available() else "cpu"
 
     def fill(job):
-        i, k, name, shape, off = job
-        if ones(name):
-            w = torch.ones(shape, dtype=torch.bfloat16)
+        i, k, name, shape, off, dtype = job
+        g = torch.Generator(device=dev).manual_seed(i)
+        if dtype == "F8_E4M3":
+            w = torch.randn(shape, generator=g, device=dev, dtype=torch.float32) * 64
+            w = w.clamp_(-448, 448).to(torch.float8_e4m3fn).view(torch.uint8).cpu()
+        elif dtype == "F32":
+            w = torch.rand(shape, generator=g, device=dev, dtype=torch.float32)
+            w = (w * 1e-4 + 2e-5) if name.endswith("_scale_inv") else (w - 0.5) * 0.02
+            w = w.cpu()
+        elif ones(name):
+            w = torch.ones(shape, dtype=torch.bfloat16).view(torch.int16)
         else:
-            g = torch.Generator(device=dev).manual_seed(i)
             w = (torch.randn(shape, generator=g, device=dev, dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
-        buf = memoryview(w.view(torch.int16).numpy()).cast("B")
+            w = w.view(torch.int16)
+        buf = memoryview(w.numpy()).cast("B")
         fd, start = fds[k]
         done = 0
         while done < len(buf):
@@ -170,7 +245,7 @@ def write_checkpoint(out, tensors, shard_limit=5 << 30, threads=16):
         list(pool.map(fill, jobs))
     for fd, _ in fds:
         os.close(fd)
-    total = sum(nb for shard in shards for _, _, nb in shard)
+    total = sum(nb for shard in shards for _, _, nb, _ in shard)
     with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
     return total, n

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "formats/format.h"
 #include "tensor/aten_view.h"
+#include "tensor/source_view.h"
 #include "model/fusion.h"
 #include "calib/calibrators/gptq_job.h"
 #include "calib/calibrators/mse_search.h"
@@ -112,6 +113,7 @@ std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan) {
 }
 
 at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev) {
+  if (dev.is_cuda() && gathers_source_bytes(b)) return decode_on(gather_for_device(ck, b, false), dev);
   std::vector<at::Tensor> views;
   for (const auto* p : b.sites) views.push_back(with_site_context(ck, *p->site, [&] { return site_weight(ck, *p->site); }));
   at::Tensor w = b.sites.size() == 1 ? views[0].contiguous() : at::stack(views);
@@ -129,6 +131,70 @@ at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned) {
     for (int64_t i = a; i < z; ++i) (views.size() == 1 ? out : out.select(0, i)).copy_(views[i]);
   });
   return out;
+}
+
+bool gathers_source_bytes(const SiteBatch& b) {
+  const WeightView& a = b.sites[0]->site->view;
+  if (a.source == SourceFormat::Plain) return false;
+  for (const auto* p : b.sites) {
+    const WeightView& v = p->site->view;
+    if (v.source != a.source || v.scale.empty() || v.block_rows != a.block_rows || v.block_cols != a.block_cols ||
+        v.transpose != a.transpose || v.row_start != a.row_start || v.row_step != a.row_step || v.rows != a.rows ||
+        v.cols != a.cols || (v.expert >= 0) != (a.expert >= 0))
+      return false;
+  }
+  return true;
+}
+
+int64_t GatheredStack::source_bytes() const {
+  return codes.defined() ? static_cast<int64_t>(codes.nbytes() + scales.nbytes()) : 0;
+}
+
+GatheredStack gather_for_device(const Checkpoint& ck, const SiteBatch& b, bool pinned) {
+  GatheredStack g;
+  g.batch = &b;
+  if (!gathers_source_bytes(b)) {
+    g.decoded = gather_stack(ck, b, pinned);
+    return g;
+  }
+  std::vector<SourceBytes> views;
+  for (const auto* p : b.sites) views.push_back(with_site_context(ck, *p->site, [&] { return site_source_bytes(ck, *p->site); }));
+  for (const SourceBytes& v : views)  // the stored tensors' shapes agree (checked at mapping), so this holds
+    if (v.codes.sizes() != views[0].codes.sizes() || v.scales.sizes() != views[0].scales.sizes() ||
+        v.codes.scalar_type() != views[0].codes.scalar_type() || v.scales.scalar_type() != views[0].scales.scalar_type()) {
+      g.decoded = gather_stack(ck, b, pinned);
+      return g;
+    }
+  auto stacked = [&](const at::Tensor& first) {
+    std::vector<int64_t> shape = first.sizes().vec();
+    shape.insert(shape.begin(), static_cast<int64_t>(views.size()));
+    return at::empty(shape, first.options().pinned_memory(pinned));
+  };
+  g.codes = stacked(views[0].codes);
+  g.scales = stacked(views[0].scales);
+  // One site per task: the copies fault in the mmapped pages in parallel.
+  at::parallel_for(0, static_cast<int64_t>(views.size()), 1, [&](int64_t a, int64_t z) {
+    for (int64_t i = a; i < z; ++i) {
+      g.codes.select(0, i).copy_(views[i].codes);
+      g.scales.select(0, i).copy_(views[i].scales);
+    }
+  });
+  return g;
+}
+
+at::Tensor decode_on(const GatheredStack& g, const at::Device& dev) {
+  if (!g.codes.defined()) return g.decoded.to(dev, /*non_blocking=*/true);
+  const SiteBatch& b = *g.batch;
+  const Site& first = *b.sites[0]->site;
+  const std::string what = "tensor '" + first.view.tensor + "' (site " + first.name + ")" +
+                           (b.sites.size() > 1 ? " and the " + std::to_string(b.sites.size() - 1) + " other sites of its batch"
+                                               : std::string());
+  const at::Tensor codes = g.codes.to(dev, /*non_blocking=*/true), scales = g.scales.to(dev, /*non_blocking=*/true);
+  at::Tensor w = decode_source_bytes(codes, scales, first, what).contiguous();
+  if (b.sites.size() == 1) w = w.select(0, 0);
+  if (w.size(-2) != first.view.rows || w.size(-1) != first.view.cols)
+    throw Error(what + ": the decoded view has an unexpected shape");
+  return w;
 }
 
 std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {

@@ -21,13 +21,30 @@ namespace moeq {
 // shared.
 std::vector<std::vector<SiteBatch>> plan_jobs(const Plan& plan);
 
-// The batch's weights as one tensor on `dev`: [out, in] for one site, else [E, out, in].
+// The batch's weights as one tensor on `dev`: [out, in] for one site, else [E, out, in]
+// (a quantized source decoded on a CUDA `dev` from its uploaded bytes: decode_on below).
 // Errors name the site being read (tensor/site_errors.h), as in gather_stack.
 at::Tensor load_stack(const Checkpoint& ck, const SiteBatch& b, const at::Device& dev);
 
 // The same tensor in host memory, gathered from the checkpoint by several threads;
 // pinned = page-locked (for asynchronous copies to a CUDA device).
 at::Tensor gather_stack(const Checkpoint& ck, const SiteBatch& b, bool pinned);
+
+// A batch's weights gathered for the device (quantize --device cuda): a batch of quantized-source
+// sites (FP8 block, MXFP4) whose views differ only in tensor and expert keeps its stored bytes,
+// stacked (codes [n, ..], scales [n, ..]), to be uploaded and decoded on the device; any
+// other batch holds gather_stack's decoded tensor. decode_on gives gather_stack's values
+// (the CUDA decode kernels give the CPU's bytes), on `dev`.
+struct GatheredStack {
+  at::Tensor decoded;        // gather_stack's tensor, or undefined
+  at::Tensor codes, scales;  // the stacked source bytes, or undefined
+  const SiteBatch* batch = nullptr;
+  int64_t source_bytes() const;  // codes + scales (0 for a decoded batch)
+};
+// Whether the batch's sites are quantized sources that can be gathered undecoded.
+bool gathers_source_bytes(const SiteBatch& b);
+GatheredStack gather_for_device(const Checkpoint& ck, const SiteBatch& b, bool pinned);
+at::Tensor decode_on(const GatheredStack& g, const at::Device& dev);
 
 // The amax every stack of a fusion group uses (max over them, per expert), for formats
 // with a per-tensor scale; nullopt for single batches and formats without one.

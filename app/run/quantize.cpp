@@ -101,9 +101,11 @@ void print_timing(double setup, const StageTimes& t, double shard_files, size_t 
   std::fprintf(stderr,
                "moeq timing: setup %.2f s, quantize stages %.2f s (busy: gather %.2f s, device %.2f s, writer %.2f s, "
                "copy-through writer %.2f s), "
-               "shard files %.2f s, %zu jobs; shard writes %s\n",
+               "shard files %.2f s, %zu jobs; shard writes %s; to the device %.3f GB (%lld of %lld stacks as their "
+               "quantized source's bytes, decoded there), back %.3f GB\n",
                setup, t.total, t.load, t.device, t.write, t.copy, shard_files, jobs,
-               buffered_why.empty() ? "streamed" : ("buffered (" + buffered_why + ")").c_str());
+               buffered_why.empty() ? "streamed" : ("buffered (" + buffered_why + ")").c_str(), t.uploaded_bytes / 1e9,
+               static_cast<long long>(t.source_stacks), static_cast<long long>(t.stacks), t.downloaded_bytes / 1e9);
 }
 
 }  // namespace

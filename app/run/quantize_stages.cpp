@@ -19,7 +19,7 @@ double since(Clock::time_point a) { return std::chrono::duration<double>(Clock::
 
 struct Loaded {
   size_t job;
-  std::vector<at::Tensor> stacks;
+  std::vector<GatheredStack> stacks;
 };
 struct Done {
   size_t job;
@@ -67,7 +67,16 @@ class Stages {
     for (size_t j = 0; j < in_.jobs.size(); ++j) {
       Loaded l{j, {}};
       const auto a = Clock::now();
-      for (const SiteBatch& b : in_.jobs[j]) l.stacks.push_back(gather_stack(in_.ck, b, pinned_));
+      for (const SiteBatch& b : in_.jobs[j]) {
+        if (in_.device.is_cuda()) {
+          l.stacks.push_back(gather_for_device(in_.ck, b, pinned_));
+        } else {
+          GatheredStack g;
+          g.decoded = gather_stack(in_.ck, b, pinned_);
+          g.batch = &b;
+          l.stacks.push_back(std::move(g));
+        }
+      }
       res_.times.load += since(a);
       if (!loaded_.push(std::move(l))) return;
     }
@@ -85,14 +94,27 @@ class Stages {
       const auto a = Clock::now();
       const auto& job = in_.jobs[l->job];
       std::vector<at::Tensor> stacks;
-      for (auto& h : l->stacks) stacks.push_back(h.to(in_.device, /*non_blocking=*/true));
+      for (auto& h : l->stacks) {
+        if (!in_.device.is_cuda()) {
+          stacks.push_back(h.decoded);
+          continue;
+        }
+        ++res_.times.stacks;
+        res_.times.source_stacks += h.codes.defined() ? 1 : 0;
+        res_.times.uploaded_bytes += h.codes.defined() ? h.source_bytes() : static_cast<int64_t>(h.decoded.nbytes());
+        stacks.push_back(decode_on(h, in_.device));
+      }
       l->stacks.clear();
       Done d{l->job, quantize_job(in_.ck, job, stacks, &res_.conversions), {}};
       for (size_t j = 0; j < job.size(); ++j) {
         const QuantFormat& fmt = format_by_name(job[j].sites[0]->format);
         d.deqs.push_back(in_.dump ? fmt.dequantize(d.qs[j], at::kFloat).to(at::kCPU) : at::Tensor());
       }
-      if (in_.device.is_cuda()) to_pinned_host(d);
+      if (in_.device.is_cuda()) {
+        for (const auto& q : d.qs)
+          for (const auto& [name, t] : q.parts) res_.times.downloaded_bytes += static_cast<int64_t>(t.nbytes());
+        to_pinned_host(d);
+      }
       res_.times.device += since(a);
       if (!done_.push(std::move(d))) break;
     }

@@ -1,7 +1,8 @@
 #pragma once
 // The quantized jobs of an export, in three overlapping stages: a loader thread gathers each
-// job's stacks into (pinned) host memory, the calling thread moves them to the device and
-// quantizes them (one sync per stack, for the NaN check, and one for the results' copy back),
+// job's stacks into (pinned) host memory (on a CUDA device, a quantized source's stored bytes,
+// decoded there: app/run/batches.h gather_for_device), the calling thread moves them to the
+// device and quantizes them (one sync per stack, for the NaN check, and one for the results' copy back),
 // a writer thread hands the results to the export writer (streaming: straight into the
 // files). When the shards stream, a fourth thread writes the copy-through tensors meanwhile
 // (they land in other shards than most quantized parts, so the two writers rarely wait for
@@ -38,6 +39,10 @@ struct StageInputs {
 // Busy seconds per stage (MOEQ_TIMING=1 prints them): where an export's time goes.
 struct StageTimes {
   double load = 0, device = 0, write = 0, copy = 0, total = 0;
+  // What went to the device: bytes uploaded, stacks in all, and those uploaded as their
+  // quantized source's bytes (FP8 block, MXFP4) and decoded there (batches.h: GatheredStack).
+  int64_t uploaded_bytes = 0, stacks = 0, source_stacks = 0;
+  int64_t downloaded_bytes = 0;  // the quantized parts copied back
 };
 
 struct StageResults {

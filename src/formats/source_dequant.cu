@@ -1,70 +1,77 @@
-// CUDA kernels decoding FP8-block and MXFP4 source checkpoints (math: io/source_dequant.h).
+// CUDA kernels decoding FP8-block and MXFP4 source checkpoints (math: tensor/source_dequant.h).
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include "formats/cuda_check.h"
+#include "formats/source_decode.cuh"
 #include "formats/source_dequant_kernels.h"
 
 namespace moeq {
 namespace {
 
-__device__ __forceinline__ float fp8_e4m3_to_float(uint8_t b) {
-  __nv_fp8_e4m3 v;
-  v.__x = b;
-  return static_cast<float>(v);
-}
-
-__device__ __forceinline__ uint16_t bf16_bits(float f) {
-  const __nv_bfloat16 h = __float2bfloat16_rn(f);
-  return *reinterpret_cast<const uint16_t*>(&h);
-}
-
 // One CUDA block per row (over all experts), threads over the columns, 4 consecutive columns
 // per thread (one 32-bit load of codes, one 64-bit store).
 __global__ void fp8_block_dequant_kernel(const uint8_t* __restrict__ w, const void* __restrict__ scale, bool scale_bf16,
-                                         int64_t R, int C, int bm, int bn, uint16_t* __restrict__ out) {
+                                         int64_t R, int C, int bm, int bn, bool aligned, uint16_t* __restrict__ out) {
   const int64_t row = blockIdx.x;  // e * R + r
   const int64_t SR = (R + bm - 1) / bm, SC = (C + bn - 1) / bn;
   const int64_t srow = (row / R) * SR + (row % R) / bm;
   const uint8_t* wr = w + row * C;
   uint16_t* orow = out + row * C;
-  const bool vec = (C % 4) == 0 && (bn % 4) == 0;
+  const bool vec = aligned && (C % 4) == 0 && (bn % 4) == 0;  // aligned: w 4 bytes, out 8 bytes
   for (int c0 = 4 * threadIdx.x; c0 < C; c0 += 4 * blockDim.x) {
     const int64_t si = srow * SC + c0 / bn;
-    const float s = scale_bf16 ? __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(scale)[si])
-                               : reinterpret_cast<const float*>(scale)[si];
+    const float s = load_block_scale(scale, scale_bf16, si);
     if (vec) {
       const uchar4 q = *reinterpret_cast<const uchar4*>(wr + c0);
       ushort4 o;
-      o.x = bf16_bits(__fmul_rn(fp8_e4m3_to_float(q.x), s));
-      o.y = bf16_bits(__fmul_rn(fp8_e4m3_to_float(q.y), s));
-      o.z = bf16_bits(__fmul_rn(fp8_e4m3_to_float(q.z), s));
-      o.w = bf16_bits(__fmul_rn(fp8_e4m3_to_float(q.w), s));
+      o.x = fp8_block_bits(q.x, s);
+      o.y = fp8_block_bits(q.y, s);
+      o.z = fp8_block_bits(q.z, s);
+      o.w = fp8_block_bits(q.w, s);
       *reinterpret_cast<ushort4*>(orow + c0) = o;
     } else {
       for (int c = c0; c < c0 + 4 && c < C; ++c) {
         const int64_t sj = srow * SC + c / bn;
-        const float sc = scale_bf16 ? __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(scale)[sj])
-                                    : reinterpret_cast<const float*>(scale)[sj];
-        orow[c] = bf16_bits(__fmul_rn(fp8_e4m3_to_float(wr[c]), sc));
+        const float sc = load_block_scale(scale, scale_bf16, sj);
+        orow[c] = fp8_block_bits(wr[c], sc);
       }
     }
   }
 }
 
-__constant__ float kE2m1[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+// MXFP4, vector path: one thread per 4 code bytes (8 outputs: one 32-bit load, one 16-byte
+// store; a warp reads 128 and writes 512 contiguous bytes); the 4 bytes lie in one 16-byte group,
+// so one E8M0 scale. Needs blocks 4-byte and out 16-byte aligned.
+__global__ void mxfp4_dequant_vec_kernel(const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales,
+                                         int64_t words, uint16_t* __restrict__ out, int* bad) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < words; i += (int64_t)gridDim.x * blockDim.x) {
+    const uint32_t e = scales[i >> 2];  // 4 words per 16-byte group
+    if (e == 0xFFu) atomicExch(bad, 1);
+    const float sc = e8m0_value(e);
+    const uint32_t b = reinterpret_cast<const uint32_t*>(blocks)[i];
+    uint32_t o[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {  // byte k: elements 2k (low nibble) and 2k + 1
+      const uint32_t byte = (b >> (8 * k)) & 0xFFu;
+      o[k] = static_cast<uint32_t>(mxfp4_bits(byte & 15u, sc)) | (static_cast<uint32_t>(mxfp4_bits(byte >> 4, sc)) << 16);
+    }
+    reinterpret_cast<uint4*>(out)[i] = make_uint4(o[0], o[1], o[2], o[3]);
+  }
+}
 
+// MXFP4, any alignment: one thread per code byte (two outputs).
 __global__ void mxfp4_dequant_kernel(const uint8_t* __restrict__ blocks, const uint8_t* __restrict__ scales, int64_t R,
                                      int64_t G, uint16_t* __restrict__ out, int* bad) {
-  const int64_t total = R * G * 16;  // one thread per byte (two outputs)
+  const int64_t total = R * G * 16;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-    const uint8_t s = scales[i / 16];
-    if (s == 0xFF) atomicExch(bad, 1);
-    const int ex = static_cast<int>(s) - 127;
+    const uint32_t e = scales[i / 16];
+    if (e == 0xFFu) atomicExch(bad, 1);
+    const float sc = e8m0_value(e);
     const uint8_t b = blocks[i];
-    out[2 * i] = bf16_bits(ldexpf(kE2m1[b & 15], ex));
-    out[2 * i + 1] = bf16_bits(ldexpf(kE2m1[b >> 4], ex));
+    out[2 * i] = mxfp4_bits(b & 15u, sc);
+    out[2 * i + 1] = mxfp4_bits(b >> 4, sc);
   }
 }
 
@@ -80,7 +87,8 @@ void fp8_block_dequant_cuda(const uint8_t* w, const void* scale, bool scale_bf16
   if (E * R == 0 || C == 0) return;
   const int threads = 256;
   fp8_block_dequant_kernel<<<static_cast<unsigned>(E * R), threads, 0, static_cast<cudaStream_t>(stream)>>>(
-      w, scale, scale_bf16, R, static_cast<int>(C), static_cast<int>(bm), static_cast<int>(bn), out_bf16);
+      w, scale, scale_bf16, R, static_cast<int>(C), static_cast<int>(bm), static_cast<int>(bn),
+      (reinterpret_cast<uintptr_t>(w) & 3u) == 0 && (reinterpret_cast<uintptr_t>(out_bf16) & 7u) == 0, out_bf16);
   cuda_check_last("fp8-block dequantize kernel");
 }
 
@@ -88,8 +96,12 @@ void mxfp4_dequant_cuda(const uint8_t* blocks, const uint8_t* scales, int64_t R,
                         int* bad, void* stream) {
   if (R * G == 0) return;
   const int threads = 256;
-  mxfp4_dequant_kernel<<<grid_for(R * G * 16, threads), threads, 0, static_cast<cudaStream_t>(stream)>>>(
-      blocks, scales, R, G, out_bf16, bad);
+  const auto st = static_cast<cudaStream_t>(stream);
+  const bool vec = (reinterpret_cast<uintptr_t>(blocks) & 3u) == 0 && (reinterpret_cast<uintptr_t>(out_bf16) & 15u) == 0;
+  if (vec)
+    mxfp4_dequant_vec_kernel<<<grid_for(R * G * 4, threads), threads, 0, st>>>(blocks, scales, R * G * 4, out_bf16, bad);
+  else
+    mxfp4_dequant_kernel<<<grid_for(R * G * 16, threads), threads, 0, st>>>(blocks, scales, R, G, out_bf16, bad);
   cuda_check_last("mxfp4 dequantize kernel");
 }
 

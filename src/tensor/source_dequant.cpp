@@ -40,21 +40,30 @@ std::string shape_text(const at::Tensor& t) {
 
 }  // namespace
 
-at::Tensor fp8_block_dequant(const at::Tensor& w, const at::Tensor& scale_inv, int64_t bm, int64_t bn,
-                             const std::string& what) {
+Fp8BlockShape check_fp8_block(const at::Tensor& w, const at::Tensor& scale_inv, int64_t bm, int64_t bn,
+                              const std::string& what) {
   if (w.scalar_type() != at::kFloat8_e4m3fn || w.dim() < 2)
     throw Error(what + ": fp8-block dequantize needs an F8_E4M3 matrix, got " + std::string(c10::toString(w.scalar_type())) +
                 " " + shape_text(w));
   if (scale_inv.scalar_type() != at::kFloat && scale_inv.scalar_type() != at::kBFloat16)
     throw Error(what + ": weight_scale_inv must be F32 or BF16, got " + std::string(c10::toString(scale_inv.scalar_type())));
+  if (scale_inv.device() != w.device())
+    throw Error(what + ": weight_scale_inv is on " + scale_inv.device().str() + ", the weight on " + w.device().str());
   const int64_t R = w.size(-2), C = w.size(-1);
   const int64_t E = R * C == 0 ? 0 : w.numel() / (R * C);
-  const int64_t SR = ceil_div(R, bm), SC = ceil_div(C, bn);
+  const int64_t SR = bm > 0 ? ceil_div(R, bm) : 0, SC = bn > 0 ? ceil_div(C, bn) : 0;
   if (bm <= 0 || bn <= 0 || scale_inv.dim() != w.dim() || scale_inv.size(-2) != SR || scale_inv.size(-1) != SC ||
       scale_inv.numel() != E * SR * SC)
     throw Error(what + ": weight_scale_inv " + shape_text(scale_inv) + " does not fit weight " + shape_text(w) + " in [" +
                 std::to_string(bm) + ", " + std::to_string(bn) + "] blocks (expected [.., " + std::to_string(SR) + ", " +
                 std::to_string(SC) + "])");
+  return Fp8BlockShape{E, R, C};
+}
+
+at::Tensor fp8_block_dequant(const at::Tensor& w, const at::Tensor& scale_inv, int64_t bm, int64_t bn,
+                             const std::string& what) {
+  const Fp8BlockShape d = check_fp8_block(w, scale_inv, bm, bn, what);
+  const int64_t E = d.E, R = d.R, C = d.C, SR = ceil_div(R, bm), SC = ceil_div(C, bn);
   const at::Tensor q = w.contiguous(), s = scale_inv.contiguous();
   at::Tensor out = at::empty(w.sizes(), w.options().dtype(at::kBFloat16));
   if (w.is_cuda()) {
@@ -87,15 +96,25 @@ at::Tensor fp8_block_dequant(const at::Tensor& w, const at::Tensor& scale_inv, i
   return out;
 }
 
-at::Tensor mxfp4_dequant(const at::Tensor& blocks, const at::Tensor& scales, const std::string& what) {
+Mxfp4Shape check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales, const std::string& what) {
   if (blocks.scalar_type() != at::kByte || scales.scalar_type() != at::kByte || blocks.dim() < 2 ||
       blocks.size(-1) != 16 || scales.sizes() != blocks.sizes().slice(0, blocks.dim() - 1))
     throw Error(what + ": MXFP4 blocks " + shape_text(blocks) + " and scales " + shape_text(scales) +
                 " do not fit U8 [.., R, G, 16] with U8 [.., R, G]");
-  const int64_t G = blocks.size(-2);
-  const int64_t R = G == 0 ? 0 : blocks.numel() / (G * 16);
-  std::vector<int64_t> shape(blocks.sizes().begin(), blocks.sizes().end() - 2);
-  shape.push_back(G * 32);
+  if (scales.device() != blocks.device())
+    throw Error(what + ": MXFP4 scales are on " + scales.device().str() + ", the blocks on " + blocks.device().str());
+  Mxfp4Shape d;
+  d.G = blocks.size(-2);
+  d.R = d.G == 0 ? 0 : blocks.numel() / (d.G * 16);
+  d.decoded.assign(blocks.sizes().begin(), blocks.sizes().end() - 2);
+  d.decoded.push_back(d.G * 32);
+  return d;
+}
+
+at::Tensor mxfp4_dequant(const at::Tensor& blocks, const at::Tensor& scales, const std::string& what) {
+  const Mxfp4Shape d = check_mxfp4(blocks, scales, what);
+  const int64_t G = d.G, R = d.R;
+  const std::vector<int64_t>& shape = d.decoded;
   const at::Tensor b = blocks.contiguous(), s = scales.contiguous();
   at::Tensor out = at::empty(shape, blocks.options().dtype(at::kBFloat16));
   if (blocks.is_cuda()) {

@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 namespace moeq {
 
@@ -20,5 +21,18 @@ namespace moeq {
 at::Tensor fp8_block_dequant(const at::Tensor& w, const at::Tensor& scale_inv, int64_t bm, int64_t bn,
                              const std::string& what);
 at::Tensor mxfp4_dequant(const at::Tensor& blocks, const at::Tensor& scales, const std::string& what);
+
+// The checks the decoders make (dtypes, the scales' shape, one device), throwing moeq::Error
+// naming `what`; they return the dimensions seen as a stack.
+struct Fp8BlockShape {
+  int64_t E, R, C;  // w = E matrices of [R, C] (E = product of the leading dimensions)
+};
+Fp8BlockShape check_fp8_block(const at::Tensor& w, const at::Tensor& scale_inv, int64_t bm, int64_t bn,
+                              const std::string& what);
+struct Mxfp4Shape {
+  int64_t R = 0, G = 0;          // rows (over all leading dimensions), 32-element groups a row
+  std::vector<int64_t> decoded;  // the decoded tensor's shape [.., R, 32 G]
+};
+Mxfp4Shape check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales, const std::string& what);
 
 }  // namespace moeq
