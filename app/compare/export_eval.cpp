@@ -91,10 +91,12 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
     if (it == src_sites.end())
       throw Error(where(*ck, s.view.tensor) + " (site " + s.name + ") has no counterpart in the source " + source.dir);
     const Site& ss = *it->second;
-    if (ss.view.rows != s.view.rows || ss.view.cols != s.view.cols)
-      throw Error(where(*ck, s.view.tensor) + " (site " + s.name + ") is [" + std::to_string(s.view.rows) + ", " +
-                  std::to_string(s.view.cols) + "], the source's [" + std::to_string(ss.view.rows) + ", " +
-                  std::to_string(ss.view.cols) + "]");
+    // Shapes: a quantized site's decoded weight (its stored one may be packed), checked below.
+    auto shape_error = [&](int64_t rows, int64_t cols) {
+      return Error(where(*ck, s.view.tensor) + " (site " + s.name + ") is [" + std::to_string(rows) + ", " +
+                   std::to_string(cols) + "], the source's [" + std::to_string(ss.view.rows) + ", " +
+                   std::to_string(ss.view.cols) + "]");
+    };
     seen.insert(s.name);
     std::string problem;
     std::set<std::string> used_here;
@@ -106,6 +108,7 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
     used.insert(used_here.begin(), used_here.end());
     ExportLinear l;
     if (rs.format.empty()) {
+      if (ss.view.rows != s.view.rows || ss.view.cols != s.view.cols) throw shape_error(s.view.rows, s.view.cols);
       l.site = s;
       weights->linears[s.name] = l;
       stored_float[role_name(s.role)]++;
@@ -120,8 +123,7 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
     // Weight error against the source, as compare measures it (float32 on the host, double sums).
     const at::Tensor deq = format_by_name(rs.format).dequantize(l.q, at::kFloat).to(at::kCPU).contiguous();
     const at::Tensor ref = site_weight(src, ss).to(at::kFloat).contiguous();
-    if (deq.sizes() != ref.sizes())
-      throw Error(where(*ck, s.view.tensor) + " (site " + s.name + "): decodes to another shape than the source's");
+    if (deq.dim() != 2 || deq.sizes() != ref.sizes()) throw shape_error(deq.size(0), deq.dim() > 1 ? deq.size(-1) : 1);
     std::vector<double> sig, noi;
     site_energies(ref, deq, &sig, &noi);
     const std::string stored = ck->has(s.view.tensor) ? s.view.tensor : s.view.tensor + "_packed";
@@ -134,8 +136,8 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
     e.role = s.role;
     e.layer = s.layer;
     e.expert = s.expert;
-    e.rows = s.view.rows;
-    e.cols = s.view.cols;
+    e.rows = ss.view.rows;  // the logical shape (the export's view of a packed weight may be narrower)
+    e.cols = ss.view.cols;
     e.block_size = l.q.params.block_size;
     e.bits_per_weight = 8.0 * static_cast<double>(bytes) / static_cast<double>(e.rows * e.cols);
     e.signal = sig[0];
