@@ -476,6 +476,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
 
 void write_compare_report(const std::string& dir, const CompareResult& r, double within_db, double max_kl) {
   refuse_output_over_input(dir, "-o", r.model, "the source checkpoint");
+  for (const auto& v : r.variants)  // --exports: their directories are inputs too
+    if (!v.weights_only_twin && std::filesystem::is_directory(v.source))
+      refuse_output_over_input(dir, "-o", v.source, "the export " + v.name);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create the report directory: " + ec.message());
