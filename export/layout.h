@@ -8,11 +8,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "core/registry.h"
 #include "export/reader.h"
 #include "export/writer.h"
 #include "io/checkpoint.h"
+#include "model/config.h"
 #include "recipe/recipe.h"
 
 namespace moeq {
@@ -40,5 +42,10 @@ const ExportLayout& export_layout_for(const Recipe& recipe);
 
 // The layout that writes quant_method `method`, or nullptr.
 const ExportLayout* export_layout_reading(const std::string& method);
+
+// The layout that wrote the export in `dir` (its config.json's quantization_config.quant_method),
+// with its reader opened (verify, compare --exports). Errors name the directory and the method.
+std::pair<const ExportLayout*, std::unique_ptr<ExportReader>> open_export_reader(const std::string& dir, const ModelConfig& cfg,
+                                                                                  std::shared_ptr<Checkpoint> ck);
 
 }  // namespace moeq

@@ -26,6 +26,15 @@ struct ReadSite {
   // them): name as stored, and values (0 when absent). Empty name: the format has none.
   std::string tensor_scale_name;
   float tensor_scale = 0, input_scale = 0;
+  // The export quantizes this linear's input (W4A4 / W8A8): act_scale is its static input scale
+  // as app/compare/act_fake_quant.h takes it (x' = q * sf * act_scale for NVFP4, q * act_scale
+  // for FP8): ModelOpt's input_scale, compressed-tensors' input_scale (FP8) or
+  // 1 / input_global_scale (NVFP4). `moeq compare --exports` fake-quantizes inputs with it.
+  bool input_quantized = false;
+  float act_scale = 0;
+  // Non-empty when the export quantizes the input in a way moeq does not reproduce (dynamic
+  // per-token FP8, say): what it is, for compare --exports' error. verify ignores it.
+  std::string input_unsupported;
 };
 
 using Complain = std::function<void(const std::string&)>;

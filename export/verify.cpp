@@ -33,28 +33,6 @@ bool all_positive_finite(const at::Tensor& t) {
 
 namespace {
 
-// "bitsandbytes, compressed-tensors and modelopt": the quant_methods of the registered layouts.
-std::string readable_quant_methods() {
-  std::vector<std::string> methods;
-  for (const auto& e : Registry<ExportLayout>::instance().entries()) methods.push_back(e.item.quant_method);
-  std::sort(methods.begin(), methods.end());
-  std::string out;
-  for (size_t i = 0; i < methods.size(); ++i) out += (i == 0 ? "" : i + 1 == methods.size() ? " and " : ", ") + methods[i];
-  return out;
-}
-
-// The layout that wrote the export (config.json's quant_method), with its reader opened.
-std::pair<const ExportLayout*, std::unique_ptr<ExportReader>> open_reader(const std::string& dir, const ModelConfig& cfg,
-                                                                         std::shared_ptr<Checkpoint> ck) {
-  auto qc = cfg.raw.find("quantization_config");
-  if (qc == cfg.raw.end()) throw Error(dir + "/config.json: no quantization_config: not a quantized export");
-  const std::string method = qc->value("quant_method", "");
-  const ExportLayout* layout = export_layout_reading(method);
-  if (!layout)
-    throw Error(dir + ": quant_method '" + method + "' is not verifiable (moeq verify reads " + readable_quant_methods() + " exports)");
-  return {layout, layout->open_reader(dir, *qc, std::move(ck))};
-}
-
 // Below these a decoded weight does not come from its source (the formats' SQNR on
 // Gaussian weights: nvfp4/mxfp4/int4 g128 about 17-21 dB, nf4 about 20 dB, fp4 about 16 dB,
 // fp8 about 31 dB, int8 about 41 dB).
@@ -100,7 +78,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
   const ModelConfig cfg = load_config(dir);
   const ArchPlugin& plugin = plugin_for(cfg);
   auto ck = Checkpoint::open(dir);
-  const auto opened = open_reader(dir, cfg, ck);
+  const auto opened = open_export_reader(dir, cfg, ck);
   const ExportLayout& layout = *opened.first;
   const std::unique_ptr<ExportReader>& reader = opened.second;
   VerifyResult res;

@@ -1,10 +1,11 @@
-// `moeq compare MODEL --recipes A.yaml B.yaml ... | --formats nvfp4,fp8,... -o REPORT_DIR`
+// `moeq compare MODEL --recipes A.yaml B.yaml ... | --formats nvfp4,fp8,... | --exports NAME=DIR ... -o REPORT_DIR`
 #include <cstdio>
 
 #include "app/cli/commands.h"
 #include "app/cli/parser.h"
 #include "app/compare/compare.h"
 #include "app/compare/compare_report.h"
+#include "core/error.h"
 
 namespace moeq::cli {
 namespace {
@@ -24,20 +25,46 @@ std::vector<std::string> split_commas(const std::vector<std::string>& values) {
   return out;
 }
 
+// --exports NAME=DIR (or DIR: named after its folder).
+std::vector<std::pair<std::string, std::string>> export_specs(const std::vector<std::string>& values) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& v : values) {
+    const size_t eq = v.find('=');
+    if (eq == 0 || eq + 1 == v.size()) throw UsageError("--exports " + v + ": give NAME=DIR (or DIR)");
+    if (eq != std::string::npos) {
+      out.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+      continue;
+    }
+    std::string dir = v;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    const size_t slash = dir.rfind('/');
+    out.emplace_back(slash == std::string::npos ? dir : dir.substr(slash + 1), v);
+  }
+  return out;
+}
+
 }  // namespace
 
 int cmd_compare(const std::vector<std::string>& argv) {
   CompareOptions o;
   std::string out;
-  std::vector<std::string> recipes, recipe, formats;
-  Command c("compare", "Recipes or formats side by side on one model: export size, weight error and, with --eval, output error",
-            "MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,...) -o REPORT_DIR [--device cpu|cuda] "
+  std::vector<std::string> recipes, recipe, formats, exports;
+  Command c("compare",
+            "Recipes, formats or existing exports (moeq's, ModelOpt's, llm-compressor's, bitsandbytes) side by side on one "
+            "model: export size, weight error and, with --eval, output error",
+            "MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,... | --exports NAME=DIR ...) -o REPORT_DIR [--device cpu|cuda] "
             "[--worst N] [--within-db DB] [--eval DATA [--eval-samples N] [--eval-seq-len S] | --eval-ids IDS.safetensors] "
             "[--eval-dtype bfloat16|float32] [--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS] [--calib calib.h5]",
-            "moeq compare demo/qwen3_moe_fused --formats nvfp4,fp8,int4 -o out/compare");
+            "moeq compare demo/qwen3_moe_fused --formats nvfp4,fp8,int4 -o out/compare\n"
+            "  moeq compare MODEL --exports moeq=out/nvfp4 modelopt=mo/max --eval-ids eval_ids.safetensors -o out/h2h");
   c.positional("MODEL_DIR", o.model, "Hugging Face checkpoint directory (config.json + safetensors)");
   c.option("--recipes", recipes, "recipe files (every argument up to the next option; comma lists too)")->expected(1, -1);
   c.alias("--recipe", recipe);
+  c.option("--exports", exports,
+           "existing exports of MODEL_DIR, NAME=DIR each (every argument up to the next option): decoded by moeq's verify "
+           "readers (ModelOpt NVFP4/FP8, compressed-tensors NVFP4/INT4/FP8, bitsandbytes 4-bit) and run by the same "
+           "forward; W4A4 / W8A8 exports quantize activations with their own input scales")
+      ->expected(1, -1);
   c.option("--formats", formats, "formats applied to every linear but routers, embeddings and lm_head (comma list, or all)");
   c.option("-o,--output", out, "directory for report.json, report.md and report.html")->required();
   c.alias("--out", out);
@@ -59,7 +86,8 @@ int cmd_compare(const std::vector<std::string>& argv) {
   recipes.insert(recipes.end(), recipe.begin(), recipe.end());
   o.recipes = split_commas(recipes);
   o.formats = split_commas(formats);
-  if (o.recipes.empty() && o.formats.empty()) c.fail("give --recipes or --formats");
+  o.exports = export_specs(exports);
+  if (o.recipes.empty() && o.formats.empty() && o.exports.empty()) c.fail("give --recipes, --formats or --exports");
   const CompareResult r = run_compare(o);
   write_compare_report(out, r, o.within_db, o.max_kl);
   const Pick pick = pick_variant(r, o.within_db, o.max_kl);

@@ -10,6 +10,7 @@
 #include "calib/calib_file.h"
 #include "calib/dataset.h"
 #include "app/compare/eval_outputs.h"
+#include "app/compare/export_eval.h"
 #include "app/compare/input_transform.h"
 #include "core/error.h"
 #include "tensor/aten_view.h"
@@ -59,9 +60,9 @@ Recipe format_recipe(const std::string& format, bool activations) {
   return r;
 }
 
-// ||w||^2 and ||w - deq||^2 per expert of a stack, in double. Each expert is summed
-// serially (parallel over experts), so the numbers do not depend on the thread count.
-void energies(const at::Tensor& w, const at::Tensor& deq, std::vector<double>* signal, std::vector<double>* noise) {
+}  // namespace
+
+void site_energies(const at::Tensor& w, const at::Tensor& deq, std::vector<double>* signal, std::vector<double>* noise) {
   const int64_t n = w.dim() == 3 ? w.size(0) : 1;
   const int64_t per = w.numel() / n;
   const float* a = w.data_ptr<float>();
@@ -82,6 +83,8 @@ void energies(const at::Tensor& w, const at::Tensor& deq, std::vector<double>* s
     (*noise)[e] = d;
   }
 }
+
+namespace {
 
 // Quantizes and dequantizes every quantized site of the plan; appends one SiteError each.
 std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at::Device& dev, const std::string& what) {
@@ -105,7 +108,7 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
         throw Error(first.format + ": dequantize returned shape " + std::to_string(deq.dim()) + "D for " +
                     first.site->name + " (expected the input's shape)");
       std::vector<double> sig, noi;
-      energies(w, deq, &sig, &noi);
+      site_energies(w, deq, &sig, &noi);
       const double bpw = fmt.bits_per_weight({first.site->view.rows, first.site->view.cols}, first.params);
       for (size_t i = 0; i < b.sites.size(); ++i) {
         const SitePlan& sp = *b.sites[i];
@@ -186,7 +189,13 @@ Variant evaluate(const Recipe& recipe, const Plan& plan, const SiteMap& map, con
   v.expected_bytes = v.source_bytes - stored_q + static_cast<uint64_t>(std::ceil(bits_q / 8.0));
   v.bits_per_weight = v.quantized_weights ? bits_q / static_cast<double>(v.quantized_weights) : 0.0;
 
-  // Summaries.
+  summarize_variant(v, map, opt.worst_experts);
+  return v;
+}
+
+}  // namespace
+
+void summarize_variant(Variant& v, const SiteMap& map, int worst_experts) {
   std::vector<const SiteError*> all;
   std::map<std::string, std::vector<const SiteError*>> roles;
   std::map<std::string, int64_t> role_sites;
@@ -228,11 +237,8 @@ Variant evaluate(const Recipe& recipe, const Plan& plan, const SiteMap& map, con
   v.worst_experts = v.experts;
   std::stable_sort(v.worst_experts.begin(), v.worst_experts.end(),
                    [](const ExpertError& a, const ExpertError& b) { return a.sqnr_db < b.sqnr_db; });
-  if (static_cast<int>(v.worst_experts.size()) > opt.worst_experts) v.worst_experts.resize(std::max(0, opt.worst_experts));
-  return v;
+  if (static_cast<int>(v.worst_experts.size()) > worst_experts) v.worst_experts.resize(std::max(0, worst_experts));
 }
-
-}  // namespace
 
 ErrorStats summarize(const std::vector<const SiteError*>& sites, int64_t total_sites) {
   ErrorStats s;
@@ -392,6 +398,33 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
   return passes;
 }
 
+// compare --exports: each export's variant (and, when it quantizes activations, its weights-only
+// twin).
+void add_export_variants(bool eval, std::vector<ExportEval>& evals, EvalPasses& passes, CompareResult& res) {
+  for (ExportEval& x : evals) {
+    const bool twin = x.inputs.sites > 0;
+    Variant v = x.variant;
+    if (eval) {
+      passes.weights.push_back(x.weights);
+      passes.inputs.push_back(x.inputs);
+    }
+    res.variants.push_back(v);
+    if (!twin) continue;
+    Variant t = v;
+    t.name = v.name + " (weights only)";
+    t.weights_only_twin = true;
+    t.activations_quantized = false;
+    t.activations = "none (weights only: reference for " + v.name + ")";
+    t.warnings.clear();
+    res.variants.push_back(std::move(t));
+    if (eval) {
+      passes.weights.push_back(x.weights);
+      passes.inputs.push_back(InputTransforms{});
+    }
+  }
+  res.eval.exports = static_cast<int64_t>(evals.size());
+}
+
 // Output error: every variant's fake-quantized model against the unquantized one.
 void measure_outputs(const CompareOptions& opt, const Model& model, const EvalPasses& passes, const at::Tensor& ids,
                      const at::Device& dev, EvalInfo info, CompareResult& res) {
@@ -413,14 +446,15 @@ void measure_outputs(const CompareOptions& opt, const Model& model, const EvalPa
   info.seconds = er.seconds;
   info.expert_gemm = er.expert_gemm;
   info.ppl_ref = er.variants.empty() ? 0 : er.variants[0].ppl_ref;
+  info.exports = res.eval.exports;
   res.eval = info;
 }
 
 }  // namespace
 
 CompareResult run_compare(const CompareOptions& opt) {
-  if (opt.recipes.empty() && opt.formats.empty())
-    throw Error("nothing to compare: give --recipes R1.yaml R2.yaml ... and/or --formats nvfp4,fp8,...");
+  if (opt.recipes.empty() && opt.formats.empty() && opt.exports.empty())
+    throw Error("nothing to compare: give --recipes R1.yaml R2.yaml ..., --formats nvfp4,fp8,... and/or --exports NAME=DIR ...");
   const at::Device dev = checked_device(opt.device);
   std::vector<Recipe> recipes = compare_recipes(opt);
   const Model model = open_model(opt.model);
@@ -434,7 +468,12 @@ CompareResult run_compare(const CompareOptions& opt) {
   std::vector<std::shared_ptr<const HessianFile>> hessians;
   for (auto& p : plans) hessians.push_back(attach_hessians_for(p, opt.calib, model));
   const std::vector<InputTransforms> inputs = calib_inputs(opt, model, plans, ids, info);
-  const EvalPasses passes = add_variants(opt, model, recipes, plans, hessians, inputs, ids.defined(), dev, res);
+  // Exports are read (and their weight error measured) before the recipes' weight pass: an export
+  // moeq cannot read fails fast.
+  std::vector<ExportEval> exports;
+  for (const auto& [name, dir] : opt.exports) exports.push_back(open_export_eval(model, name, dir, opt.worst_experts));
+  EvalPasses passes = add_variants(opt, model, recipes, plans, hessians, inputs, ids.defined(), dev, res);
+  add_export_variants(ids.defined(), exports, passes, res);
   if (ids.defined()) measure_outputs(opt, model, passes, ids, dev, info, res);
   return res;
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "app/compare/output_error.h"
@@ -37,6 +38,10 @@ struct CompareOptions {
   // inputs of those linears with the export's input scales (app/compare/input_transform.h), and a
   // weights-only twin row shows what the activations cost.
   std::string calib;
+  // compare --exports: existing exports (name, directory) evaluated against `model` by the same
+  // forward (app/compare/export_eval.h): their decoded weights and, for W4A4 / W8A8 exports,
+  // their own input scales; listed after the recipes and formats.
+  std::vector<std::pair<std::string, std::string>> exports;
 };
 
 // The error of one quantized site. sqnr_db = 10 log10(||w||^2 / ||w - deq||^2), +inf when
@@ -99,6 +104,7 @@ struct EvalInfo {
   int64_t samples = 0, seq_len = 0, tokens = 0, groups = 0, samples_per_group = 0, ref_budget_mib = 0;
   double seconds = 0, ppl_ref = 0;
   std::string calib;  // the calibration file whose input scales quantized activations ("" without --calib)
+  int64_t exports = 0;  // variants read from existing exports (--exports)
 };
 
 struct CompareResult {
@@ -112,5 +118,13 @@ CompareResult run_compare(const CompareOptions& opt);
 
 // Mean over sites with finite SQNR; shared by the engine and the tests.
 ErrorStats summarize(const std::vector<const SiteError*>& sites, int64_t total_sites);
+
+// v.all, per_role, per_layer, experts and worst_experts from v.sites over the model's site map.
+void summarize_variant(Variant& v, const SiteMap& map, int worst_experts);
+
+// ||w||^2 and ||w - deq||^2 per expert of a float32 CPU stack [E, out, in] (or one [out, in]),
+// in double. Each expert is summed serially (parallel over experts), so the numbers do not
+// depend on the thread count (nor on whether the expert came in a stack).
+void site_energies(const at::Tensor& w, const at::Tensor& deq, std::vector<double>* signal, std::vector<double>* noise);
 
 }  // namespace moeq

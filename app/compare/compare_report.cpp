@@ -41,6 +41,13 @@ std::string output_error_note(const CompareResult& r) {
               "scales per 16 inputs), with the input scales the export carries, from " + e.calib +
               " (per expert for routed experts, gate and up sharing one); rows marked (weights only) are the same "
               "recipes without activation quantization")
+    << (e.exports == 0
+            ? std::string()
+            : ". Variants read from --exports (" + std::to_string(e.exports) +
+                  ") run the same forward with the export's own weights, decoded from its stored tensors (its other tensors equal the "
+                  "source's); their W4A4 / W8A8 rows fake-quantize each input-quantized "
+                  "linear's input with the export's own input scale (per expert), and their size is the export's "
+                  "stored tensors")
     << ". Reference perplexity " << svg::number(e.ppl_ref, 4) << ". Reference "
     << "logits kept on the host in float32, " << e.samples_per_group << " samples per group (" << e.groups
     << " group(s), --eval-ref-mib " << e.ref_budget_mib << "); " << svg::number(e.seconds, 1) << " s.";
@@ -469,6 +476,9 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
 
 void write_compare_report(const std::string& dir, const CompareResult& r, double within_db, double max_kl) {
   refuse_output_over_input(dir, "-o", r.model, "the source checkpoint");
+  for (const auto& v : r.variants)  // --exports: their directories are inputs too
+    if (!v.weights_only_twin && std::filesystem::is_directory(v.source))
+      refuse_output_over_input(dir, "-o", v.source, "the export " + v.name);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create the report directory: " + ec.message());

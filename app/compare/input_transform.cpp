@@ -83,55 +83,72 @@ std::string activation_label(const std::set<std::string>& formats) {
 }
 
 InputTransforms plan_input_transforms(const Plan& plan, const CalibData& calib, const std::string& calib_path) {
-  InputTransforms out;
   const std::map<std::string, InputScale> scales = input_scales(plan, calib, calib_path);
-  if (scales.empty()) return out;
-  auto st = std::make_shared<State>();
+  if (scales.empty()) return InputTransforms{};
   // Routed experts: the number of experts of each MoE layer, from every expert site of the plan.
   std::map<int64_t, int64_t> num_experts;
   for (const auto& sp : plan.sites)
     if (sp.site->role == Role::Expert && sp.site->expert >= 0)
       num_experts[sp.site->layer] = std::max(num_experts[sp.site->layer], sp.site->expert + 1);
-  // gate_up: (layer, expert) -> the format and scale of gate and of up ("" when not input-quantized).
-  std::map<std::pair<int64_t, int64_t>, std::map<std::string, std::pair<std::string, float>>> gate_up;
+  std::vector<InputSite> sites;
   for (const auto& sp : plan.sites) {
     auto it = scales.find(sp.site->name);
-    if (it == scales.end()) continue;
-    const Site& s = *sp.site;
-    fake_quant_of(sp.format);  // an error for formats without activation quantization
+    if (it != scales.end()) sites.push_back({sp.site, sp.format, it->second.scale});
+  }
+  return input_transforms_of(sites, num_experts, "compare --calib");
+}
+
+InputTransforms input_transforms_of(const std::vector<InputSite>& sites, const std::map<int64_t, int64_t>& num_experts,
+                                    const std::string& where) {
+  InputTransforms out;
+  if (sites.empty()) return out;
+  auto st = std::make_shared<State>();
+  auto experts_of = [&](int64_t layer) {
+    auto it = num_experts.find(layer);
+    return it == num_experts.end() ? int64_t(0) : it->second;
+  };
+  // gate_up: (layer, expert) -> the format and scale of gate and of up ("" when not input-quantized).
+  std::map<std::pair<int64_t, int64_t>, std::map<std::string, std::pair<std::string, float>>> gate_up;
+  for (const InputSite& is : sites) {
+    const Site& s = *is.site;
+    fake_quant_of(is.format);  // an error for formats without activation quantization
     out.sites++;
-    out.formats.insert(sp.format);
+    out.formats.insert(is.format);
     if (s.role != Role::Expert || s.expert < 0) {
-      st->dense[s.name] = {fake_quant_of(sp.format), it->second.scale};
+      st->dense[s.name] = {fake_quant_of(is.format), is.scale};
       continue;
     }
     if (s.proj == "gate" || s.proj == "up") {
-      gate_up[{s.layer, s.expert}][s.proj] = {sp.format, it->second.scale};
+      gate_up[{s.layer, s.expert}][s.proj] = {is.format, is.scale};
       continue;
     }
     ExpertInputs& e = st->experts[{s.layer, "down"}];
     if (e.format.empty()) {
-      e.format.assign(num_experts[s.layer], "");
-      e.scale.assign(num_experts[s.layer], 1.0f);
+      e.format.assign(experts_of(s.layer), "");
+      e.scale.assign(experts_of(s.layer), 1.0f);
     }
-    e.format[s.expert] = sp.format;
-    e.scale[s.expert] = it->second.scale;
+    e.format[s.expert] = is.format;
+    e.scale[s.expert] = is.scale;
   }
   for (const auto& [key, projs] : gate_up) {
     const auto g = projs.find("gate"), u = projs.find("up");
     const std::string gf = g == projs.end() ? "" : g->second.first, uf = u == projs.end() ? "" : u->second.first;
     if (gf != uf)
-      throw Error("compare --calib: layer " + std::to_string(key.first) + ", expert " + std::to_string(key.second) +
-                  ": the recipe quantizes gate's input " + (gf.empty() ? "not at all" : "as " + gf) + " and up's " +
+      throw Error(where + ": layer " + std::to_string(key.first) + ", expert " + std::to_string(key.second) +
+                  ": gate's input is quantized " + (gf.empty() ? "not at all" : "as " + gf) + " and up's " +
                   (uf.empty() ? "not at all" : "as " + uf) +
-                  "; gate and up share one input (vLLM fuses them), so give both the same input_quant and format");
+                  "; gate and up share one input (vLLM fuses them), so both need the same input_quant and format");
+    if (g->second.second != u->second.second)
+      throw Error(where + ": layer " + std::to_string(key.first) + ", expert " + std::to_string(key.second) +
+                  ": gate and up carry different input scales (" + std::to_string(g->second.second) + " vs " +
+                  std::to_string(u->second.second) + ") for their one input");
     ExpertInputs& e = st->experts[{key.first, "gate_up"}];
     if (e.format.empty()) {
-      e.format.assign(num_experts[key.first], "");
-      e.scale.assign(num_experts[key.first], 1.0f);
+      e.format.assign(experts_of(key.first), "");
+      e.scale.assign(experts_of(key.first), 1.0f);
     }
     e.format[key.second] = g->second.first;
-    e.scale[key.second] = g->second.second;  // == up's: input_scales() gives the pair the larger amax
+    e.scale[key.second] = g->second.second;
   }
   out.linear = [st](const Site& s, const at::Tensor& x) { return st->linear(s, x); };
   if (!st->experts.empty())

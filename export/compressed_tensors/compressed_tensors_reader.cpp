@@ -15,7 +15,7 @@ namespace moeq {
 namespace {
 
 const char* kParams[] = {".weight_scale", ".weight_zero_point", ".weight_shape", ".weight_global_scale",
-                         ".input_global_scale", ".input_scale"};
+                         ".input_global_scale", ".input_scale", ".weight_g_idx"};
 
 // A target or ignore entry as compressed-tensors' match_name reads it.
 struct Pattern {
@@ -34,7 +34,17 @@ struct Group {
   CtGroupFormat f;
   bool all_linear = false;  // target `Linear`
   std::vector<Pattern> targets;
+  std::string dynamic_input;  // input_activations moeq does not fake-quantize ("" when none or static)
 };
+
+// input_activations that quantize dynamically per token / group (FP8_DYNAMIC and the like): not
+// reproduced by moeq's activation fake quantization (static scales; NVFP4's dynamic block scales
+// under a static global scale are, as `dynamic: local`).
+std::string dynamic_input_of(const std::string& name, const nlohmann::json& g) {
+  const nlohmann::json in = g.value("input_activations", nlohmann::json());
+  if (!in.is_object() || !in.contains("dynamic") || !in["dynamic"].is_boolean() || !in["dynamic"].get<bool>()) return "";
+  return "config group " + name + " quantizes inputs dynamically (input_activations " + in.dump() + ")";
+}
 
 class CtReader : public ExportReader {
  public:
@@ -42,7 +52,7 @@ class CtReader : public ExportReader {
     const auto groups = qc.value("config_groups", nlohmann::json::object());
     if (!groups.is_object() || groups.empty()) throw Error(dir + ": compressed-tensors quantization_config has no config_groups");
     for (const auto& [name, g] : groups.items()) {
-      Group grp{name, moeq_format_of(name, g), false, {}};
+      Group grp{name, moeq_format_of(name, g), false, {}, dynamic_input_of(name, g)};
       for (const auto& t : g.value("targets", nlohmann::json::array())) {
         if (t.get<std::string>() == "Linear") grp.all_linear = true;
         else grp.targets.emplace_back(t.get<std::string>());
@@ -87,6 +97,7 @@ class CtReader : public ExportReader {
       return rs;
     }
     rs.format = g->f.format;
+    rs.input_unsupported = g->dynamic_input;
     QuantizedTensor q;
     q.format = rs.format;
     q.params = g->f.params;
@@ -127,10 +138,22 @@ class CtReader : public ExportReader {
       if (!ok) return rs;
       if (need("weight_scale", floats, {out, in / group})) positive("weight_scale");
       if (!q.params.symmetric) need("weight_zero_point", {DType::I32}, {(out * bits + 31) / 32, in / group});
+      // Activation order (llm-compressor actorder "group"): column j belongs to group g_idx[j].
+      at::Tensor g_idx;
+      if (ck.has(m + ".weight_g_idx") && need("weight_g_idx", {DType::I32, DType::I64}, {in})) {
+        g_idx = view("weight_g_idx").to(at::kLong);
+        if ((g_idx < 0).any().item<bool>() || (g_idx >= in / group).any().item<bool>())
+          fail("weight_g_idx holds groups outside 0.." + std::to_string(in / group - 1));
+      }
       if (!ok) return rs;
       q.shape = {out, in};
       for (const char* p : {"weight_scale", "weight_shape"}) q.parts[p] = view(p);
       if (!q.params.symmetric) q.parts["weight_zero_point"] = view("weight_zero_point");
+      // With g_idx: one scale (and zero point) per column, each its group's; the format decodes
+      // that as group size 1 (zero points are packed along rows, so columns select whole words).
+      if (g_idx.defined())
+        for (const char* p : {"weight_scale", "weight_zero_point"})
+          if (q.parts.count(p)) q.parts[p] = q.parts[p].index_select(1, g_idx);
     } else if (family == CtFamily::Nvfp4Pack || family == CtFamily::Mxfp4Pack) {
       const int64_t in = w.shape[1] * 2, block = format_by_name(rs.format).traits().block;
       if (w.dtype != DType::U8) fail("weight_packed should be U8 [out, in/2], is " + rs.stored_dtype);
@@ -146,6 +169,8 @@ class CtReader : public ExportReader {
           rs.input_scale = stored_scalar(ck, m + ".input_global_scale");
           if (!std::isfinite(rs.input_scale) || rs.input_scale <= 0)
             fail("input_global_scale is " + std::to_string(rs.input_scale) + " (must be finite and > 0)");
+          rs.input_quantized = true;
+          rs.act_scale = 1.0f / rs.input_scale;
         }
         if (ok) q.parts["weight_scale_2"] = at::full({}, 1.0f / rs.tensor_scale, at::kFloat);
       } else if (need("weight_scale", {DType::U8}, {out, in / block}) && (view("weight_scale") == 255).any().item<bool>()) {
@@ -164,6 +189,8 @@ class CtReader : public ExportReader {
         rs.input_scale = stored_scalar(ck, m + ".input_scale");
         if (!std::isfinite(rs.input_scale) || rs.input_scale <= 0)
           fail("input_scale is " + std::to_string(rs.input_scale) + " (must be finite and > 0)");
+        rs.input_quantized = true;
+        rs.act_scale = rs.input_scale;
       }
       if (!ok) return rs;
       q.shape = w.shape;

@@ -103,6 +103,9 @@ class ModelOptReader : public ExportReader {
       const float v = stored_scalar(ck, m + ".input_scale");
       if (!std::isfinite(v) || v <= 0) fail("input_scale is " + std::to_string(v) + " (must be finite and > 0)");
       rs.input_scale = v;
+      // W4A16_NVFP4 keeps an input_scale for the kernel's alpha but runs activations unquantized.
+      rs.input_quantized = algo != "W4A16_NVFP4";
+      rs.act_scale = v;
     } else if (input_quant_) {
       fail("missing input_scale (the export quantizes activations; vLLM would load it as 0 and produce NaN)");
     }

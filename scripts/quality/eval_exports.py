@@ -23,7 +23,8 @@ Activation fake quantization (NVFP4 W4A4), per 16-element block, as moeq's compa
   x' = q * sf * input_scale
 
 Usage:
-  eval_exports.py MODEL_DIR EVAL_IDS.safetensors OUT.json NAME=EXPORT_DIR ... [--chunk 4]
+  eval_exports.py [--weights-only] MODEL_DIR EVAL_IDS.safetensors OUT.json NAME=EXPORT_DIR ... [--chunk 4]
+      (--weights-only: the exports' weights, activations unquantized)
   eval_exports.py --check-dequant MODEL_DIR EXPORT_DIR DUMP_DEQUANT_DIR   (bit-for-bit check)
 """
 import glob
@@ -163,9 +164,14 @@ class Model:
         for layer, d in per.items():
             ex = self.m.model.layers[layer].mlp.experts
             g, u = d.get("gate_proj", {}), d.get("up_proj", {})
-            assert g == u, f"layer {layer}: gate and up input scales differ (they share one input)"
+            assert g.keys() == u.keys(), f"layer {layer}: gate and up differ in which experts quantize their input"
+            # one input, one scale: where gate and up differ (llm-compressor keeps each its own), the
+            # larger, as a fused gate_up kernel takes it (and moeq compare --exports)
+            differ = sum(g[e] != u[e] for e in g)
+            if differ:
+                print(f"layer {layer}: {differ} experts with different gate/up input scales: the larger is used", flush=True)
             n = ex.num_experts
-            ex._h2h_gu = torch.tensor([g.get(e, 0.0) for e in range(n)]) if g else None
+            ex._h2h_gu = torch.tensor([max(g[e], u[e]) if e in g else 0.0 for e in range(n)]) if g else None
             dn = d.get("down_proj", {})
             ex._h2h_dn = torch.tensor([dn.get(e, 0.0) for e in range(n)]) if dn else None
             ex.forward = experts_forward_actquant.__get__(ex)
@@ -245,6 +251,9 @@ def main():
         sys.exit(0 if check_dequant(*sys.argv[2:5]) else 1)
     args = sys.argv[1:]
     chunk = 4
+    weights_only = "--weights-only" in args  # ignore the exports' input scales (the weights-only twin)
+    if weights_only:
+        args.remove("--weights-only")
     if "--chunk" in args:
         i = args.index("--chunk")
         chunk = int(args[i + 1])
@@ -265,6 +274,8 @@ def main():
             kind = m.set_weight(base, w)
             counts[kind] += 1
             elems[kind] += w.numel()
+        if weights_only:
+            in_scales = {}
         if in_scales:
             m.set_input_scales(in_scales)
         variants.append({"name": name, "dir": d, "layout": layout, "model": m,

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Head-to-head of issue 16: moeq, NVIDIA ModelOpt and llm-compressor quantize the trained
-# qwen3moe-tiny with the same calibration tokens; one evaluator (eval_exports.py: dequantized
-# weights + per-expert NVFP4 activation fake quantization in transformers' float32 CPU forward)
-# measures every export on the same held-out windows; `moeq compare` cross-checks the evaluator on
-# moeq's own NVFP4 export, and `moeq quantize --dump-dequant` its dequantization, bit for bit.
+# qwen3moe-tiny with the same calibration tokens; two evaluators measure every export on the same
+# held-out windows: eval_exports.py (its own decode + per-expert NVFP4 activation fake quantization
+# in transformers' float32 CPU forward) and `moeq compare --exports` (moeq's verify readers and
+# native forward, each export's own input scales); the last table puts them side by side.
+# `moeq compare --recipes` cross-checks the evaluator on moeq's own NVFP4 export, and
+# `moeq quantize --dump-dequant` its dequantization, bit for bit.
 #
 # Usage: bash scripts/quality/head_to_head.sh [WORK_DIR]
 #   env: MOEQ (binary, default build/moeq), PY (project venv python), PY_LLMC (a venv with
@@ -74,8 +76,24 @@ for r in nvfp4_experts_only nvfp4_experts_only_mse nvfp4_experts_only_gptq w4a16
 for v in max mse awq_lite gptq; do [ -f "modelopt/$v/config.json" ] && specs+=("modelopt:$v=modelopt/$v"); done
 for v in nvfp4 w4a16_gptq; do [ -f "llmc/$v/config.json" ] && specs+=("llmc:$v=llmc/$v"); done
 $RUN $PY "$Q/eval_exports.py" "$MODEL" eval_ids.safetensors h2h_results.json "${specs[@]}"
+
+echo "== moeq compare --exports: moeq's native forward reads every export (its own decode, each export's input scales)"
+mq_specs=()
+for s in "${specs[@]}"; do mq_specs+=("${s/:/_}"); done   # NAME=DIR, the tool prefix joined by '_'
+$RUN "$MOEQ" compare "$MODEL" --exports "${mq_specs[@]}" --eval-ids eval_ids.safetensors --eval-dtype float32 \
+  -o moeq_compare_exports > moeq_compare_exports.log 2>&1 || { echo "compare --exports: FAILED: $(tail -1 moeq_compare_exports.log)"; }
 $PY - <<'PY'
 import json
 r = json.load(open("moeq_compare/report.json"))["variants"][0]["output_error"]
 print(f"moeq compare nvfp4_experts_only (W4A4): ppl_ref {r['ppl_ref']:.4f} ppl {r['ppl_quant']:.4f} KL {r['kl_mean']:.5f} top1 {r['top1']:.4f}")
+import os
+ev = {v["name"].replace(":", "_"): v for v in json.load(open("h2h_results.json"))["variants"]}
+if os.path.exists("moeq_compare_exports/report.json"):
+    print(f"{'export':34s} {'rows':>5s} {'moeq ppl delta':>15s} {'eval_exports':>13s} {'moeq KL':>9s} {'eval_exports':>13s} {'moeq top1':>9s} {'eval_exports':>12s}")
+    for v in json.load(open("moeq_compare_exports/report.json"))["variants"]:
+        if v["activations"]["weights_only_twin"]:
+            continue
+        o, e = v["output_error"], ev.get(v["name"], {})
+        print(f"{v['name']:34s} {v['quantized_sites']:5d} {o['ppl_delta']:+15.4f} {e.get('ppl_delta', float('nan')):+13.4f} "
+              f"{o['kl_mean']:9.5f} {e.get('kl_mean', float('nan')):13.5f} {o['top1']:9.4f} {e.get('top1', float('nan')):12.4f}")
 PY
