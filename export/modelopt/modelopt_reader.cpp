@@ -44,9 +44,11 @@ class ModelOptReader : public ExportReader {
   const std::set<std::string>& params() const override { return params_; }
   bool excluded(const std::string& m) const override {
     if (excluded_.count(m)) return true;
-    for (const auto& e : excluded_)  // `PATH*`: PATH and everything under it, as vLLM reads it
-      if (e.size() > 1 && e.back() == '*' && (m == e.substr(0, e.size() - 1) || m.rfind(e.substr(0, e.size() - 1) + ".", 0) == 0))
-        return true;
+    for (const auto& e : excluded_) {  // `PATH*` and `PATH.*`: PATH and everything under it, as vLLM reads them
+      if (e.size() < 2 || e.back() != '*') continue;
+      const std::string stem = e.substr(0, e.size() - (e.compare(e.size() - 2, 2, ".*") == 0 ? 2 : 1));
+      if (m == stem || m.rfind(stem + ".", 0) == 0) return true;
+    }
     return false;
   }
 

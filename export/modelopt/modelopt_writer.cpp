@@ -20,18 +20,30 @@ namespace {
 // weight-only; FP8 is W8A8 with static per-tensor input scales only.
 std::string algo(const SitePlan& p) { return modelopt_nvfp4_layout(p.format) ? (p.input_quant ? "NVFP4" : "W4A16_NVFP4") : "FP8"; }
 
-// exclude_modules as ModelOpt (>= 0.39) writes them: the largest module subtree that holds no
-// quantized linear as one `PATH*` pattern, a lone unquantized linear by its name. vLLM
-// (modelopt.py apply_vllm_mapper, is_layer_excluded) reads `PATH*` as PATH and PATH.*, so a
-// fused qkv_proj whose checkpoint lacks a shard (Gemma-4 full-attention layers have no v_proj)
-// is excluded as a whole instead of tripping quant_utils.py is_layer_skipped's "some but not
-// all shards" check on the missing shard.
+// exclude_modules as ModelOpt (>= 0.39) writes them (modelopt/torch/export/quant_utils.py
+// _prefix_wildcard_summarize_exclude_modules): the largest module subtree that holds no quantized
+// linear as one `PATH*` pattern, a lone unquantized linear by its name. vLLM (modelopt.py
+// apply_vllm_mapper, is_layer_excluded) reads `PATH*` as PATH and PATH.*, so a fused qkv_proj whose
+// checkpoint lacks a shard (Gemma-4 full-attention layers have no v_proj) is excluded as a whole
+// instead of tripping quant_utils.py is_layer_skipped's "some but not all shards" check on the
+// missing shard. Consumers also read PATH as a plain string prefix (vLLM's is_layer_excluded
+// substring check, SGLang's glob `PATH.*` in modelopt_quant.py is_layer_excluded, TensorRT-LLM's
+// fnmatch in QuantConfig.is_module_excluded_from_quantization): `model.layers.1*` would exclude
+// model.layers.10-19 too. Where a quantized module's name starts with PATH, ModelOpt writes
+// `PATH.*` instead, and so does this.
 std::vector<std::string> exclude_patterns(const Plan& plan) {
   std::set<std::string> holds_quantized;  // every dotted ancestor of a quantized module
+  std::set<std::string> quantized;
   for (const auto& sp : plan.sites)
-    if (sp.quantize)
+    if (sp.quantize) {
+      quantized.insert(sp.site->module);
       for (size_t dot = sp.site->module.find('.'); dot != std::string::npos; dot = sp.site->module.find('.', dot + 1))
         holds_quantized.insert(sp.site->module.substr(0, dot));
+    }
+  auto prefix_of_quantized = [&](const std::string& p) {
+    auto it = quantized.lower_bound(p);
+    return it != quantized.end() && it->compare(0, p.size(), p) == 0;
+  };
   std::vector<std::string> out;
   std::set<std::string> seen;
   for (const auto& sp : plan.sites) {
@@ -40,7 +52,8 @@ std::vector<std::string> exclude_patterns(const Plan& plan) {
     std::string pick = m;
     for (size_t dot = m.find('.'); dot != std::string::npos; dot = m.find('.', dot + 1))
       if (!holds_quantized.count(m.substr(0, dot))) {
-        pick = m.substr(0, dot) + "*";
+        const std::string p = m.substr(0, dot);
+        pick = prefix_of_quantized(p) ? p + ".*" : p + "*";
         break;
       }
     if (seen.insert(pick).second) out.push_back(pick);

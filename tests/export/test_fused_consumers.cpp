@@ -100,6 +100,42 @@ TEST_CASE("ModelOpt: exclude_modules are ModelOpt's subtree patterns, so a fused
   CHECK(verify_export(out, tmp.path + "/fused").problems.empty());  // verify reads the patterns too
 }
 
+TEST_CASE("ModelOpt: a subtree pattern never covers a quantized module by string prefix (model.layers.1* vs layer 10)") {
+  // vLLM (modelopt.py is_layer_excluded: substring test after apply_vllm_mapper), SGLang
+  // (modelopt_quant.py is_layer_excluded: glob `*` -> `.*`) and TensorRT-LLM (fnmatch) read
+  // `model.layers.1*` as every name starting with "model.layers.1", layers 10-19 included.
+  test::TempDir tmp;
+  DemoShape shape;
+  shape.layers = 12;
+  shape.experts = 4;
+  shape.hidden = 64;
+  shape.expert_inter = 32;
+  shape.vocab = 64;
+  shape.head_dim = 16;
+  const std::string src = tmp.path + "/deep";
+  write_demo_checkpoint(src, true, shape, 7, false);
+  test::write_file(tmp.path + "/r.yaml", std::string("export: modelopt\nweight_only: true\nrules:\n") + kNvfp4Experts +
+                                             "  - sites: \"layers.1.*\"\n    enable: false\n");
+  QuantizeOptions o;
+  o.model = src;
+  o.recipe = tmp.path + "/r.yaml";
+  o.out = src + "-modelopt";
+  quantize_checkpoint(o);
+  const auto hf = nlohmann::json::parse(test::read_file(o.out + "/hf_quant_config.json"));
+  std::set<std::string> ex;
+  for (const auto& e : hf["quantization"]["exclude_modules"]) ex.insert(e.get<std::string>());
+  CHECK(ex.count("model.layers.1.*"));  // ModelOpt's form where `PATH*` would reach further
+  CHECK_FALSE(ex.count("model.layers.1*"));
+  CHECK(ex.count("model.layers.2.self_attn*"));  // no collision: ModelOpt's `PATH*`
+  for (const auto& e : ex) {
+    if (e.size() > 2 && e.compare(e.size() - 2, 2, ".*") == 0) continue;  // a literal dot ends the stem
+    const std::string stem = e.back() == '*' ? e.substr(0, e.size() - 1) : e;
+    for (const char* q : {"model.layers.10.mlp.experts.0.gate_proj", "model.layers.11.mlp.experts.3.down_proj"})
+      CHECK_FALSE(std::string(q).rfind(stem, 0) == 0);
+  }
+  CHECK(verify_export(o.out, src).problems.empty());  // moeq's reader reads `PATH.*` too
+}
+
 TEST_CASE("compressed-tensors: regex targets of a multimodal checkpoint match the names vLLM gives its modules") {
   const std::string t = ct_module_regex("model.language_model.layers.3.mlp.experts.17.gate_proj");
   REQUIRE(t.rfind("re:", 0) == 0);

@@ -8,7 +8,9 @@ It maps every tensor of an export to the parameter vLLM would load it into and r
   - a parameter left unfilled (a scale the module's scheme needs and the export lacks);
   - a scale disagreement inside a fused group (shards of qkv_proj / gate_up_proj / ... or the
     gate and up of one expert with different per-tensor weight or input scales), and MoE layers
-    whose experts or projections do not share one scheme.
+    whose experts or projections do not share one scheme;
+  - for ModelOpt exports, what SGLang and TensorRT-LLM add (serving_conformance.py: exclude
+    patterns that reach a quantized module, config keys each reads).
 
 Rules:
  F1 models/*.py load_weights stacked_params_mapping / packed_modules_mapping: q/k/v -> qkv_proj
@@ -56,10 +58,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from safetensors import safe_open
+from serving_conformance import SGLANG_EXTRA_FUSED, check_modelopt
 from tiny_models import FAMILIES, TINY
 
-# F1: shard suffix -> fused vLLM linear, per family: tiny_models.py (vllm_fused)
-FAMILY_FUSED = {fam: TINY[fam]["vllm_fused"] for fam in FAMILIES}
+# F1: shard suffix -> fused vLLM linear, per family: tiny_models.py (vllm_fused); with the
+# fusion SGLang adds (serving_conformance.py S3), as scales must agree for both
+FAMILY_FUSED = {fam: dict(TINY[fam]["vllm_fused"], **SGLANG_EXTRA_FUSED.get(fam, {})) for fam in FAMILIES}
 EXPERT = re.compile(r"^(?P<moe>.*\.experts)\.(?P<e>\d+)\.(?P<proj>gate_proj|up_proj|down_proj|w1|w2|w3)$")
 
 
@@ -219,6 +223,9 @@ def check(export_dir, source_dir, family):
             scalars[(m, "weight_scale")] = f"{m}.weight_scale"
     values = scalar_values(export_dir, set(scalars.values()))
     fused = FAMILY_FUSED[family]
+    if isinstance(q, ModelOpt):  # SGLang and TensorRT-LLM on the same layout (serving_conformance.py)
+        problems += check_modelopt(export_dir, family, [m for m, sch in scheme_of.items() if sch not in (None, "unquantized")],
+                                   fused)
     groups = defaultdict(list)  # (fused linear or expert w13) -> member modules
     for m in scheme_of:
         if scheme_of[m] is None or "." not in m:
@@ -316,9 +323,15 @@ def main():
     del t["model.layers.1.mlp.experts.3.down_proj.input_scale"]
     t["model.layers.0.mlp.experts.0.gate_proj.stray"] = torch.zeros(1)
     save_file(t, str(f), metadata={"format": "pt"})
+    # an exclude pattern that reaches a quantized linear by string prefix (X1), and config.json
+    # disagreeing with hf_quant_config.json (T1)
+    hf = json.loads((mutant / "hf_quant_config.json").read_text())
+    hf["quantization"]["exclude_modules"].append("model.layers.0.self_attn.q*")
+    (mutant / "hf_quant_config.json").write_text(json.dumps(hf))
     got = check(mutant, tiny / fam / "model", fam)
     want = ["qkv_proj: weight_scale_2 differs", "down_proj.input_scale: parameter of scheme NVFP4 left unfilled",
-            "gate_proj.stray: no parameter"]
+            "gate_proj.stray: no parameter", "self_attn.q_proj: quantized, but exclude_modules",
+            "excludes it for vLLM, SGLang, TensorRT-LLM (X1)", "exclude list"]
     for w in want:
         if not any(w in p for p in got):
             failures.append(f"mutation check: '{w}' not reported (got {got})")

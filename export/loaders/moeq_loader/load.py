@@ -9,7 +9,18 @@ read from the export's tensors, and the model runs the eager experts forward (on
 a time, dequantized on the fly). Every tensor of the export is accounted for: transformers'
 missing and unexpected keys must be exactly the experts parameters replaced and the 4-bit
 expert tensors read here, anything else is an error.
+
+Load peak: transformers allocates (at full size, in the compute dtype) every parameter it finds
+no fitting tensor for, and the fused experts parameters never fit the per-expert 4-bit tensors.
+So while `from_pretrained` runs, the experts modules that will hold 4-bit experts get empty
+placeholders for `gate_up_proj` / `down_proj` (a torch parameter-registration hook, by the
+experts modules' construction order learnt from the same class built on the meta device): no
+bf16 expert is ever allocated. When every experts module is 4-bit, the per-expert tensors are
+also renamed away from transformers (`key_mapping`), so that its conversion mapping does not
+merge them into one more copy; this loader reads them itself, one layer at a time
+(tests/python/loader_peak_memory.py bounds the peak).
 """
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -106,6 +117,49 @@ def _experts_modules(model):
     return out
 
 
+EXPERT_PARAMS = ("gate_up_proj", "down_proj")
+HIDDEN = ".moeq_4bit_hidden."  # the per-expert 4-bit tensors, renamed for transformers (no "experts": its
+# conversion patterns such as Mixtral's `.experts.*.w1.weight` must not match them)
+
+
+@contextlib.contextmanager
+def _experts_params_hook(on_register):
+    """Calls on_register(index, module, name, param) for each fused experts parameter as a module
+    registers it (index: the experts module's construction order); its return value, when not
+    None, is registered instead."""
+    order = {}
+
+    def hook(module, name, param):
+        if name not in EXPERT_PARAMS or not type(module).__name__.endswith("Experts"):
+            return None
+        return on_register(order.setdefault(id(module), len(order)), module, name, param)
+
+    handle = torch.nn.modules.module.register_module_parameter_registration_hook(hook)
+    try:
+        yield order
+    finally:
+        handle.remove()
+
+
+def _experts_construction_order(config):
+    """{layer index: construction index} of the experts modules of the model `config` builds
+    (built on the meta device: no memory)."""
+    from transformers import AutoModelForCausalLM
+    built = {}
+
+    def record(i, module, name, param):
+        built[id(module)] = i  # and keep the parameter (None)
+
+    with _experts_params_hook(record):
+        with torch.device("meta"):
+            meta = AutoModelForCausalLM.from_config(config)
+    return {layer: built[id(mod)] for layer, (name, mod) in _experts_modules(meta).items() if id(mod) in built}
+
+
+def _placeholder(param):
+    return torch.nn.Parameter(torch.empty(0, dtype=param.dtype, device=param.device), requires_grad=False)
+
+
 def _packed_module(where, tensors, disk_mod, experts, mod, name, device, handles):
     """The two PackedExpertWeights for one layer's experts."""
     n = getattr(mod, "num_experts", None)
@@ -172,9 +226,23 @@ def load_bnb_export(path, device="cpu", dtype=None, **from_pretrained_kwargs):
     where = _index(path)
     experts, tensors = _expert_tensors(where)
     expert_keys = {k for ks in tensors.values() for k in ks}
-    model, info = AutoModelForCausalLM.from_pretrained(
-        str(path), device_map=device, dtype=dtype, experts_implementation="eager", output_loading_info=True,
-        **from_pretrained_kwargs)
+    from transformers import AutoConfig
+    disk_layers = set()
+    for disk_mod in experts:
+        m = LAYER.search(disk_mod + ".")
+        if m:
+            disk_layers.add(int(m.group(1)))
+    order = _experts_construction_order(AutoConfig.from_pretrained(str(path)))
+    packed_order = {order[layer] for layer in disk_layers if layer in order}
+    kwargs = dict(from_pretrained_kwargs)
+    if packed_order and packed_order == set(order.values()):
+        # every experts module is 4-bit: hide the per-expert tensors from transformers (renamed, they
+        # match no parameter and are never read), else its conversion mapping merges them into the
+        # fused experts parameter, one more copy of all experts during the load
+        kwargs["key_mapping"] = dict(kwargs.get("key_mapping") or {}, **{r"\.experts\.(?=\d)": HIDDEN})
+    with _experts_params_hook(lambda i, module, name, param: _placeholder(param) if i in packed_order else None):
+        model, info = AutoModelForCausalLM.from_pretrained(
+            str(path), device_map=device, dtype=dtype, experts_implementation="eager", output_loading_info=True, **kwargs)
     modules = _experts_modules(model)
     by_layer = {}
     for disk_mod in experts:
@@ -183,10 +251,12 @@ def load_bnb_export(path, device="cpu", dtype=None, **from_pretrained_kwargs):
             raise LoaderError(f"{where[next(iter(expert_keys))].name}: 4-bit experts {disk_mod}: the model has no experts module "
                               f"in that layer (experts modules in layers {sorted(modules)})")
         by_layer[int(m.group(1))] = disk_mod
-    replaced, handles = [], {}
+    replaced = []
     for layer, disk_mod in sorted(by_layer.items()):
         name, mod = modules[layer]
+        handles = {}  # opened per layer: the mapped file pages of one layer at a time
         gu, down = _packed_module(where, tensors, disk_mod, experts[disk_mod], mod, name, device, handles)
+        del handles
         for pname, packed in (("gate_up_proj", gu), ("down_proj", down)):
             delattr(mod, pname)  # frees what transformers put there
             setattr(mod, pname, packed)
@@ -195,7 +265,7 @@ def load_bnb_export(path, device="cpu", dtype=None, **from_pretrained_kwargs):
     # be the replaced experts parameters and the 4-bit expert tensors (under their checkpoint
     # names, or renamed into the experts module where its conversion mapping merged them).
     under = tuple(modules[l][0] + "." for l in by_layer)
-    ours = lambda k: k in expert_keys or k.startswith(under)  # noqa: E731
+    ours = lambda k: k in expert_keys or k.startswith(under) or HIDDEN in k  # noqa: E731
     bad = {what: sorted(k[0] if isinstance(k, tuple) else k for k in (info.get(what) or [])
                         if not ours(k[0] if isinstance(k, tuple) else k))
            for what in ("missing_keys", "unexpected_keys", "mismatched_keys")}
