@@ -38,7 +38,7 @@ at::Tensor modelopt_int4(const at::Tensor& w, int64_t block) {
 
 }  // namespace
 
-TEST_CASE("awq: the search equals ModelOpt awq_lite's on one linear (INT4, block 32)") {
+TEST_CASE("awq: the search equals ModelOpt awq_lite's on one linear (INT4, block 32)", "[awq]") {
   const auto f = SafetensorsFile::open(std::string(MOEQ_SOURCE_DIR) + "/tests/data/awq_ref.safetensors");
   const at::Tensor w = ref_tensor(*f, "w").unsqueeze(0), h = ref_tensor(*f, "h").unsqueeze(0);
   const at::Tensor x_mean = ref_tensor(*f, "x_mean").unsqueeze(0);
@@ -69,7 +69,7 @@ TEST_CASE("awq: the search equals ModelOpt awq_lite's on one linear (INT4, block
   CHECK(r.loss[0][r.best[0].item<int64_t>()].item<double>() < 0.7 * plain);
 }
 
-TEST_CASE("awq: the alpha grid is torch.arange(0, 1 + step, step) in float32") {
+TEST_CASE("awq: the alpha grid is torch.arange(0, 1 + step, step) in float32", "[awq]") {
   CHECK(awq_alphas(0.25) == std::vector<double>{0, 0.25, 0.5, 0.75, 1.0});
   CHECK(awq_alphas(0.1).size() == 11);
   CHECK(awq_alphas(0.1)[3] == static_cast<double>(0.3f));
@@ -80,7 +80,7 @@ TEST_CASE("awq: the alpha grid is torch.arange(0, 1 + step, step) in float32") {
                          "awq", "[2, 8, 4]");
 }
 
-TEST_CASE("awq: folding down's input scales into up's rows leaves the expert's output unchanged") {
+TEST_CASE("awq: folding down's input scales into up's rows leaves the expert's output unchanged", "[awq]") {
   at::manual_seed(3);
   const int64_t H = 32, I = 16;
   const at::Tensor g = at::randn({I, H}), u = at::randn({I, H}), d = at::randn({H, I}), x = at::randn({10, H});
@@ -109,7 +109,7 @@ TEST_CASE("awq: folding down's input scales into up's rows leaves the expert's o
   CHECK(at::equal(awq_fold_weight(a, up, u), u));
 }
 
-TEST_CASE("awq: the scales file round-trips") {
+TEST_CASE("awq: the scales file round-trips", "[awq]") {
   AwqScales a;
   AwqScales::Layer l;
   l.scales = at::rand({3, 8}) + 0.5;
@@ -125,7 +125,7 @@ TEST_CASE("awq: the scales file round-trips") {
   CHECK(read_awq_scales(dir + "/none") == nullptr);
 }
 
-TEST_CASE("awq: recipe keys") {
+TEST_CASE("awq: recipe keys", "[awq]") {
   const Recipe r = parse_recipe(
       "recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: awq, alpha_step: 0.05, min_tokens: 8}\n",
       "t.yaml");
