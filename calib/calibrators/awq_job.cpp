@@ -54,7 +54,8 @@ bool plan_uses_awq(const Plan& plan) {
 
 std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Checkpoint& ck, const ModelConfig& cfg, const at::Device& dev) {
   if (!plan_uses_awq(plan)) return nullptr;
-  if (cfg.text.is_object() && cfg.text.contains("swiglu_limit"))
+  // gpt-oss's experts (model_type gpt_oss; swiglu_limit defaults to 7 when the config omits it).
+  if (cfg.text_model_type == "gpt_oss" || (cfg.text.is_object() && cfg.text.contains("swiglu_limit")))
     throw Error(cfg.path + ": the experts' activation clamps up_proj's output (swiglu_limit: gpt-oss's (up + 1) * glu), so "
                 "down_proj's AWQ scales do not fold into up_proj exactly; calibrator awq does not apply to this model "
                 "(use gptq, mse or max)");

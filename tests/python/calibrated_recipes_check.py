@@ -63,8 +63,8 @@ def run(fam, model, calib, ids, recipe, work):
     rc, so, se = moeq("quantize", model, "--recipe", recipe, "--calib", calib, "-o", out)
     why = refusal(fam, text)
     if fam.startswith("gpt_oss") and "consumer_checks: false" in text:
-        check(rc != 0 and "swiglu_limit" in se, f"{label}: expected AWQ's swiglu_limit refusal, got exit {rc}: {se.strip()[-300:]}")
-        print(f"ok   {label}: refused as designed (no exact fold)", flush=True)
+        if check(rc != 0 and "swiglu_limit" in se, f"{label}: expected AWQ's swiglu_limit refusal, got exit {rc}: {se.strip()[-300:]}"):
+            print(f"ok   {label}: refused as designed (no exact fold)", flush=True)
         return
     if why and rc != 0:
         check(any(w in se for w in why), f"{label}: refused, but not for the expected reason: {se.strip()[-300:]}")
