@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "calib/calibrators/awq_job.h"
 #include "core/error.h"
 #include "export/layout.h"
 #include "formats/format.h"
@@ -90,6 +91,10 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
   for (const auto& u : map.unclaimed) res.problems.push_back("tensor '" + u + "' is not claimed by plugin " + plugin.family);
 
   std::shared_ptr<Checkpoint> src;
+  // moeq's AWQ exports (calib/calibrators/awq_job.h) keep the folded scales beside the weights.
+  const std::shared_ptr<const AwqScales> awq = read_awq_scales(dir);
+  if (awq) res.notes.push_back(std::string(kAwqScalesFile) + ": AWQ down_proj scales (folded into down and up); with --source the "
+                               "source weights are compared folded");
   std::map<std::string, const Site*> src_sites;
   Model source;
   const SiteMap& src_map = source.sites;
@@ -140,6 +145,7 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
       if (src && it == src_sites.end()) bad("no such site in the source checkpoint");
       if (src && it != src_sites.end()) {
         at::Tensor ref = site_weight(*src, *it->second).to(at::kFloat);
+        if (awq) ref = awq_fold_weight(*awq, *it->second, ref);  // AWQ exports hold the folded weights
         if (ref.sizes() != deq.sizes()) {
           bad("decoded shape " + shape_str(deq.sizes().vec()) + " differs from the source " + shape_str(ref.sizes().vec()));
         } else {

@@ -22,6 +22,7 @@
 #include "model/plugin.h"
 #include "app/run/batches.h"
 #include "app/run/stages.h"
+#include "calib/calibrators/awq_job.h"
 #include "calib/calibrators/gptq_job.h"
 #include "calib/calibrators/input_scales.h"
 #include "recipe/recipe.h"
@@ -97,13 +98,15 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
     std::vector<at::Tensor> stacks;
     for (const SiteBatch& b : job) stacks.push_back(load_stack(ck, b, dev));
     const std::vector<QuantizedTensor> qs = quantize_job(ck, job, stacks);
+    // AWQ: the error against the folded source (the function the quantized weights approximate).
+    const std::vector<at::Tensor> refs = job[0].sites[0]->calibrator.is_awq() ? awq_fold_stacks(job, stacks) : stacks;
     for (size_t j = 0; j < job.size(); ++j) {
       const SiteBatch& b = job[j];
       const SitePlan& first = *b.sites[0];
       const QuantFormat& fmt = format_by_name(first.format);
       const QuantizedTensor& q = qs[j];
       const at::Tensor deq = fmt.dequantize(q, at::kFloat).to(at::kCPU).contiguous();
-      const at::Tensor w = stacks[j].to(at::kCPU).to(at::kFloat).contiguous();
+      const at::Tensor w = refs[j].to(at::kCPU).to(at::kFloat).contiguous();
       if (deq.sizes() != w.sizes())
         throw Error(first.format + ": dequantize returned shape " + std::to_string(deq.dim()) + "D for " +
                     first.site->name + " (expected the input's shape)");
@@ -373,7 +376,14 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
       passes.weights.push_back(plan_weight_transform(model.checkpoint, plans[k], dev));
       passes.inputs.push_back(inputs[k]);
     }
-    if (hessians[k]) {
+    std::shared_ptr<const AwqScales> awq;
+    for (const auto& sp : plans[k].sites)
+      if (sp.calibrator.awq) awq = sp.calibrator.awq;
+    if (awq) {
+      v.warnings.push_back("weights by AWQ: down_proj input scales from the Hessians in " + hessians[k]->path() +
+                           ", folded into up_proj (weight errors are against the folded source)");
+      for (const auto& line : awq->fallbacks) v.warnings.push_back("awq fallback: " + line);
+    } else if (hessians[k]) {
       v.warnings.push_back("weights by GPTQ with the experts' Hessians from " + hessians[k]->path());
       for (const auto& line : hessians[k]->fallbacks()) v.warnings.push_back("gptq fallback: " + line);
     }
@@ -467,6 +477,8 @@ CompareResult run_compare(const CompareOptions& opt) {
   // GPTQ recipes: the experts' Hessians from the side file beside --calib (calib/calibrators/gptq_job.h).
   std::vector<std::shared_ptr<const HessianFile>> hessians;
   for (auto& p : plans) hessians.push_back(attach_hessians_for(p, opt.calib, model));
+  // AWQ recipes: the down_proj scales, before the input scales (the scaled input's amax).
+  for (auto& p : plans) attach_awq_scales(p, *model.checkpoint, model.config, dev);
   const std::vector<InputTransforms> inputs = calib_inputs(opt, model, plans, ids, info);
   // Exports are read (and their weight error measured) before the recipes' weight pass: an export
   // moeq cannot read fails fast.

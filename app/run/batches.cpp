@@ -12,6 +12,7 @@
 #include "tensor/aten_view.h"
 #include "tensor/source_view.h"
 #include "model/fusion.h"
+#include "calib/calibrators/awq_job.h"
 #include "calib/calibrators/gptq_job.h"
 #include "calib/calibrators/mse_search.h"
 #include "calib/calibrators/mxfp4_to_nvfp4.h"
@@ -27,6 +28,11 @@ std::string calibrator_key(const WeightCalibrator& c) {
     std::snprintf(g, sizeof g, "gptq:%lld:%.17g:%d:%lld", static_cast<long long>(c.gptq_block_size), c.gptq_dampening,
                   c.gptq_act_order ? 1 : 0, static_cast<long long>(c.gptq_min_tokens));
     return g;
+  }
+  if (c.is_awq()) {
+    char a[96];
+    std::snprintf(a, sizeof a, "awq:%.17g:%lld", c.awq_alpha_step, static_cast<long long>(c.gptq_min_tokens));
+    return a;
   }
   if (!c.is_mse()) return c.method;
   char b[160];
@@ -226,6 +232,17 @@ std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, 
       }
       return out;
     }
+  if (cal.is_awq()) {
+    // The scales folded in (down columns x s, up rows / s), then the format's max path; gate and
+    // up share the global amax of the folded weights.
+    const std::vector<at::Tensor> folded = awq_fold_stacks(job, stacks);
+    const std::optional<at::Tensor> a = shared_amax(job, folded);
+    for (size_t j = 0; j < job.size(); ++j) {
+      out.push_back(fmt.quantize(folded[j], first.params, a));
+      out.back().orig_dtype = stacks[j].scalar_type();
+    }
+    return out;
+  }
   std::optional<at::Tensor> amax = shared_amax(job, stacks);
   if (cal.is_gptq()) return gptq_quantize_job(job, stacks, amax);
   if (!cal.is_mse()) {

@@ -13,6 +13,7 @@ namespace moeq {
 void write_config_and_side_files(const std::string& out_dir, const Model& model, const RunPlan& run) {
   nlohmann::json config = model.config.raw;
   run.writer->finish(out_dir, config, run.plan, run.recipe);
+  if (run.awq) write_awq_scales(*run.awq, out_dir);  // for verify --source; consumers read the weights only
   write_text_file(out_dir + "/config.json", config.dump(2) + "\n");
   for (const auto& e : fs::directory_iterator(model.dir)) {
     const std::string f = e.path().filename();
@@ -30,6 +31,15 @@ void note_conversions_and_gptq(const RunPlan& run, const SourceConversionCounts&
   if (conversions.mxfp4_exact_blocks + conversions.mxfp4_requantized_blocks > 0)
     std::printf("mxfp4 -> nvfp4: %lld blocks of 32 converted exactly, %lld re-quantized (scale outside E4M3 under the "
                 "global scale)\n", (long long)conversions.mxfp4_exact_blocks, (long long)conversions.mxfp4_requantized_blocks);
+  if (run.awq) {
+    size_t awq_sites = 0, searched = 0;
+    for (const auto& sp : run.plan.sites) awq_sites += sp.quantize && sp.calibrator.is_awq();
+    for (const auto& [layer, l] : run.awq->layers) searched += (l.alpha >= 0).sum().item<int64_t>();
+    for (const auto& line : run.awq->fallbacks) report.warnings.push_back("awq fallback: " + line);
+    std::printf("awq: %zu expert sites; down_proj scales searched for %zu experts, folded into up_proj; %zu kept s = 1 "
+                "(report.md lists them)\n", awq_sites, searched, run.awq->fallbacks.size());
+    return;
+  }
   if (!run.hessians) return;
   const auto fb = run.hessians->fallbacks();
   size_t gptq_sites = 0;

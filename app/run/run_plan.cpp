@@ -42,6 +42,7 @@ void check_plan(const QuantizeOptions& opt, const RunPlan& r, const std::string&
 // Activation scales from calibration, for the model it was made for only; GPTQ's Hessians.
 void load_calibration(const QuantizeOptions& opt, const Model& model, RunPlan& r) {
   r.hessians = attach_hessians_for(r.plan, opt.calib, model);
+  r.awq = attach_awq_scales(r.plan, *model.checkpoint, model.config, r.device);  // before the input scales: x / s at down
   if (opt.calib.empty()) return;
   r.calib = read_calib_for(opt.calib, model);
   r.in_scales = input_scales(r.plan, r.calib, opt.calib);
@@ -59,12 +60,12 @@ RunPlan plan_quantize_run(const QuantizeOptions& opt, const Model& model) {
   r.plan = make_plan(r.recipe, model.sites.sites, opt.strict);
   r.writer = export_layout_for(r.recipe).writer.get();
   check_plan(opt, r, model.plugin->family);
+  r.device = checked_device(opt.device);
   load_calibration(opt, model, r);
   const SiteMap& map = model.sites;
   if (!map.unclaimed.empty() && opt.strict)
     throw Error(opt.model + ": " + std::to_string(map.unclaimed.size()) + " tensors not claimed by plugin " +
                 model.plugin->family + " (first: " + map.unclaimed[0] + ") (--strict)");
-  r.device = checked_device(opt.device);
   return r;
 }
 

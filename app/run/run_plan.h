@@ -11,6 +11,7 @@
 
 #include "app/run/quantize.h"
 #include "calib/calib_file.h"
+#include "calib/calibrators/awq_job.h"
 #include "calib/calibrators/input_scales.h"
 #include "calib/hessian_file.h"
 #include "export/writer.h"
@@ -26,7 +27,8 @@ struct RunPlan {
   CalibData calib;                               // --calib's statistics (empty without it)
   std::map<std::string, InputScale> in_scales;   // per input_quant site
   std::vector<std::string> calib_warnings;
-  std::shared_ptr<const HessianFile> hessians;   // null unless the plan uses gptq
+  std::shared_ptr<const HessianFile> hessians;   // null unless the plan uses gptq or awq
+  std::shared_ptr<const AwqScales> awq;          // null unless the plan uses awq
   at::Device device = at::kCPU;
 };
 

@@ -9,16 +9,16 @@ namespace moeq {
 
 bool plan_uses_gptq(const Plan& plan) {
   for (const auto& sp : plan.sites)
-    if (sp.quantize && sp.calibrator.is_gptq()) return true;
+    if (sp.quantize && sp.calibrator.needs_hessians()) return true;
   return false;
 }
 
 void attach_hessians(Plan& plan, const std::shared_ptr<const HessianFile>& hessians) {
   for (auto& sp : plan.sites) {
-    if (!sp.quantize || !sp.calibrator.is_gptq()) continue;
+    if (!sp.quantize || !sp.calibrator.needs_hessians()) continue;
     if (sp.site->role != Role::Expert || sp.site->expert < 0)
       throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
-                  " uses calibrator gptq, which covers routed experts only (their Hessians come from calibration); "
+                  " uses calibrator " + sp.calibrator.method + ", which covers routed experts only (their Hessians come from calibration); "
                   "give this site's rule calibrator max or mse");
     sp.calibrator.hessians = hessians;
   }
@@ -28,7 +28,7 @@ std::shared_ptr<const HessianFile> attach_hessians_for(Plan& plan, const std::st
                                                        const std::string& model_fingerprint) {
   if (!plan_uses_gptq(plan)) return nullptr;
   if (calib_path.empty())
-    throw Error("the recipe uses calibrator gptq, which needs the experts' Hessians from calibration: pass --calib CALIB.h5 "
+    throw Error("the recipe uses calibrator gptq or awq, which needs the experts' Hessians from calibration: pass --calib CALIB.h5 "
                 "(made by moeq calibrate --gptq-hessians, which writes CALIB.hessians.safetensors beside it)");
   auto h = HessianFile::open(hessian_path_for(calib_path), model_fingerprint);
   attach_hessians(plan, h);

@@ -15,9 +15,10 @@
 
 namespace moeq {
 
+// Whether a quantized site's calibrator needs the Hessians (gptq or awq).
 bool plan_uses_gptq(const Plan& plan);
 
-// Gives every gptq site of the plan the Hessians. Throws moeq::Error naming the site when a
+// Gives every gptq / awq site of the plan the Hessians. Throws moeq::Error naming the site when a
 // gptq rule decided a site that is not a routed expert (the Hessians cover routed experts only).
 void attach_hessians(Plan& plan, const std::shared_ptr<const HessianFile>& hessians);
 

@@ -104,19 +104,30 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
   WeightCalibrator w;
   if (n.IsMap()) {
     std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep",
-                                     "block_size", "dampening", "act_order", "min_tokens"};
+                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step"};
     if (modelopt) keys.insert(keys.end(), {"layerwise", "distributed_sync"});
     c.check_keys(n, keys, where);
-    if (!n["method"]) c.fail(n, where + " needs 'method' (max, mse or gptq)");
+    if (!n["method"]) c.fail(n, where + " needs 'method' (max, mse, gptq or awq)");
   } else if (!n.IsScalar()) {
-    c.fail(n, where + " must be max, mse, gptq, or a mapping with 'method'");
+    c.fail(n, where + " must be max, mse, gptq, awq, or a mapping with 'method'");
   }
   // (A YAML::Node assigned to another node overwrites it: no `method = n["method"]`.)
   const YAML::Node method = n.IsMap() ? n["method"] : n;
   w.method = c.get<std::string>(method, "method");
-  if (w.method != "max" && w.method != "mse" && !(w.method == "gptq" && !modelopt))
-    c.fail(method, "unknown calibrator method '" + w.method + "' in " + where + (modelopt ? " (known: max, mse)" : " (known: max, mse, gptq)"));
+  if (w.method != "max" && w.method != "mse" && !((w.method == "gptq" || w.method == "awq") && !modelopt))
+    c.fail(method, "unknown calibrator method '" + w.method + "' in " + where + (modelopt ? " (known: max, mse)" : " (known: max, mse, gptq, awq)"));
   if (!n.IsMap()) return w;
+  if (n["alpha_step"] && !w.is_awq()) c.fail(n["alpha_step"], "'alpha_step' in " + where + " only applies to method awq");
+  if (w.is_awq()) {
+    for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep", "block_size", "dampening", "act_order"})
+      if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " does not apply to method awq (keys: alpha_step, min_tokens)");
+    if (n["alpha_step"]) w.awq_alpha_step = c.get<double>(n["alpha_step"], "alpha_step");
+    if (n["min_tokens"]) w.gptq_min_tokens = c.get<int64_t>(n["min_tokens"], "min_tokens");
+    if (!(w.awq_alpha_step > 0 && w.awq_alpha_step <= 1))
+      c.fail(n["alpha_step"], "'alpha_step' in " + where + " must be in (0, 1] (the grid 0, step, 2 step, ..., 1 of AWQ's exponent)");
+    if (w.gptq_min_tokens < 1) c.fail(n["min_tokens"], "'min_tokens' in " + where + " must be >= 1");
+    return w;
+  }
   if (w.is_gptq()) {
     for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep"})
       if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method mse");
@@ -131,7 +142,8 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
     return w;
   }
   for (const char* k : {"block_size", "dampening", "act_order", "min_tokens"})
-    if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method gptq");
+    if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method gptq" +
+                     (std::string(k) == "min_tokens" ? " or awq" : ""));
   auto number = [&](const char* k, double* out) {
     if (!n[k]) return;
     if (!w.is_mse()) c.fail(n[k], std::string("'") + k + "' in " + where + " only applies to method mse");
@@ -300,6 +312,11 @@ std::string WeightCalibrator::describe() const {
                   static_cast<long long>(gptq_min_tokens));
     return g;
   }
+  if (is_awq()) {
+    char a[128];
+    std::snprintf(a, sizeof a, "awq (alpha_step %g, min_tokens %lld)", awq_alpha_step, static_cast<long long>(gptq_min_tokens));
+    return a;
+  }
   if (!is_mse()) return method;
   if (fp8_scale_sweep) return "mse (fp8 scale sweep)";
   char b[128];
@@ -314,6 +331,9 @@ std::string calibrator_misfit(const WeightCalibrator& c, const std::string& form
   if (c.is_gptq())
     return t.gptq ? ""
                : "moeq's GPTQ covers nvfp4 and int4/int8 (symmetric); use calibrator: max for this rule";
+  if (c.is_awq())
+    return t.gptq ? ""
+               : "moeq's AWQ covers nvfp4 and int4/int8 (symmetric), the grids GPTQ covers; use calibrator: max for this rule";
   if (!c.is_mse()) return "";
   if (c.fp8_scale_sweep)
     return takes_fp8_scale_sweep(t) ? "" : "fp8_scale_sweep picks NVFP4 block scales among the FP8 E4M3 values; use mse without it (fp8) or max";

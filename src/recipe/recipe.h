@@ -15,6 +15,7 @@
 namespace moeq {
 
 class HessianFile;  // calib/hessian_file.h
+class AwqScales;    // calib/calibrators/awq_job.h
 
 // How a rule's weight scales are chosen (docs/weight_calibration.md). `max` uses the
 // weights' abs-max; `mse` searches for the scales with the least squared weight error, as
@@ -24,19 +25,27 @@ class HessianFile;  // calib/hessian_file.h
 // fp8_scale_sweep every NVFP4 block scale tried among the 126 positive finite FP8 E4M3 values.
 // `gptq` (routed experts; docs/gptq.md) quantizes with the format's max scales and GPTQ's
 // error feedback through per-expert Hessians from calibration (moeq calibrate --gptq-hessians).
+// `awq` (routed experts; docs/awq.md) searches per-input-channel scales of down_proj
+// (s = mean|x|^a / mean|w|^(1-a), a on a grid) minimising tr(dW H dW^T) with the same
+// Hessians, folded exactly into up_proj's rows; then the format's max path.
 struct WeightCalibrator {
-  std::string method = "max";  // max | mse | gptq
+  std::string method = "max";  // max | mse | gptq | awq
   double start_multiplier = 0.25, stop_multiplier = 4.0, step_size = 0.1;
   bool fp8_scale_sweep = false;
   int64_t gptq_block_size = 128;   // columns per GPTQ block
   double gptq_dampening = 0.01;    // fraction of the mean Hessian diagonal added to it
   bool gptq_act_order = false;     // columns by descending Hessian diagonal
-  int64_t gptq_min_tokens = 64;    // experts with fewer routed calibration tokens keep max (reported)
+  int64_t gptq_min_tokens = 64;    // experts with fewer routed calibration tokens keep max (reported); also awq's
+  double awq_alpha_step = 0.1;     // awq: the exponent grid 0, step, ..., 1 (ModelOpt awq_lite's alpha_step)
+  // The AWQ scales (computed after planning, calib/calibrators/awq_job.h; null before).
+  std::shared_ptr<const AwqScales> awq;
   // The Hessians (attached after planning from the --calib file's side file; null before).
   std::shared_ptr<const HessianFile> hessians;
   std::string note;            // why a ModelOpt-style `algorithm: mse` left this rule at max
   bool is_mse() const { return method == "mse"; }
   bool is_gptq() const { return method == "gptq"; }
+  bool is_awq() const { return method == "awq"; }
+  bool needs_hessians() const { return is_gptq() || is_awq(); }
   // ceil((stop - start) / step) + 1, in double as ModelOpt computes it (defaults: 39).
   int64_t num_steps() const;
   // "max", "mse (amax x 0.25..4, 39 steps)", "mse (fp8 scale sweep)"; also the batch key.

@@ -1,0 +1,239 @@
+#include "calib/calibrators/awq_job.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <filesystem>
+
+#include "calib/calibrators/awq.h"
+#include "calib/hessian_file.h"
+#include "core/error.h"
+#include "formats/format.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
+#include "tensor/aten_view.h"
+
+namespace moeq {
+
+const char* const kAwqScalesFile = "moeq_awq/scales.safetensors";
+
+namespace {
+
+std::string scale_name(int64_t layer) { return "layers." + std::to_string(layer) + ".experts.down.awq_scale"; }
+
+const AwqScales::Layer* layer_of(const AwqScales& a, int64_t layer) {
+  auto it = a.layers.find(layer);
+  return it == a.layers.end() ? nullptr : &it->second;
+}
+
+// The scales of a batch's experts, [E, in] (or [in] for a batch of one), on `dev`.
+at::Tensor batch_scales(const AwqScales& a, const SiteBatch& b, const at::Device& dev) {
+  const Site& s0 = *b.sites[0]->site;
+  const AwqScales::Layer* l = layer_of(a, s0.layer);
+  if (!l) throw Error(s0.name + ": calibrator awq has no scales for layer " + std::to_string(s0.layer) + " (internal error)");
+  std::vector<int64_t> experts;
+  for (const SitePlan* sp : b.sites) experts.push_back(sp->site->expert);
+  const at::Tensor s = l->scales.index_select(0, at::tensor(experts, at::kLong)).to(dev);
+  return b.sites.size() == 1 ? s.squeeze(0) : s;
+}
+
+}  // namespace
+
+at::Tensor AwqScales::expert_scales(int64_t layer, int64_t expert) const {
+  const Layer* l = layer_of(*this, layer);
+  if (!l || expert < 0 || expert >= l->scales.size(0)) return at::Tensor();
+  return l->scales.select(0, expert);
+}
+
+bool plan_uses_awq(const Plan& plan) {
+  for (const auto& sp : plan.sites)
+    if (sp.quantize && sp.calibrator.is_awq()) return true;
+  return false;
+}
+
+std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Checkpoint& ck, const ModelConfig& cfg, const at::Device& dev) {
+  if (!plan_uses_awq(plan)) return nullptr;
+  // gpt-oss's experts (model_type gpt_oss; swiglu_limit defaults to 7 when the config omits it).
+  if (cfg.text_model_type == "gpt_oss" || (cfg.text.is_object() && cfg.text.contains("swiglu_limit")))
+    throw Error(cfg.path + ": the experts' activation clamps up_proj's output (swiglu_limit: gpt-oss's (up + 1) * glu), so "
+                "down_proj's AWQ scales do not fold into up_proj exactly; calibrator awq does not apply to this model "
+                "(use gptq, mse or max)");
+  std::map<std::pair<int64_t, int64_t>, const SitePlan*> up_of;  // (layer, expert) -> up's plan
+  std::map<int64_t, std::vector<const SitePlan*>> downs;         // layer -> awq down sites
+  for (const auto& sp : plan.sites) {
+    if (!sp.quantize || !sp.calibrator.is_awq()) continue;
+    if (!sp.calibrator.hessians)
+      throw Error(sp.site->name + ": calibrator awq has no Hessians (pass --calib CALIB.h5 made by moeq calibrate --gptq-hessians)");
+    if (sp.site->proj == "up") up_of[{sp.site->layer, sp.site->expert}] = &sp;
+    if (sp.site->proj == "down") downs[sp.site->layer].push_back(&sp);
+  }
+  auto out = std::make_shared<AwqScales>();
+  for (auto& [layer, sites] : downs) {
+    std::sort(sites.begin(), sites.end(), [](const SitePlan* a, const SitePlan* b) { return a->site->expert < b->site->expert; });
+    for (const SitePlan* sp : sites)
+      if (!up_of.count({layer, sp->site->expert}))
+        throw Error(sp->site->name + ": " + (sp->rule ? sp->rule->describe() : std::string("its rule")) +
+                    " uses calibrator awq, whose down_proj scales fold into up_proj's rows, but " +
+                    "layers." + std::to_string(layer) + ".experts." + std::to_string(sp->site->expert) +
+                    ".up is not quantized with calibrator awq; give gate, up and down of the experts the same rule");
+    const SitePlan& first = *sites[0];
+    const WeightCalibrator& cal = first.calibrator;
+    const QuantFormat& fmt = format_by_name(first.format);
+    for (const SitePlan* sp : sites)
+      if (sp->format != first.format || sp->params.block_size != first.params.block_size)
+        throw Error(sp->site->name + ": calibrator awq needs one format for a layer's down_proj experts (" + first.site->name +
+                    " is " + first.format + ")");
+    const at::Tensor H_all = cal.hessians->hessian(layer, "down");
+    const at::Tensor tok_all = cal.hessians->tokens(layer, "down");
+    const int64_t E_all = H_all.size(0), in = H_all.size(1);
+    std::vector<at::Tensor> ws;
+    std::vector<int64_t> experts;
+    for (const SitePlan* sp : sites) {
+      if (sp->site->expert >= E_all)
+        throw Error(cal.hessians->path() + ": layer " + std::to_string(layer) + " down has Hessians for " + std::to_string(E_all) +
+                    " experts, the plan has expert " + std::to_string(sp->site->expert));
+      ws.push_back(site_weight(ck, *sp->site).to(dev).to(at::kFloat));
+      experts.push_back(sp->site->expert);
+    }
+    const at::Tensor W = at::stack(ws);  // [E, out, in]
+    if (W.size(2) != in)
+      throw Error(cal.hessians->path() + ": layer " + std::to_string(layer) + " down Hessians are " + std::to_string(in) + " x " +
+                  std::to_string(in) + ", the weights " + first.site->name + " have " + std::to_string(W.size(2)) + " inputs");
+    const at::Tensor idx = at::tensor(experts, at::kLong);
+    const at::Tensor H = H_all.index_select(0, idx).to(dev);
+    const at::Tensor tokens = tok_all.index_select(0, idx);
+    // mean|x| ~ RMS: sqrt(diag(H) / 2) (H = 2/n X^T X). A dead channel (no signal) gets the
+    // expert's smallest live value: its s does not change down's output, but awq_lite's
+    // 1e-4 clamp would put a 1e4-fold spread into up's rows.
+    at::Tensor x_mean = (at::diagonal(H, 0, -2, -1) / 2).clamp_min(0).sqrt();
+    {
+      const at::Tensor live_min = at::where(x_mean > 0, x_mean, at::full_like(x_mean, INFINITY)).amin(-1, true);
+      x_mean = at::where(x_mean > 0, x_mean, at::where(at::isfinite(live_min), live_min, at::ones_like(live_min)));
+    }
+    const bool tensor_scale = fmt.has_tensor_scale(first.params);
+    const AwqFakeQuant fq = [&](const at::Tensor& w) {
+      const QuantizedTensor q = tensor_scale ? fmt.quantize(w, first.params, w.abs().amax({1, 2})) : fmt.quantize(w, first.params);
+      return fmt.dequantize(q, at::kFloat);
+    };
+    const QuantizedTensor probe = fmt.quantize(W.narrow(0, 0, 1), first.params);
+    const auto bs = probe.parts.find("weight_scale");
+    if (bs == probe.parts.end() || bs->second.dim() < 1 || in % bs->second.size(-1) != 0)
+      throw Error(first.site->name + ": calibrator awq needs a block-scaled format (weight_scale per block of inputs), " + first.format +
+                  " is not");
+    const int64_t block = in / bs->second.size(-1);
+    const AwqResult r = awq_search(W, H, x_mean, block, fq, cal.awq_alpha_step);
+    // s = 1 (the plain path) as a candidate too, and too few tokens.
+    const at::Tensor d1 = W - fq(W);
+    const at::Tensor plain = ((at::bmm(d1, H) * d1).sum({1, 2}) / (2.0 * W.size(1))).to(at::kCPU);
+    const at::Tensor best = r.loss.gather(1, r.best.view({-1, 1})).squeeze(1).to(at::kCPU);
+    const at::Tensor few = tokens < cal.gptq_min_tokens;
+    const at::Tensor keep1 = few | (best >= plain);
+    AwqScales::Layer L;
+    L.scales = at::ones({E_all, in}, at::kFloat);
+    L.alpha = at::full({E_all}, -1.0f);
+    L.gain = at::ones({E_all}, at::kFloat);
+    const at::Tensor alphas = at::tensor(r.alphas, at::kDouble).to(at::kFloat);
+    // Any constant c gives the same down error (s c and s alike); c is chosen so the folded up
+    // (rows / s) keeps the original up's amax, so gate and up's shared global scale stays put.
+    std::vector<at::Tensor> ups;
+    for (const SitePlan* sp : sites) ups.push_back(site_weight(ck, *up_of.at({layer, sp->site->expert})->site).to(at::kFloat));
+    const at::Tensor up_rows = at::stack(ups).abs().amax(-1);  // [E, in]: up's rows are down's inputs
+    const at::Tensor s_cpu = r.scales.to(at::kCPU);
+    const at::Tensor c = (up_rows / s_cpu).amax(-1, true) / up_rows.amax(-1, true).clamp_min(FLT_MIN);
+    const at::Tensor s_norm = at::where(c > 0, s_cpu * c, s_cpu);
+    const at::Tensor sc = at::where(keep1.view({-1, 1}), at::ones_like(s_norm), s_norm);
+    L.scales.index_copy_(0, idx, sc);
+    L.alpha.index_copy_(0, idx, at::where(keep1, at::full_like(best, -1.0f), alphas.index_select(0, r.best.to(at::kCPU))));
+    L.gain.index_copy_(0, idx, at::where(keep1, at::ones_like(best), best / plain.clamp_min(FLT_MIN)));
+    const auto tk = tokens.contiguous();
+    const auto f = few.contiguous(), k1 = keep1.contiguous();
+    for (size_t i = 0; i < sites.size(); ++i) {
+      if (!k1.data_ptr<bool>()[i]) continue;
+      out->fallbacks.push_back(sites[i]->site->name + ": " +
+                               (f.data_ptr<bool>()[i] ? std::to_string(tk.data_ptr<int64_t>()[i]) + " routed calibration tokens < min_tokens " +
+                                                            std::to_string(cal.gptq_min_tokens)
+                                                      : std::string("no alpha lowers the output error below s = 1")) +
+                               ": s = 1 (plain " + first.format + ")");
+    }
+    out->layers[layer] = std::move(L);
+  }
+  for (auto& sp : plan.sites)
+    if (sp.quantize && sp.calibrator.is_awq()) {
+      if (sp.site->role != Role::Expert || sp.site->expert < 0)
+        throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
+                    " uses calibrator awq, which covers routed experts only; give this site's rule calibrator max or mse");
+      sp.calibrator.awq = out;
+    }
+  return out;
+}
+
+std::vector<at::Tensor> awq_fold_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
+  std::vector<at::Tensor> out;
+  for (size_t j = 0; j < job.size(); ++j) {
+    const SitePlan& first = *job[j].sites[0];
+    const std::string& proj = first.site->proj;
+    if (!first.calibrator.is_awq() || (proj != "up" && proj != "down")) {
+      out.push_back(stacks[j]);
+      continue;
+    }
+    if (!first.calibrator.awq)
+      throw Error(first.site->name + ": calibrator awq has no scales (internal error: attach_awq_scales did not run)");
+    const at::Tensor s = batch_scales(*first.calibrator.awq, job[j], stacks[j].device());  // [E, in] or [in]
+    const at::Tensor w = stacks[j].to(at::kFloat);
+    out.push_back(proj == "up" ? w / s.unsqueeze(-1) : w * s.unsqueeze(-2));
+  }
+  return out;
+}
+
+at::Tensor awq_fold_weight(const AwqScales& a, const Site& site, const at::Tensor& w) {
+  if (site.role != Role::Expert || (site.proj != "up" && site.proj != "down")) return w;
+  const at::Tensor s = a.expert_scales(site.layer, site.expert);
+  if (!s.defined()) return w;
+  const at::Tensor sd = s.to(w.device());
+  return site.proj == "up" ? w.to(at::kFloat) / sd.unsqueeze(-1) : w.to(at::kFloat) * sd.unsqueeze(0);
+}
+
+void write_awq_scales(const AwqScales& a, const std::string& export_dir) {
+  const std::string dir = export_dir + "/" + std::filesystem::path(kAwqScalesFile).parent_path().string();
+  const std::string tmp = dir + "/tmp-" + std::to_string(::getpid());
+  std::filesystem::create_directories(tmp);
+  std::vector<TensorSpec> specs;
+  std::vector<std::pair<std::string, at::Tensor>> data;
+  for (const auto& [layer, l] : a.layers) {
+    specs.push_back({scale_name(layer), DType::F32, {l.scales.size(0), l.scales.size(1)}});
+    data.emplace_back(scale_name(layer), l.scales.contiguous());
+  }
+  {
+    SafetensorsWriter w(tmp, specs, ~0ull,
+                        {{"format", "moeq-awq-scales"},
+                         {"awq_scale", "down_proj's input channel j: the export's down weight = source x s_j (columns), "
+                                       "up weight = source / s_j (rows); consumers need nothing of it"}});
+    for (const auto& [name, t] : data) w.write(name, t.data_ptr(), t.nbytes());
+    w.finish();
+  }
+  std::filesystem::rename(tmp + "/model.safetensors", export_dir + "/" + kAwqScalesFile);
+  std::filesystem::remove_all(tmp);
+}
+
+std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir) {
+  const std::string path = export_dir + "/" + kAwqScalesFile;
+  if (!std::filesystem::exists(path)) return nullptr;
+  const auto f = SafetensorsFile::open(path);
+  if (!f->metadata().count("format") || f->metadata().at("format") != "moeq-awq-scales")
+    throw Error(path + ": not a moeq AWQ scales file (metadata format is not moeq-awq-scales)");
+  auto out = std::make_shared<AwqScales>();
+  for (const auto& t : f->tensors()) {
+    const std::string pre = "layers.", post = ".experts.down.awq_scale";
+    if (t.name.rfind(pre, 0) != 0 || t.name.size() <= pre.size() + post.size() ||
+        t.name.compare(t.name.size() - post.size(), post.size(), post) != 0 || t.dtype != DType::F32 || t.shape.size() != 2)
+      throw Error(path + ": unexpected tensor " + t.name + " (expected layers.L.experts.down.awq_scale, F32 [E, in])");
+    const int64_t layer = std::stoll(t.name.substr(pre.size(), t.name.size() - pre.size() - post.size()));
+    AwqScales::Layer l;
+    l.scales = at::from_blob(const_cast<uint8_t*>(f->data(t)), t.shape, at::TensorOptions().dtype(at::kFloat)).clone();
+    out->layers[layer] = std::move(l);
+  }
+  return out;
+}
+
+}  // namespace moeq
