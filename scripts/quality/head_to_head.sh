@@ -11,7 +11,9 @@
 #   env: MOEQ (binary, default build/moeq), PY (project venv python), PY_LLMC (a venv with
 #        llmcompressor 0.14.0.1 + compressed-tensors 0.19.0; created in WORK_DIR if missing),
 #        MODEL, DATA, N_CALIB (128), N_EVAL (64), SEQ (512), NICE (10), STEP_TIMEOUT (seconds per
-#        step, 0 = none), H2H_DEVICE (the peers' device, cpu), CAL_DEVICE (moeq calibrate's, cpu)
+#        step, 0 = none), H2H_DEVICE (the peers' device, cpu), CAL_DEVICE (moeq calibrate's, cpu),
+#        CMP_DEVICE (moeq compare's, cpu), MOEQ_RECIPES, MO_VARIANTS, LLMC_VARIANTS (what to run),
+#        EVAL_EXPORTS (1; 0 skips eval_exports.py and leaves the evaluation to moeq compare --exports)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=${1:-/tmp/h2h}
@@ -43,10 +45,14 @@ $PY "$Q/make_ids.py" "$MODEL" "$DATA/eval.jsonl" "$N_EVAL" "$SEQ" eval_ids
 
 echo "== moeq calibrate (+ GPTQ Hessians)"
 $RUN "$MOEQ" calibrate "$MODEL" --data calib_ids.npy --samples "$N_CALIB" --seq-len "$SEQ" --dtype f32 \
-  --device "${CAL_DEVICE:-cpu}" --gptq-hessians --quiet -o calib.h5
+  --device "${CAL_DEVICE:-cpu}" --gptq-hessians --channel-amax --quiet -o calib.h5
+RECIPES=(${MOEQ_RECIPES:-nvfp4_experts_only nvfp4_experts_only_mse nvfp4_experts_only_gptq nvfp4_experts_only_awq \
+  w4a16_int4 w4a16_int4_gptq w4a16_int4_g32 w4a16_int4_g32_gptq w4a16_int4_g32_awq})
+MO=(${MO_VARIANTS:-max mse awq_lite gptq}); LLMC=(${LLMC_VARIANTS:-nvfp4 w4a16_gptq w4a16_gptq_g32})
+CMP_DEV=(--device "${CMP_DEVICE:-cpu}")
 
 echo "== moeq quantize + verify"
-for r in nvfp4_experts_only nvfp4_experts_only_mse nvfp4_experts_only_gptq w4a16_int4 w4a16_int4_gptq; do
+for r in "${RECIPES[@]}"; do
   extra=(); [ "$r" = nvfp4_experts_only ] && extra=(--dump-dequant moeq_deq_nvfp4_experts_only)
   # w4a16_int4*: refused on this model at 4b8490c (down_proj's input 96 is no multiple of group 128)
   if $RUN "$MOEQ" quantize "$MODEL" --recipe "$ROOT/recipes/$r.yaml" --calib calib.h5 -o "mq/$r" --overwrite "${extra[@]}" > "moeq_$r.log" 2>&1; then
@@ -58,13 +64,13 @@ done
 
 echo "== moeq compare (its native forward, float32) on the same eval windows: the evaluator's cross-check"
 $RUN "$MOEQ" compare "$MODEL" --recipes "$ROOT/recipes/nvfp4_experts_only.yaml" --calib calib.h5 \
-  --eval-ids eval_ids.safetensors --eval-dtype float32 -o moeq_compare > moeq_compare.log
+  --eval-ids eval_ids.safetensors --eval-dtype float32 "${CMP_DEV[@]}" -o moeq_compare > moeq_compare.log
 
 echo "== NVIDIA ModelOpt"
-$RUN $PY "$Q/peer_modelopt.py" "$MODEL" calib_ids.safetensors modelopt max mse awq_lite gptq > modelopt.log 2>&1 || true
+$RUN $PY "$Q/peer_modelopt.py" "$MODEL" calib_ids.safetensors modelopt "${MO[@]}" > modelopt.log 2>&1 || true
 
 echo "== llm-compressor"
-$RUN "$PY_LLMC" "$Q/peer_llmcompressor.py" "$MODEL" calib_ids.safetensors llmc nvfp4 w4a16_gptq > llmc.log 2>&1 || true
+$RUN "$PY_LLMC" "$Q/peer_llmcompressor.py" "$MODEL" calib_ids.safetensors llmc "${LLMC[@]}" > llmc.log 2>&1 || true
 
 "$PY_LLMC" "$Q/check_ct_decoders.py"
 echo "== evaluator: bit-for-bit dequantization check against moeq quantize --dump-dequant"
@@ -72,22 +78,23 @@ $RUN $PY "$Q/eval_exports.py" --check-dequant "$MODEL" mq/nvfp4_experts_only moe
 
 echo "== evaluator: every export, same forward, same windows"
 specs=()
-for r in nvfp4_experts_only nvfp4_experts_only_mse nvfp4_experts_only_gptq w4a16_int4 w4a16_int4_gptq; do [ -f "mq/$r/config.json" ] && specs+=("moeq:$r=mq/$r"); done
-for v in max mse awq_lite gptq; do [ -f "modelopt/$v/config.json" ] && specs+=("modelopt:$v=modelopt/$v"); done
-for v in nvfp4 w4a16_gptq; do [ -f "llmc/$v/config.json" ] && specs+=("llmc:$v=llmc/$v"); done
-$RUN $PY "$Q/eval_exports.py" "$MODEL" eval_ids.safetensors h2h_results.json "${specs[@]}"
+for r in "${RECIPES[@]}"; do [ -f "mq/$r/config.json" ] && specs+=("moeq:$r=mq/$r"); done
+for v in "${MO[@]}"; do [ -f "modelopt/$v/config.json" ] && specs+=("modelopt:$v=modelopt/$v"); done
+for v in "${LLMC[@]}"; do [ -f "llmc/$v/config.json" ] && specs+=("llmc:$v=llmc/$v"); done
+[ "${EVAL_EXPORTS:-1}" = 1 ] && $RUN $PY "$Q/eval_exports.py" "$MODEL" eval_ids.safetensors h2h_results.json "${specs[@]}"
 
 echo "== moeq compare --exports: moeq's native forward reads every export (its own decode, each export's input scales)"
 mq_specs=()
 for s in "${specs[@]}"; do mq_specs+=("${s/:/_}"); done   # NAME=DIR, the tool prefix joined by '_'
 $RUN "$MOEQ" compare "$MODEL" --exports "${mq_specs[@]}" --eval-ids eval_ids.safetensors --eval-dtype float32 \
-  -o moeq_compare_exports > moeq_compare_exports.log 2>&1 || { echo "compare --exports: FAILED: $(tail -1 moeq_compare_exports.log)"; }
+  "${CMP_DEV[@]}" -o moeq_compare_exports > moeq_compare_exports.log 2>&1 || { echo "compare --exports: FAILED: $(tail -1 moeq_compare_exports.log)"; }
 $PY - <<'PY'
 import json
 r = json.load(open("moeq_compare/report.json"))["variants"][0]["output_error"]
 print(f"moeq compare nvfp4_experts_only (W4A4): ppl_ref {r['ppl_ref']:.4f} ppl {r['ppl_quant']:.4f} KL {r['kl_mean']:.5f} top1 {r['top1']:.4f}")
 import os
-ev = {v["name"].replace(":", "_"): v for v in json.load(open("h2h_results.json"))["variants"]}
+ev = ({v["name"].replace(":", "_"): v for v in json.load(open("h2h_results.json"))["variants"]}
+      if os.path.exists("h2h_results.json") else {})
 if os.path.exists("moeq_compare_exports/report.json"):
     print(f"{'export':34s} {'rows':>5s} {'moeq ppl delta':>15s} {'eval_exports':>13s} {'moeq KL':>9s} {'eval_exports':>13s} {'moeq top1':>9s} {'eval_exports':>12s}")
     for v in json.load(open("moeq_compare_exports/report.json"))["variants"]:

@@ -7,6 +7,7 @@ Variants:
               (mlp.gate) and attention: the sites of moeq's nvfp4_experts_only
   w4a16_gptq  GPTQModifier(scheme="W4A16") (INT4, group 128, symmetric), targets Linear, ignore lm_head
               and routers: the sites of moeq's w4a16_int4_gptq (block 128, dampening 0.01 defaults)
+  w4a16_gptq_g32  the same at group 32 (moeq's w4a16_int4_g32_gptq; GPTQ on every linear, attention too)
 oneshot linearizes transformers 5's fused Qwen3MoeExperts into per-expert nn.Linear first
 (llmcompressor.modeling.moe.linearize). moe_calibrate_all_experts=False: each expert is calibrated
 on the tokens routed to it, as moeq and ModelOpt do (llm-compressor's default True sends every token
@@ -38,13 +39,18 @@ def recipe(v):
         return QuantizationModifier(targets="Linear", scheme="NVFP4", ignore=IGNORE_EXPERTS_ONLY)
     if v == "w4a16_gptq":
         return GPTQModifier(targets="Linear", scheme="W4A16", ignore=IGNORE_ALL_LINEARS)
+    if v == "w4a16_gptq_g32":  # W4A16's INT4 symmetric group scheme at group 32, which divides down_proj's 96
+        from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+        w = QuantizationArgs(num_bits=4, type="int", symmetric=True, strategy="group", group_size=32)
+        return GPTQModifier(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=w)},
+                            ignore=IGNORE_ALL_LINEARS)
     raise SystemExit(f"unknown variant {v}")
 
 
 def main():
     from llmcompressor import oneshot
     model_dir, ids_file, out = sys.argv[1:4]
-    names = sys.argv[4:] or ["nvfp4", "w4a16_gptq"]
+    names = sys.argv[4:] or ["nvfp4", "w4a16_gptq", "w4a16_gptq_g32"]
     ids = load_file(ids_file)["ids"]
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 on the GPU too
     ds = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
