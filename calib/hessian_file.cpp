@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "tensor/aten_view.h"
 
@@ -16,6 +18,10 @@ std::string hessian_path_for(const std::string& calib_path) {
 
 std::string hessian_tensor_name(int64_t layer, const std::string& input, const std::string& what) {
   return "layers." + std::to_string(layer) + ".experts." + input + "." + what;
+}
+
+std::string hessian_linear_tensor_name(const std::string& site, const std::string& what) {
+  return "linears." + site + "." + what;
 }
 
 std::shared_ptr<const HessianFile> HessianFile::open(const std::string& path, const std::string& model_fingerprint) {
@@ -32,6 +38,32 @@ std::shared_ptr<const HessianFile> HessianFile::open(const std::string& path, co
   if (fp == m.end() || fp->second != model_fingerprint)
     throw Error(path + ": the Hessians were made for another model (fingerprint " + (fp == m.end() ? "missing" : fp->second) +
                 ", this model " + model_fingerprint + "); re-run moeq calibrate --gptq-hessians on this model");
+  auto v = m.find("version");
+  if (v != m.end()) {
+    try {
+      h->version_ = std::stoi(v->second);
+    } catch (const std::exception&) {
+      throw Error(path + ": metadata version '" + v->second + "' is not a number");
+    }
+    if (h->version_ < 1 || h->version_ > kHessianFileVersion)
+      throw Error(path + ": GPTQ Hessian file version " + v->second + " (this moeq reads 1 to " + std::to_string(kHessianFileVersion) +
+                  "); re-run moeq calibrate --gptq-hessians");
+  }
+  if (h->version_ >= 2) {
+    auto li = m.find("linear_inputs");
+    if (li == m.end()) throw Error(path + ": version " + v->second + " file without linear_inputs metadata");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(li->second);
+    } catch (const std::exception& e) {
+      throw Error(path + ": metadata linear_inputs is not JSON: " + e.what());
+    }
+    if (!j.is_object()) throw Error(path + ": metadata linear_inputs is not a JSON object");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!it.value().is_string()) throw Error(path + ": metadata linear_inputs[" + it.key() + "] is not a string");
+      h->linear_inputs_[it.key()] = it.value().get<std::string>();
+    }
+  }
   return h;
 }
 
@@ -49,6 +81,22 @@ at::Tensor HessianFile::hessian(int64_t layer, const std::string& input) const {
 
 at::Tensor HessianFile::tokens(int64_t layer, const std::string& input) const {
   return load(hessian_tensor_name(layer, input, "tokens"), DType::I64);
+}
+
+const std::string& HessianFile::linear_key(const std::string& site) const {
+  auto it = linear_inputs_.find(site);
+  if (it == linear_inputs_.end())
+    throw Error(path() + ": no Hessian for " + site + (version_ < 2 ? " (a version 1 file: routed experts only; re-run moeq calibrate --gptq-hessians)"
+                                                                    : " (the calibration forward did not report its input)"));
+  return it->second;
+}
+
+at::Tensor HessianFile::linear_hessian(const std::string& site) const {
+  return load(hessian_linear_tensor_name(linear_key(site), "hessian"), DType::F32);
+}
+
+int64_t HessianFile::linear_tokens(const std::string& site) const {
+  return load(hessian_linear_tensor_name(linear_key(site), "tokens"), DType::I64).item<int64_t>();
 }
 
 void HessianFile::note_fallback(const std::string& line) const {

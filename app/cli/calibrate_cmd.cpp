@@ -26,7 +26,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   c.flag("--all-experts-stats", o.all_experts_stats, "every expert sees every token (statistics only; routing unchanged)");
   c.flag("--channel-amax", o.channel_amax, "also write per-input-channel amax");
   c.flag("--quiet", quiet, "no per-layer progress lines on stderr");
-  c.flag("--gptq-hessians", gptq_hessians, "also write per-expert GPTQ Hessians to CALIB.hessians.safetensors (recipes with calibrator: gptq)");
+  c.flag("--gptq-hessians", gptq_hessians, "also write GPTQ Hessians (per routed expert, and per input of every other linear) to CALIB.hessians.safetensors (recipes with calibrator: gptq or awq)");
   if (!c.parse(argv)) return 0;
   o.progress = !quiet;
   if (gptq_hessians) o.hessians_out = hessian_path_for(o.out);  // CALIB.hessians.safetensors

@@ -384,7 +384,7 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
                            ", folded into up_proj (weight errors are against the folded source)");
       for (const auto& line : awq->fallbacks) v.warnings.push_back("awq fallback: " + line);
     } else if (hessians[k]) {
-      v.warnings.push_back("weights by GPTQ with the experts' Hessians from " + hessians[k]->path());
+      v.warnings.push_back("weights by GPTQ with the Hessians (routed experts, and the linears the recipe runs GPTQ on) from " + hessians[k]->path());
       for (const auto& line : hessians[k]->fallbacks()) v.warnings.push_back("gptq fallback: " + line);
     }
     if (inputs[k].sites == 0) {
@@ -474,7 +474,7 @@ CompareResult run_compare(const CompareOptions& opt) {
   const at::Tensor ids = eval_ids(opt, &info);  // before the weight pass: bad eval input fails fast
   std::vector<Plan> plans;
   for (const auto& r : recipes) plans.push_back(make_plan(r, model.sites.sites, false));
-  // GPTQ recipes: the experts' Hessians from the side file beside --calib (calib/calibrators/gptq_job.h).
+  // GPTQ recipes: the Hessians from the side file beside --calib (calib/calibrators/gptq_job.h).
   std::vector<std::shared_ptr<const HessianFile>> hessians;
   for (auto& p : plans) hessians.push_back(attach_hessians_for(p, opt.calib, model));
   // AWQ recipes: the down_proj scales, before the input scales (the scaled input's amax).

@@ -16,10 +16,14 @@ bool plan_uses_gptq(const Plan& plan) {
 void attach_hessians(Plan& plan, const std::shared_ptr<const HessianFile>& hessians) {
   for (auto& sp : plan.sites) {
     if (!sp.quantize || !sp.calibrator.needs_hessians()) continue;
-    if (sp.site->role != Role::Expert || sp.site->expert < 0)
-      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
-                  " uses calibrator " + sp.calibrator.method + ", which covers routed experts only (their Hessians come from calibration); "
-                  "give this site's rule calibrator max or mse");
+    const bool expert = sp.site->role == Role::Expert && sp.site->expert >= 0;
+    const std::string rule = sp.rule ? sp.rule->describe() : std::string("its rule");
+    if (!expert && sp.calibrator.is_awq())
+      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + rule +
+                  " uses calibrator awq, which covers routed experts only; give this site's rule calibrator max, mse or gptq");
+    if (!expert && hessians->version() < 2)
+      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + rule + " uses calibrator gptq, but " + hessians->path() +
+                  " (version 1) holds routed experts' Hessians only; re-run moeq calibrate --gptq-hessians");
     sp.calibrator.hessians = hessians;
   }
 }
@@ -28,7 +32,7 @@ std::shared_ptr<const HessianFile> attach_hessians_for(Plan& plan, const std::st
                                                        const std::string& model_fingerprint) {
   if (!plan_uses_gptq(plan)) return nullptr;
   if (calib_path.empty())
-    throw Error("the recipe uses calibrator gptq or awq, which needs the experts' Hessians from calibration: pass --calib CALIB.h5 "
+    throw Error("the recipe uses calibrator gptq or awq, which needs the Hessians from calibration: pass --calib CALIB.h5 "
                 "(made by moeq calibrate --gptq-hessians, which writes CALIB.hessians.safetensors beside it)");
   auto h = HessianFile::open(hessian_path_for(calib_path), model_fingerprint);
   attach_hessians(plan, h);
@@ -38,6 +42,59 @@ std::shared_ptr<const HessianFile> attach_hessians_for(Plan& plan, const std::st
 namespace {
 
 at::Tensor own_amax(const at::Tensor& w3) { return w3.to(at::kFloat).abs().amax({1, 2}); }
+
+// A batch's Hessians [E, in, in] and rows [E]. Routed experts: their layer's stack (one load per
+// layer and input, cached in `layer_h`: gate and up share). Other sites: their linear's
+// Hessian; a site whose input the calibration forward did not report gets the identity, 0 rows,
+// and `missing` (plain rounding, listed).
+struct BatchHessians {
+  at::Tensor h, tokens;
+  std::vector<bool> missing;
+};
+
+BatchHessians batch_hessians(const SiteBatch& b, const HessianFile& hf, int64_t in,
+                             std::map<std::string, std::pair<at::Tensor, at::Tensor>>& layer_h) {
+  const Site& s0 = *b.sites[0]->site;
+  BatchHessians r;
+  if (s0.role == Role::Expert && s0.expert >= 0) {
+    const std::string input = s0.proj == "down" ? "down" : "gate_up";
+    auto it = layer_h.find(input);
+    if (it == layer_h.end())
+      it = layer_h.emplace(input, std::make_pair(hf.hessian(s0.layer, input), hf.tokens(s0.layer, input))).first;
+    const at::Tensor& H_all = it->second.first;
+    std::vector<int64_t> experts;
+    for (const SitePlan* sp : b.sites) experts.push_back(sp->site->expert);
+    for (int64_t e : experts)
+      if (e < 0 || e >= H_all.size(0))
+        throw Error(hf.path() + ": layer " + std::to_string(s0.layer) + " " + input + " has Hessians for " +
+                    std::to_string(H_all.size(0)) + " experts, the plan has expert " + std::to_string(e));
+    if (H_all.size(1) != in)
+      throw Error(hf.path() + ": layer " + std::to_string(s0.layer) + " " + input + " Hessians are " +
+                  std::to_string(H_all.size(1)) + " x " + std::to_string(H_all.size(2)) + ", the weights " + s0.name +
+                  " have " + std::to_string(in) + " inputs");
+    const at::Tensor idx = at::tensor(experts, at::kLong);
+    r.h = H_all.index_select(0, idx);
+    r.tokens = it->second.second.index_select(0, idx);
+    r.missing.assign(experts.size(), false);
+    return r;
+  }
+  std::vector<at::Tensor> hs;
+  std::vector<int64_t> n;
+  for (const SitePlan* sp : b.sites) {
+    const std::string& name = sp->site->name;
+    const bool have = hf.has_linear(name);
+    at::Tensor h = have ? hf.linear_hessian(name) : at::eye(in, at::kFloat);
+    if (h.size(0) != in)
+      throw Error(hf.path() + ": the Hessian of " + name + " is " + std::to_string(h.size(0)) + " x " + std::to_string(h.size(1)) +
+                  ", the weights have " + std::to_string(in) + " inputs");
+    hs.push_back(h);
+    n.push_back(have ? hf.linear_tokens(name) : 0);
+    r.missing.push_back(!have);
+  }
+  r.h = at::stack(hs);
+  r.tokens = at::tensor(n, at::kLong);
+  return r;
+}
 
 }  // namespace
 
@@ -64,28 +121,13 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
   for (size_t j = 0; j < job.size(); ++j) {
     const SiteBatch& b = job[j];
     const Site& s0 = *b.sites[0]->site;
-    const std::string input = s0.proj == "down" ? "down" : "gate_up";
-    auto it = layer_h.find(input);
-    if (it == layer_h.end())
-      it = layer_h.emplace(input, std::make_pair(cal.hessians->hessian(s0.layer, input), cal.hessians->tokens(s0.layer, input))).first;
-    const at::Tensor& H_all = it->second.first;
-    const at::Tensor& tok_all = it->second.second;
-    std::vector<int64_t> experts;
-    for (const SitePlan* sp : b.sites) experts.push_back(sp->site->expert);
     const bool was_2d = stacks[j].dim() == 2;
     const at::Tensor w3 = was_2d ? stacks[j].unsqueeze(0) : stacks[j];
     const int64_t E = w3.size(0), in = w3.size(2);
-    for (int64_t e : experts)
-      if (e < 0 || e >= H_all.size(0))
-        throw Error(cal.hessians->path() + ": layer " + std::to_string(s0.layer) + " " + input + " has Hessians for " +
-                    std::to_string(H_all.size(0)) + " experts, the plan has expert " + std::to_string(e));
-    if (H_all.size(1) != in)
-      throw Error(cal.hessians->path() + ": layer " + std::to_string(s0.layer) + " " + input + " Hessians are " +
-                  std::to_string(H_all.size(1)) + " x " + std::to_string(H_all.size(2)) + ", the weights " + s0.name +
-                  " have " + std::to_string(in) + " inputs");
-    const at::Tensor idx = at::tensor(experts, at::kLong);
-    const at::Tensor H = H_all.index_select(0, idx).to(w3.device());
-    const at::Tensor tokens = tok_all.index_select(0, idx);
+    const BatchHessians bh = batch_hessians(b, *cal.hessians, in, layer_h);
+    const at::Tensor H = bh.h.to(w3.device());
+    const at::Tensor tokens = bh.tokens;
+    const bool expert = s0.role == Role::Expert && s0.expert >= 0;
     // The plain path's scales, from the original weights.
     const at::Tensor a = amax ? *amax : own_amax(w3);
     const QuantizedTensor q0 = nvfp4 ? fmt.quantize(stacks[j], first.params, a.reshape(was_2d ? at::IntArrayRef{} : at::IntArrayRef{E}))
@@ -107,14 +149,18 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
     const auto tk = tokens.contiguous();
     const auto fb = fallback.to(at::kCPU).contiguous();
     const auto idn = r.identity.to(at::kCPU).contiguous();
-    for (int64_t e = 0; e < E; ++e)
-      if (fb.data_ptr<bool>()[e])
-        cal.hessians->note_fallback(b.sites[e]->site->name + ": " +
-                                    (idn.data_ptr<bool>()[e] && tk.data_ptr<int64_t>()[e] >= cal.gptq_min_tokens
-                                         ? std::string("Hessian not positive definite after damping")
-                                         : std::to_string(tk.data_ptr<int64_t>()[e]) + " routed calibration tokens < min_tokens " +
-                                               std::to_string(cal.gptq_min_tokens)) +
-                                    ": plain " + first.format + " rounding");
+    for (int64_t e = 0; e < E; ++e) {
+      if (!fb.data_ptr<bool>()[e]) continue;
+      const int64_t n = tk.data_ptr<int64_t>()[e];
+      std::string why;
+      if (bh.missing[e])
+        why = "no Hessian in " + cal.hessians->path() + " (the calibration forward does not report this linear's input)";
+      else if (idn.data_ptr<bool>()[e] && n >= cal.gptq_min_tokens)
+        why = "Hessian not positive definite after damping";
+      else
+        why = std::to_string(n) + (expert ? " routed" : "") + " calibration tokens < min_tokens " + std::to_string(cal.gptq_min_tokens);
+      cal.hessians->note_fallback(b.sites[e]->site->name + ": " + why + ": plain " + first.format + " rounding");
+    }
     const at::Tensor wq_in = was_2d ? wq.squeeze(0) : wq;
     QuantizedTensor q = nvfp4 ? fmt.quantize_with_block_scales(wq_in, first.params, a.reshape(was_2d ? at::IntArrayRef{} : at::IntArrayRef{E}),
                                                                block.view(at::kByte))

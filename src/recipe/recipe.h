@@ -23,8 +23,8 @@ class AwqScales;    // calib/calibrators/awq_job.h
 // stop, num_steps()) (per tensor: per expert of a stack; per row for FP8 channel scales;
 // per 16-element block for NVFP4, whose global scale stays the max), or with
 // fp8_scale_sweep every NVFP4 block scale tried among the 126 positive finite FP8 E4M3 values.
-// `gptq` (routed experts; docs/gptq.md) quantizes with the format's max scales and GPTQ's
-// error feedback through per-expert Hessians from calibration (moeq calibrate --gptq-hessians).
+// `gptq` (routed experts, other linears; docs/gptq.md) quantizes with the format's max scales and
+// GPTQ's error feedback through per-expert / per-input Hessians (moeq calibrate --gptq-hessians).
 // `awq` (routed experts; docs/awq.md) searches per-input-channel scales of down_proj
 // (s = mean|x|^a / mean|w|^(1-a), a on a grid) minimising tr(dW H dW^T) with the same
 // Hessians, folded exactly into up_proj's rows; then the format's max path.
