@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "formats/nvfp4/nvfp4.h"
+#include "formats/nvfp4/nvfp4_amax.h"
 #include "tensor/source_dequant.h"
 #ifdef MOEQ_WITH_CUDA
 #include "formats/cuda_stream.h"
@@ -19,19 +20,6 @@ const QuantFormat& nvfp4() { return format_by_name(kNvfp4Name); }
 at::Tensor per_expert(const at::Tensor& a, bool was_2d) { return was_2d ? a.reshape({}) : a.reshape({-1}); }
 
 #ifdef MOEQ_WITH_CUDA
-// The given amax as E floats on `device`, checked as nvfp4's quantize checks it.
-at::Tensor checked_amax(const at::Tensor& amax, int64_t experts, bool was_2d, const at::Device& device) {
-  const bool shape_ok = was_2d ? amax.numel() == 1 : (amax.dim() == 1 && amax.size(0) == experts);
-  if (!shape_ok)
-    throw Error("nvfp4: given amax must have shape " + std::string(was_2d ? "[]" : "[" + std::to_string(experts) + "]") +
-                " for this weight, got " + std::to_string(amax.dim()) + "D with " + std::to_string(amax.numel()) +
-                " elements");
-  at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
-  if (!(at::isfinite(a) & (a >= 0)).all().item<bool>())  // one sync
-    throw Error("nvfp4: given amax must be finite and non-negative");
-  return a;
-}
-
 void throw_flags(int flags, const std::string& what) {
   if (flags & kSourceBadScale) throw Error(what + ": an E8M0 scale is 0xFF (NaN); the checkpoint is corrupt");
   if (flags & kSourceNonFinite) throw_non_finite(kNvfp4Name);
@@ -58,7 +46,7 @@ QuantizedTensor device_nvfp4(const Stack& st, const std::vector<int64_t>& shape,
   at::Tensor amax_t;
   const float* a = nullptr;
   if (amax) {
-    amax_t = checked_amax(*amax, E, was_2d, opt.device());
+    amax_t = nvfp4_given_amax(*amax, E, was_2d, opt.device());
     a = amax_t.data_ptr<float>();
   } else {
     source_absmax_cuda(st, reinterpret_cast<float*>(scratch.data_ptr<int>()), bad, current_cuda_stream());

@@ -1,5 +1,6 @@
 // NVFP4 (see nvfp4.h for the math, the parts and the one deviation from ModelOpt).
 #include "formats/nvfp4/nvfp4.h"
+#include "formats/nvfp4/nvfp4_amax.h"
 
 #include <cmath>
 #include <string>
@@ -32,18 +33,6 @@ bool quantize_cpu(const WeightBatch& w, const float* global_scale, uint8_t* q, u
   return finite;
 }
 
-// The given amax as E floats on `device`, checked.
-at::Tensor given_amax(const at::Tensor& amax, int64_t experts, bool was_2d, const at::Device& device) {
-  const bool shape_ok = was_2d ? amax.numel() == 1 : (amax.dim() == 1 && amax.size(0) == experts);
-  if (!shape_ok)
-    throw Error("nvfp4: given amax must have shape " + std::string(was_2d ? "[]" : "[" + std::to_string(experts) + "]") +
-                " for this weight, got " + std::to_string(amax.dim()) + "D with " + std::to_string(amax.numel()) +
-                " elements");
-  at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
-  if (!(at::isfinite(a) & (a >= 0)).all().item<bool>())  // one sync
-    throw Error("nvfp4: given amax must be finite and non-negative");
-  return a;
-}
 
 // Given FP8 block scale bytes as float8_e4m3fn [E, R, C/16] on `device`, checked: every
 // byte a positive finite e4m3 value (1..126), so no block divides by 0 or NaN.
@@ -130,7 +119,7 @@ class Nvfp4Format : public QuantFormat {
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(w.device());
     const auto u8 = f32.dtype(at::kByte);
     at::Tensor amax_t;
-    if (amax) amax_t = given_amax(*amax, b.experts, w.dim() == 2, w.device());
+    if (amax) amax_t = nvfp4_given_amax(*amax, b.experts, w.dim() == 2, w.device());
     at::Tensor q = at::empty({b.experts, b.rows, b.cols / 2}, u8);
     at::Tensor scales = at::empty({b.experts, b.rows, b.cols / kNvfp4Block}, u8);
     at::Tensor gs = at::empty({b.experts}, f32);
@@ -174,7 +163,7 @@ class Nvfp4Format : public QuantFormat {
     require_finite(w, "nvfp4");
     const at::Tensor x = to_3d(w).to(at::kFloat);
     const int64_t E = x.size(0), R = x.size(1), C = x.size(2);
-    const at::Tensor a = amax ? given_amax(*amax, E, w.dim() == 2, w.device()) : x.abs().amax({1, 2});
+    const at::Tensor a = amax ? nvfp4_given_amax(*amax, E, w.dim() == 2, w.device()) : x.abs().amax({1, 2});
     // Divide by a device tensor: ATen turns division by a CPU scalar into a multiplication
     // by its reciprocal on CUDA, which ModelOpt's CPU math (and the kernels) don't do.
     at::Tensor gs = a / at::full({}, 2688.f, x.options());
@@ -213,6 +202,19 @@ class Nvfp4Format : public QuantFormat {
 };
 
 }  // namespace
+
+at::Tensor nvfp4_given_amax(const at::Tensor& amax, int64_t experts, bool was_2d, const at::Device& device) {
+  const bool shape_ok = was_2d ? amax.numel() == 1 : (amax.dim() == 1 && amax.size(0) == experts);
+  if (!shape_ok)
+    throw Error("nvfp4: given amax must have shape " + std::string(was_2d ? "[]" : "[" + std::to_string(experts) + "]") +
+                " for this weight, got " + std::to_string(amax.dim()) + "D with " + std::to_string(amax.numel()) +
+                " elements");
+  at::Tensor a = amax.to(device, at::kFloat).reshape({experts}).contiguous();
+  if (!(at::isfinite(a) & (a >= 0)).all().item<bool>())  // one sync
+    throw Error("nvfp4: given amax must be finite and non-negative");
+  return a;
+}
+
 
 MOEQ_REGISTER(FormatPtr, "nvfp4", std::make_unique<Nvfp4Format>())
 
