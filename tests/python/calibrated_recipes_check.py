@@ -24,19 +24,12 @@ from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from consumer_util import check, failures  # noqa: E402
 from tiny_models import FAMILIES  # noqa: E402
 
 RECIPES = sorted(glob.glob(os.path.join(HERE, "..", "..", "recipes", "*_gptq.yaml")) +
                  glob.glob(os.path.join(HERE, "..", "..", "recipes", "*_awq.yaml")))
 N, S = 4, 32
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
-    return cond
 
 
 def moeq(*args):

@@ -11,7 +11,7 @@ def check(cond, msg):
     """Records a failure (the script exits non-zero at the end) and goes on checking."""
     if not cond:
         failures.append(msg)
-        print("FAIL:", msg)
+        print("FAIL:", msg, flush=True)
     return cond
 
 
