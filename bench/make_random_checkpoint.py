@@ -7,6 +7,8 @@ Usage: python3 make_random_checkpoint.py FAMILY OUT_DIR
   gemma4       Gemma-4-26B-A4B (Gemma4ForConditionalGeneration, ~51 GB, vision tower included)
   deepseek-v3  DeepSeek-V3 / R1 as published (FP8 block 128 with F32 weight_scale_inv), real
                dimensions, 3 layers (1 dense + 2 MoE of 256 experts), no MTP layer (~27 GB)
+  qwen3moe     Qwen3-30B-A3B (Qwen3MoeForCausalLM) at real dimensions; MOEQ_LAYERS layers (default
+               4 of its 48: 6.2 GB; per-layer cost is what a benchmark reads, see bench/gptq_bench.sh)
   olmoe-mini, gemma4-mini, deepseek-v3-mini: 2-3 layers, 8 experts, small widths, for tests
 FP8 weights (deepseek-v3*): codes clamp(N(0, 64), +-448) as F8_E4M3, scale_inv U(2e-5, 1.2e-4)
 F32 per [128, 128] block (partial edge blocks as the published shapes have them: DeepSeek's
@@ -169,7 +171,35 @@ def deepseek_v3(L=3, dense=1, E=256, H=7168, I=2048, D=18432, V=129280, heads=12
     return cfg, t
 
 
+def qwen3moe(L=4, E=128, H=2048, I=768, D=6144, V=151936, heads=32, kv=4, hd=128):
+    """Qwen3-30B-A3B (Qwen/Qwen3-30B-A3B config.json): 48 layers, hidden 2048, 128 experts of 768
+    (top 8, norm_topk_prob), 32 query heads and 4 KV heads of 128 with per-head q/k RMSNorm,
+    vocab 151936, untied lm_head; experts stored one tensor per expert as the Hub has them."""
+    cfg = dict(architectures=["Qwen3MoeForCausalLM"], model_type="qwen3_moe", hidden_size=H, intermediate_size=D,
+               moe_intermediate_size=I, num_hidden_layers=L, num_attention_heads=heads, num_key_value_heads=kv,
+               head_dim=hd, num_experts=E, num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1,
+               mlp_only_layers=[], vocab_size=V, max_position_embeddings=40960, rms_norm_eps=1e-6,
+               rope_theta=1000000.0, tie_word_embeddings=False, attention_bias=False, attention_dropout=0.0,
+               hidden_act="silu", initializer_range=0.02, use_sliding_window=False, sliding_window=None,
+               router_aux_loss_coef=0.001, output_router_logits=False, bos_token_id=151643,
+               eos_token_id=151645, torch_dtype="bfloat16")
+    t = [("model.embed_tokens.weight", (V, H))]
+    for i in range(L):
+        p = f"model.layers.{i}."
+        t += [(p + "self_attn.q_proj.weight", (heads * hd, H)), (p + "self_attn.k_proj.weight", (kv * hd, H)),
+              (p + "self_attn.v_proj.weight", (kv * hd, H)), (p + "self_attn.o_proj.weight", (H, heads * hd)),
+              (p + "self_attn.q_norm.weight", (hd,)), (p + "self_attn.k_norm.weight", (hd,)),
+              (p + "input_layernorm.weight", (H,)), (p + "post_attention_layernorm.weight", (H,)),
+              (p + "mlp.gate.weight", (E, H))]
+        for e in range(E):
+            t += [(p + f"mlp.experts.{e}.gate_proj.weight", (I, H)), (p + f"mlp.experts.{e}.up_proj.weight", (I, H)),
+                  (p + f"mlp.experts.{e}.down_proj.weight", (H, I))]
+    t += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
+    return cfg, t
+
+
 FAMILIES = {
+    "qwen3moe": lambda: qwen3moe(L=int(os.environ.get("MOEQ_LAYERS", "4"))),
     "olmoe": olmoe,
     "olmoe-mini": lambda: olmoe(2, 8, 256, 128, 1024),
     "gemma4": gemma4,

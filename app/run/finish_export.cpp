@@ -42,11 +42,12 @@ void note_conversions_and_gptq(const RunPlan& run, const SourceConversionCounts&
   }
   if (!run.hessians) return;
   const auto fb = run.hessians->fallbacks();
-  size_t gptq_sites = 0;
-  for (const auto& sp : run.plan.sites) gptq_sites += sp.quantize && sp.calibrator.is_gptq();
+  size_t gptq_experts = 0, gptq_other = 0;
+  for (const auto& sp : run.plan.sites)
+    if (sp.quantize && sp.calibrator.is_gptq()) ++(sp.site->role == Role::Expert && sp.site->expert >= 0 ? gptq_experts : gptq_other);
   for (const auto& line : fb) report.warnings.push_back("gptq fallback: " + line);
-  std::printf("gptq: %zu expert sites with Hessians from %s; %zu kept plain rounding (report.md lists them)\n", gptq_sites,
-              run.hessians->path().c_str(), fb.size());
+  std::printf("gptq: %zu sites (%zu routed experts, %zu other linears) with Hessians from %s; %zu kept plain rounding "
+              "(report.md lists them)\n", gptq_experts + gptq_other, gptq_experts, gptq_other, run.hessians->path().c_str(), fb.size());
 }
 
 }  // namespace moeq

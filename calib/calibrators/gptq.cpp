@@ -1,6 +1,8 @@
 #include "calib/calibrators/gptq.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -89,6 +91,23 @@ GptqResult gptq_quantize(const at::Tensor& w_in, const at::Tensor& h_in, const a
   }
   if (perm.defined()) W = at::gather(W, 2, at::argsort(perm, /*dim=*/int64_t{-1}, /*descending=*/false).unsqueeze(1).expand({E, rows, n}));
   return {W, bad};
+}
+
+GptqResult gptq_quantize_chunked(const at::Tensor& w, const at::Tensor& h, const at::Tensor& scale, GptqGrid grid,
+                                 const GptqOptions& opt, int64_t chunk_bytes, double qmin, double qmax) {
+  if (w.dim() != 3 || h.dim() != 3 || h.size(0) != w.size(0))
+    throw Error("gptq: weights " + shape_of(w) + " and Hessians " + shape_of(h) + " do not fit (expected [E, out, in], [E, in, in])");
+  const int64_t E = w.size(0), per = std::max<int64_t>(1, h.size(1) * h.size(2) * static_cast<int64_t>(sizeof(float)));
+  const int64_t chunk = std::max<int64_t>(1, chunk_bytes / per);
+  if (chunk >= E) return gptq_quantize(w, h.to(w.device()), scale, grid, opt, qmin, qmax);
+  std::vector<at::Tensor> qs, ids;
+  for (int64_t e0 = 0; e0 < E; e0 += chunk) {
+    const int64_t n = std::min(chunk, E - e0);
+    GptqResult r = gptq_quantize(w.narrow(0, e0, n), h.narrow(0, e0, n).to(w.device()), scale.narrow(0, e0, n), grid, opt, qmin, qmax);
+    qs.push_back(std::move(r.q));
+    ids.push_back(std::move(r.identity));
+  }
+  return {at::cat(qs), at::cat(ids)};
 }
 
 }  // namespace moeq

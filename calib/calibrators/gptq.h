@@ -41,6 +41,14 @@ struct GptqResult {
 GptqResult gptq_quantize(const at::Tensor& w, const at::Tensor& h, const at::Tensor& scale, GptqGrid grid,
                          const GptqOptions& opt, double qmin = 0, double qmax = 0);
 
+// gptq_quantize over consecutive chunks of experts whose Hessians take at most chunk_bytes
+// (float32; at least one expert a chunk), each chunk's Hessians moved to w's device in turn, so h
+// may stay on the host. gptq_quantize holds about six copies of its Hessians at once (damped,
+// Cholesky factor, inverse, its factor, act_order's gathers); chunking bounds that. Every op is
+// per matrix, so the result equals one gptq_quantize call (tests/quant/test_gptq.cpp).
+GptqResult gptq_quantize_chunked(const at::Tensor& w, const at::Tensor& h, const at::Tensor& scale, GptqGrid grid,
+                                 const GptqOptions& opt, int64_t chunk_bytes, double qmin = 0, double qmax = 0);
+
 // The grid value of v / scale times scale (one column or any shape): what gptq_quantize
 // puts on the grid, and what the formats' codes dequantize to.
 at::Tensor gptq_round(const at::Tensor& v, const at::Tensor& scale, GptqGrid grid, double qmin, double qmax);

@@ -1,6 +1,8 @@
 #include "calib/calibrators/gptq_job.h"
 
+#include <algorithm>
 #include <map>
+#include <vector>
 
 #include "core/error.h"
 #include "calib/calibrators/gptq.h"
@@ -43,6 +45,12 @@ namespace {
 
 at::Tensor own_amax(const at::Tensor& w3) { return w3.to(at::kFloat).abs().amax({1, 2}); }
 
+// Hessian bytes per gptq_quantize_chunked call (see there). A Qwen3-30B-A3B layer's gate_up
+// Hessians are 128 x 2048 x 2048 float32 (2.1 GB); in one call their six copies were part of
+// what got INT4 GPTQ killed on a 24 GiB host (bench/gptq_bench.sh, MOEQ_DEVICE=cpu). On the GPU
+// 4 GiB keeps such a layer in one call (the column loop is launch-bound: fewer calls, faster).
+int64_t gptq_chunk_bytes(const at::Device& d) { return d.is_cuda() ? (int64_t{4} << 30) : (int64_t{256} << 20); }
+
 // A batch's Hessians [E, in, in] and rows [E]. Routed experts: their layer's stack (one load per
 // layer and input, cached in `layer_h`: gate and up share). Other sites: their linear's
 // Hessian; a site whose input the calibration forward did not report gets the identity, 0 rows,
@@ -72,8 +80,12 @@ BatchHessians batch_hessians(const SiteBatch& b, const HessianFile& hf, int64_t 
       throw Error(hf.path() + ": layer " + std::to_string(s0.layer) + " " + input + " Hessians are " +
                   std::to_string(H_all.size(1)) + " x " + std::to_string(H_all.size(2)) + ", the weights " + s0.name +
                   " have " + std::to_string(in) + " inputs");
+    // A batch of every expert in order (the usual one) reads the layer's stack without a copy:
+    // for Qwen3-30B-A3B's gate_up that stack is 128 x 2048 x 2048 float32, 2.1 GB.
+    bool all_in_order = static_cast<int64_t>(experts.size()) == H_all.size(0);
+    for (size_t i = 0; all_in_order && i < experts.size(); ++i) all_in_order = experts[i] == static_cast<int64_t>(i);
     const at::Tensor idx = at::tensor(experts, at::kLong);
-    r.h = H_all.index_select(0, idx);
+    r.h = all_in_order ? H_all : H_all.index_select(0, idx);
     r.tokens = it->second.second.index_select(0, idx);
     r.missing.assign(experts.size(), false);
     return r;
@@ -125,7 +137,7 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
     const at::Tensor w3 = was_2d ? stacks[j].unsqueeze(0) : stacks[j];
     const int64_t E = w3.size(0), in = w3.size(2);
     const BatchHessians bh = batch_hessians(b, *cal.hessians, in, layer_h);
-    const at::Tensor H = bh.h.to(w3.device());
+    const at::Tensor& H = bh.h;  // on the host; each chunk goes to the device in turn
     const at::Tensor tokens = bh.tokens;
     const bool expert = s0.role == Role::Expert && s0.expert >= 0;
     // The plain path's scales, from the original weights.
@@ -141,7 +153,7 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
     } else {
       eff = block3.to(at::kFloat).repeat_interleave(in / block3.size(2), -1);
     }
-    const GptqResult r = gptq_quantize(w3, H, eff, nvfp4 ? GptqGrid::E2M1 : GptqGrid::Int, go, qmin, qmax);
+    const GptqResult r = gptq_quantize_chunked(w3, H, eff, nvfp4 ? GptqGrid::E2M1 : GptqGrid::Int, go, gptq_chunk_bytes(w3.device()), qmin, qmax);
     // Fallbacks: too few tokens, or no positive definite Hessian.
     const at::Tensor few = tokens < cal.gptq_min_tokens;
     const at::Tensor fallback = (few | r.identity.to(at::kCPU)).to(w3.device());

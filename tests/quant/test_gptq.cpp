@@ -81,6 +81,23 @@ TEST_CASE("gptq: equals llm-compressor's quantize_weight (eager, CPU) on fixed H
   }
 }
 
+TEST_CASE("gptq: experts in chunks give the bytes of one call (the memory bound changes nothing)") {
+  const Ref r = reference();
+  const at::Tensor w = r.get("w"), h = r.get("h");
+  REQUIRE(w.size(0) >= 2);
+  const at::Tensor effi = r.get("int4.scale").to(at::kFloat).repeat_interleave(128, -1);
+  const int64_t one = h.size(1) * h.size(2) * 4;
+  for (bool act : {false, true}) {
+    INFO("act_order " << act);
+    const GptqResult whole = gptq_quantize(w, h, effi, GptqGrid::Int, {128, 0.01, act}, -8, 7);
+    for (int64_t bytes : {int64_t{1}, one, 2 * one - 1, 64 * one}) {  // 1 expert a chunk (twice), 1, and all at once
+      const GptqResult c = gptq_quantize_chunked(w, h, effi, GptqGrid::Int, {128, 0.01, act}, bytes, -8, 7);
+      CHECK(at::equal(c.q, whole.q));
+      CHECK(at::equal(c.identity, whole.identity));
+    }
+  }
+}
+
 TEST_CASE("gptq: the formats write GPTQ's weights on the fixed scales byte-exactly") {
   const Ref r = reference();
   const at::Tensor w = r.get("w"), h = r.get("h");
