@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "calib/calibrators/gptq.h"
+#include "calib/calibrators/int_mse_scales.h"
 
 namespace moeq {
 
@@ -145,6 +146,11 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
     const QuantizedTensor q0 = nvfp4 ? fmt.quantize(stacks[j], first.params, a.reshape(was_2d ? at::IntArrayRef{} : at::IntArrayRef{E}))
                                      : fmt.quantize(stacks[j], first.params);
     at::Tensor block = q0.parts.at("weight_scale");
+    if (cal.gptq_observer_mse && !nvfp4) {
+      const int64_t group = in / block.size(-1);
+      block = int_mse_group_scales(w3, group, qmin, qmax).to(block.scalar_type());
+      if (was_2d) block = block.squeeze(0);
+    }
     const at::Tensor block3 = was_2d ? block.unsqueeze(0) : block;
     at::Tensor eff;
     if (nvfp4) {

@@ -104,7 +104,7 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
   WeightCalibrator w;
   if (n.IsMap()) {
     std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep",
-                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step"};
+                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step", "observer"};
     if (modelopt) keys.insert(keys.end(), {"layerwise", "distributed_sync"});
     c.check_keys(n, keys, where);
     if (!n["method"]) c.fail(n, where + " needs 'method' (max, mse, gptq or awq)");
@@ -118,6 +118,12 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
     c.fail(method, "unknown calibrator method '" + w.method + "' in " + where + (modelopt ? " (known: max, mse)" : " (known: max, mse, gptq, awq)"));
   if (!n.IsMap()) return w;
   if (n["alpha_step"] && !w.is_awq()) c.fail(n["alpha_step"], "'alpha_step' in " + where + " only applies to method awq");
+  if (n["observer"]) {
+    if (!w.is_gptq()) c.fail(n["observer"], "'observer' in " + where + " only applies to method gptq (its fixed grid's scales)");
+    const std::string o = c.get<std::string>(n["observer"], "observer");
+    if (o != "max" && o != "mse") c.fail(n["observer"], "unknown observer '" + o + "' in " + where + " (known: max, mse)");
+    w.gptq_observer_mse = o == "mse";
+  }
   if (w.is_awq()) {
     for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep", "block_size", "dampening", "act_order"})
       if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " does not apply to method awq (keys: alpha_step, min_tokens)");
@@ -307,9 +313,9 @@ int64_t WeightCalibrator::num_steps() const {
 std::string WeightCalibrator::describe() const {
   if (is_gptq()) {
     char g[160];
-    std::snprintf(g, sizeof g, "gptq (block %lld, dampening %g, act_order %s, min_tokens %lld)",
+    std::snprintf(g, sizeof g, "gptq (block %lld, dampening %g, act_order %s, min_tokens %lld%s)",
                   static_cast<long long>(gptq_block_size), gptq_dampening, gptq_act_order ? "true" : "false",
-                  static_cast<long long>(gptq_min_tokens));
+                  static_cast<long long>(gptq_min_tokens), gptq_observer_mse ? ", observer mse" : "");
     return g;
   }
   if (is_awq()) {
@@ -328,9 +334,12 @@ std::string WeightCalibrator::describe() const {
 std::string calibrator_misfit(const WeightCalibrator& c, const std::string& format) {
   const QuantFormat* f = find_format(format);
   const FormatTraits t = f ? f->traits() : FormatTraits{};
-  if (c.is_gptq())
+  if (c.is_gptq()) {
+    if (c.gptq_observer_mse && t.gptq && t.kind == ElementKind::Float)
+      return "observer mse searches integer group scales; for nvfp4 leave it out (GPTQ on the max scales) or use calibrator: mse";
     return t.gptq ? ""
                : "moeq's GPTQ covers nvfp4 and int4/int8 (symmetric); use calibrator: max for this rule";
+  }
   if (c.is_awq())
     return t.gptq ? ""
                : "moeq's AWQ covers nvfp4 and int4/int8 (symmetric), the grids GPTQ covers; use calibrator: max for this rule";

@@ -35,6 +35,7 @@ struct WeightCalibrator {
   int64_t gptq_block_size = 128;   // columns per GPTQ block
   double gptq_dampening = 0.01;    // fraction of the mean Hessian diagonal added to it
   bool gptq_act_order = false;     // columns by descending Hessian diagonal
+  bool gptq_observer_mse = false;  // `observer: mse`: integer group scales by a shrink search first (int_mse_scales.h)
   int64_t gptq_min_tokens = 64;    // experts with fewer routed calibration tokens keep max (reported); also awq's
   double awq_alpha_step = 0.1;     // awq: the exponent grid 0, step, ..., 1 (ModelOpt awq_lite's alpha_step)
   // The AWQ scales (computed after planning, calib/calibrators/awq_job.h; null before).
