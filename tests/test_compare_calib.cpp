@@ -11,6 +11,7 @@
 #include "app/compare/act_fake_quant.h"
 #include "app/compare/compare.h"
 #include "app/compare/compare_report.h"
+#include "app/compare/eval_outputs.h"
 #include "app/compare/input_transform.h"
 #include "io/checkpoint.h"
 #include "model/plugin.h"
@@ -175,4 +176,74 @@ TEST_CASE("compare --calib: refusals and warnings", "[tiny][compare]") {
   CHECK(f.variants[0].activations == "W4A4 (activations from calib.h5)");
   CHECK(f.variants[1].name == "nvfp4 (weights only)");
   CHECK(f.variants[2].activations == "none (weight-only recipe)");
+}
+
+TEST_CASE("compare --activations-only: the source weights with the recipe's activation quantization", "[tiny][compare]") {
+  const std::string model = test::tiny_dir() + "/qwen3_moe/model";
+  test::TempDir t;
+  const std::string calib_path = calibrate_tiny(model, t.path + "/calib.h5");
+  CompareOptions o = tiny_options(model, calib_path);
+  o.recipes = {recipe_path("nvfp4_experts_only"), recipe_path("fp8_experts_weight_only")};
+  const CompareResult plain = run_compare(o);
+  o.activations_only = true;
+  const CompareResult r = run_compare(o);
+  // nvfp4_experts_only: W4A4, weights only, activations only; the weight-only recipe gets no twin.
+  REQUIRE(plain.variants.size() == 3);
+  REQUIRE(r.variants.size() == 4);
+  const Variant &w4a4 = r.variants[0], &w4 = r.variants[1], &a4 = r.variants[2];
+  CHECK(a4.name == "nvfp4_experts_only (activations only)");
+  CHECK((a4.activations_only_twin && a4.activations_quantized && a4.reference_row() && !a4.weights_only_twin));
+  CHECK(a4.activations ==
+        "W4A4 (activations from calib.h5; weights at source precision: reference for nvfp4_experts_only)");
+  CHECK(a4.all.quantized == 0);
+  CHECK(a4.sites.empty());
+  CHECK(a4.expected_bytes == a4.source_bytes);
+  CHECK(r.variants[3].name == "fp8_experts_weight_only");
+  // The other rows are unchanged by the extra row.
+  CHECK(w4a4.output.kl_mean == plain.variants[0].output.kl_mean);
+  CHECK(w4.output.kl_mean == plain.variants[1].output.kl_mean);
+  CHECK(r.variants[3].output.kl_mean == plain.variants[2].output.kl_mean);
+  INFO("KL W4A4 " << w4a4.output.kl_mean << " weights only " << w4.output.kl_mean << " activations only "
+                  << a4.output.kl_mean);
+  CHECK(a4.output.kl_mean > 0);
+
+  // Oracle: the unquantized forward with each routed expert's rows fake-quantized by hand with its
+  // expert's export scale (input_scales: gate and up share one), through evaluate_outputs directly.
+  const CalibData calib = read_calib_file(calib_path);
+  auto ck = Checkpoint::open(model);
+  const ModelConfig cfg = load_config(model);
+  const SiteMap map = map_sites(plugin_for(cfg), cfg, *ck);
+  const auto scales = input_scales(make_plan(load_recipe(recipe_path("nvfp4_experts_only")), map.sites, false), calib,
+                                   calib_path);
+  InputTransforms hand;
+  hand.experts = [&](int64_t layer, const std::string& proj, const at::Tensor& x, const at::Tensor& rows) {
+    std::vector<float> s;
+    for (int64_t e = 0; e < cfg.num_experts; ++e)
+      s.push_back(scales
+                      .at("layers." + std::to_string(layer) + ".experts." + std::to_string(e) +
+                          (proj == "down" ? ".down" : ".gate"))
+                      .scale);
+    return nvfp4_input_fake_quant(x, at::tensor(s, at::kFloat).index_select(0, rows));
+  };
+  EvalOptions eo;
+  eo.ids = o.eval_ids;
+  eo.dtype = at::kFloat;
+  eo.chunk_samples = o.eval_chunk_samples;
+  const EvalResult want = evaluate_outputs(ck, cfg, {WeightTransform{}}, eo, {hand});
+  CHECK(a4.output.kl_mean == want.variants[0].kl_mean);
+  CHECK(a4.output.top1 == want.variants[0].top1);
+  CHECK(a4.output.ppl_quant == want.variants[0].ppl_quant);
+
+  // Reports: the row is marked and never picked.
+  write_compare_report(t.path + "/rep", r, 3.0, 1.0);
+  const auto j = nlohmann::json::parse(test::read_file(t.path + "/rep/report.json"));
+  CHECK(j["variants"][2]["activations"]["activations_only_twin"] == true);
+  CHECK(j["variants"][2]["quantized_sites"] == 0);
+  CHECK(j["pick"]["chosen"].get<std::string>().find("activations only") == std::string::npos);
+  CHECK(test::read_file(t.path + "/rep/report.md").find("Rows marked (activations only)") != std::string::npos);
+
+  // Without --calib there is nothing to add: refused.
+  CompareOptions no_calib = tiny_options(model, "");
+  no_calib.activations_only = true;
+  REQUIRE_ERROR_MENTIONS(run_compare(no_calib), "--activations-only", "--calib");
 }

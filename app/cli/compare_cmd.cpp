@@ -54,7 +54,7 @@ int cmd_compare(const std::vector<std::string>& argv) {
             "model: export size, weight error and, with --eval, output error",
             "MODEL_DIR (--recipes R1.yaml R2.yaml ... | --formats nvfp4,fp8,... | --exports NAME=DIR ...) -o REPORT_DIR [--device cpu|cuda] "
             "[--worst N] [--within-db DB] [--eval DATA [--eval-samples N] [--eval-seq-len S] | --eval-ids IDS.safetensors] "
-            "[--eval-dtype bfloat16|float32] [--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS] [--calib calib.h5]",
+            "[--eval-dtype bfloat16|float32] [--eval-chunk N] [--eval-ref-mib MIB] [--max-kl NATS] [--calib calib.h5 [--activations-only]]",
             "moeq compare demo/qwen3_moe_fused --formats nvfp4,fp8,int4 -o out/compare\n"
             "  moeq compare MODEL --exports moeq=out/nvfp4 modelopt=mo/max --eval-ids eval_ids.safetensors -o out/h2h");
   c.positional("MODEL_DIR", o.model, "Hugging Face checkpoint directory (config.json + safetensors)");
@@ -81,6 +81,9 @@ int cmd_compare(const std::vector<std::string>& argv) {
   c.option("--eval-ref-mib", o.eval_ref_mib, "host memory for the reference logits, MiB")->check(integer_at_least(1));
   c.option("--max-kl", o.max_kl, "output pick: smallest export with mean KL at most this, nats")->check(non_negative_number());
   c.option("--calib", o.calib, "calib.h5 of this model: activations of W4A4 / W8A8 variants quantized in the eval forward");
+  c.flag("--activations-only", o.activations_only,
+         "with --calib and eval: each W4A4 / W8A8 recipe also gets a row with its activations quantized and every weight "
+         "at source precision (what the activations alone cost)");
   if (!c.parse(argv)) return 0;
   if (!o.eval_file.empty() && !o.eval_ids_file.empty()) c.fail("give --eval DATA or --eval-ids IDS.safetensors, not both");
   recipes.insert(recipes.end(), recipe.begin(), recipe.end());

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "calib/calib_file.h"
@@ -357,6 +358,26 @@ std::vector<InputTransforms> calib_inputs(const CompareOptions& opt, const Model
   return inputs;
 }
 
+// --activations-only: the source weights with v's activation quantization. No weight is
+// quantized, so the row has no sites and the source's size.
+Variant activations_only_twin(const Variant& v, const InputTransforms& inputs, const std::string& calib_name,
+                              const SiteMap& map, int worst_experts) {
+  Variant a = v;
+  a.name = v.name + " (activations only)";
+  a.activations_only_twin = true;
+  a.activations_quantized = true;
+  a.activations = activation_label(inputs.formats) + " (activations from " + calib_name +
+                  "; weights at source precision: reference for " + v.name + ")";
+  a.warnings = {"activations only: " + std::to_string(inputs.sites) + " input_quant sites fake-quantized as in " +
+                v.name + ", every weight as stored in the source"};
+  a.sites.clear();
+  a.quantized_weights = 0;
+  a.expected_bytes = a.source_bytes;
+  a.bits_per_weight = 0;
+  summarize_variant(a, map, worst_experts);
+  return a;
+}
+
 // One forward pass per variant of the output error: its weight and input transforms.
 struct EvalPasses {
   std::vector<WeightTransform> weights;
@@ -400,10 +421,21 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
     twin.weights_only_twin = true;
     twin.activations = "none (weights only: reference for " + v.name + ")";
     twin.warnings.clear();
+    std::optional<Variant> act;
+    if (opt.activations_only && awq)
+      v.warnings.push_back("--activations-only: no activations-only row for an AWQ recipe (its down_proj input scales "
+                           "are for the folded weights x / s, not the source's)");
+    else if (opt.activations_only)
+      act = activations_only_twin(v, inputs[k], calib_name, model.sites, opt.worst_experts);
     res.variants.push_back(std::move(v));
     res.variants.push_back(std::move(twin));
     passes.weights.push_back(plan_weight_transform(model.checkpoint, plans[k], dev));
     passes.inputs.push_back(InputTransforms{});
+    if (act) {
+      res.variants.push_back(std::move(*act));
+      passes.weights.push_back(WeightTransform{});  // the source weights, as the reference forward's
+      passes.inputs.push_back(inputs[k]);
+    }
   }
   return passes;
 }
@@ -465,6 +497,9 @@ void measure_outputs(const CompareOptions& opt, const Model& model, const EvalPa
 CompareResult run_compare(const CompareOptions& opt) {
   if (opt.recipes.empty() && opt.formats.empty() && opt.exports.empty())
     throw Error("nothing to compare: give --recipes R1.yaml R2.yaml ..., --formats nvfp4,fp8,... and/or --exports NAME=DIR ...");
+  if (opt.activations_only && opt.calib.empty())
+    throw Error("--activations-only adds rows with the recipes' activations quantized: give --calib calib.h5 and eval ids "
+                "(--eval DATA or --eval-ids IDS.safetensors)");
   const at::Device dev = checked_device(opt.device);
   std::vector<Recipe> recipes = compare_recipes(opt);
   const Model model = open_model(opt.model);

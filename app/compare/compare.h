@@ -38,6 +38,10 @@ struct CompareOptions {
   // inputs of those linears with the export's input scales (app/compare/input_transform.h), and a
   // weights-only twin row shows what the activations cost.
   std::string calib;
+  // --activations-only (with --calib and eval ids): each such recipe also gets an activations-only
+  // twin: the source weights (no weight quantized) with the recipe's input fake quantization, the
+  // share of the output error that the activations alone cost (no weight algorithm can remove it).
+  bool activations_only = false;
   // compare --exports: existing exports (name, directory) evaluated against `model` by the same
   // forward (app/compare/export_eval.h): their decoded weights and, for W4A4 / W8A8 exports,
   // their own input scales; listed after the recipes and formats.
@@ -93,6 +97,10 @@ struct Variant {
   int64_t input_quant_sites = 0;
   bool activations_quantized = false;
   bool weights_only_twin = false;  // the same weights without activation quantization: a reference row, never picked
+  // --activations-only: the source weights with the recipe's activation quantization (no weight
+  // quantized: no sites, source size); a reference row, never picked.
+  bool activations_only_twin = false;
+  bool reference_row() const { return weights_only_twin || activations_only_twin; }
   std::string activations = "none (weight-only recipe)";
 };
 

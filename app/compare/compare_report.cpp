@@ -103,7 +103,7 @@ Pick pick_by_weight(const CompareResult& r, double within_db) {
   const auto& vs = r.variants;
   std::vector<int> measured;
   for (int i = 0; i < static_cast<int>(vs.size()); ++i)
-    if (std::isfinite(headline_sqnr(vs[i])) && !vs[i].weights_only_twin) measured.push_back(i);
+    if (std::isfinite(headline_sqnr(vs[i])) && !vs[i].reference_row()) measured.push_back(i);
   std::ostringstream t;
   t << "Rule (moeq compare): among the variants with a measured weight error, pick the smallest expected export "
        "whose mean SQNR over its quantized sites is within "
@@ -171,7 +171,7 @@ Pick pick_by_output(const CompareResult& r, double within_db, double max_kl) {
   const auto& vs = r.variants;
   std::vector<int> measured;
   for (int i = 0; i < static_cast<int>(vs.size()); ++i)
-    if (vs[i].output.measured && !vs[i].weights_only_twin) measured.push_back(i);
+    if (vs[i].output.measured && !vs[i].reference_row()) measured.push_back(i);
   std::ostringstream t;
   t << "Rule (moeq compare, output error): pick the smallest expected export whose mean KL(reference || quantized) "
        "per token is at most "
@@ -229,6 +229,9 @@ Pick pick_by_output(const CompareResult& r, double within_db, double max_kl) {
   if (std::any_of(vs.begin(), vs.end(), [](const Variant& v) { return v.weights_only_twin; }))
     t << " Rows marked (weights only) are the activation-quantized recipes without their activation quantization: "
          "references that show what the activations cost, not candidates.";
+  if (std::any_of(vs.begin(), vs.end(), [](const Variant& v) { return v.activations_only_twin; }))
+    t << " Rows marked (activations only) are the source weights with a recipe's activation quantization "
+         "(--activations-only): references that show what the activations alone cost, not candidates.";
   p.text = t.str();
   return p;
 }
@@ -284,7 +287,8 @@ json variant_json(const Variant& v) {
   x["activations"] = {{"label", v.activations},
                       {"input_quant_sites", v.input_quant_sites},
                       {"quantized", v.activations_quantized},
-                      {"weights_only_twin", v.weights_only_twin}};
+                      {"weights_only_twin", v.weights_only_twin},
+                      {"activations_only_twin", v.activations_only_twin}};
   if (v.output.measured) {
     const OutputError& o = v.output;
     x["output_error"] = {{"tokens", o.tokens},          {"kl_mean", num(o.kl_mean)},   {"kl_max", num(o.kl_max)},
@@ -422,7 +426,8 @@ void md_definitions(std::ostringstream& md) {
      << "- Activations: `W4A4 (activations from calib.h5)` / `W8A8 (...)`: the inputs of the recipe's input_quant "
         "linears are fake-quantized as the deployed kernels do (FP8 static per-tensor; NVFP4 static global scale and "
         "dynamic E4M3 scales per 16 inputs), with the export's input scales (per expert for routed experts); "
-        "`(weights only)` rows are the same recipes without it.\n"
+        "`(weights only)` rows are the same recipes without it; `(activations only)` rows (--activations-only) "
+        "the source weights with it.\n"
      << "- report.json holds every site, layer and expert; report.html has the charts.\n";
 }
 
@@ -446,7 +451,9 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
       {"bits_per_weight", "over quantized sites, scales included"},
       {"activations", "whether the output error fake-quantized the inputs of the recipe's input_quant linears (--calib: "
                       "input scales from calib.h5, as the export carries them); weights_only_twin: the same recipe "
-                      "with activations unquantized, a reference row that is never picked"}};
+                      "with activations unquantized, a reference row that is never picked; activations_only_twin "
+                      "(--activations-only): the source weights with the recipe's activation quantization, a reference "
+                      "row that is never picked"}};
   j["pick"] = pick_json(r, pick);
   j["variants"] = json::array();
   for (const auto& v : r.variants) j["variants"].push_back(variant_json(v));
@@ -477,7 +484,7 @@ std::string compare_markdown(const CompareResult& r, const Pick& pick) {
 void write_compare_report(const std::string& dir, const CompareResult& r, double within_db, double max_kl) {
   refuse_output_over_input(dir, "-o", r.model, "the source checkpoint");
   for (const auto& v : r.variants)  // --exports: their directories are inputs too
-    if (!v.weights_only_twin && std::filesystem::is_directory(v.source))
+    if (!v.reference_row() && std::filesystem::is_directory(v.source))
       refuse_output_over_input(dir, "-o", v.source, "the export " + v.name);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

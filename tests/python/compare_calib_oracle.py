@@ -13,7 +13,9 @@ expert's slice of gate_up_proj / down_proj), the way the deployed kernels quanti
 KL / top-1 / perplexity / cosine of those logits against the unquantized model's must equal the
 W4A4 / W8A8 row of `moeq compare --recipes R --calib calib.h5 --eval-ids IDS --eval-dtype float32`
 (moeq's native forward, its own fake quantization). The weights-only twin row must agree with the
-same forward without the input quantization, and cost less KL.
+same forward without the input quantization, and cost less KL. The activations-only row
+(--activations-only) must agree with the unquantized source checkpoint whose inputs are
+fake-quantized with the same scales, and cost KL > 0.
 
 Usage: compare_calib_oracle.py MOEQ_BINARY TINY_DIR WORK_DIR
 """
@@ -147,16 +149,22 @@ def main():
             q, hooked, used = quantized_logits(os.path.join(d, "fq"), ids, scales)
             want = metrics(ref, q, ids)
             want_w = metrics(ref, quantized_logits(os.path.join(d, "fq"), ids, {})[0], ids)
+            a, _, used_a = quantized_logits(model, ids, scales)  # the source weights, inputs fake-quantized
+            want_a = metrics(ref, a, ids)
             subprocess.run([moeq, "compare", model, "--recipes", recipe, "--calib", calib, "--eval-ids", ids_file,
-                            "--eval-dtype", "float32", "-o", os.path.join(d, "report")], check=True, stdout=subprocess.DEVNULL)
+                            "--eval-dtype", "float32", "--activations-only", "-o", os.path.join(d, "report")],
+                           check=True, stdout=subprocess.DEVNULL)
             rep = json.load(open(os.path.join(d, "report", "report.json")))
             got, got_w = rep["variants"][0]["output_error"], rep["variants"][1]["output_error"]
+            got_a = rep["variants"][2]["output_error"]
             assert rep["variants"][0]["activations"]["quantized"] and rep["variants"][1]["activations"]["weights_only_twin"]
+            assert rep["variants"][2]["activations"]["activations_only_twin"] and rep["variants"][2]["quantized_sites"] == 0
 
             # FP8 W8A8: moeq's KL sat 3.4% above the oracle's on qwen3_moe (8.13e-9 vs 7.86e-9) and
             # moved to 6.6% (8.77e-9 vs 8.23e-9; cosine 1.6e-6 apart) when q/k/v began sharing one
             # weight scale and input scale (fusion groups); the weights-only twin still agrees to
-            # 0.4%. The cause of the W8A8 gap is not found yet (an open lead in the stop notes):
+            # 0.4%, and the activations-only row (source weights, the same input scales) to 2e-5
+            # (5.061705e-9 vs 5.061630e-9): the gap needs both. Its cause is not found yet (an open lead in the stop notes):
             # until then its tolerances are 10% (KL) / 3e-6 (cosine) / 2e-5 (ppl), the other rows keep
             # 5% / 1e-6 / 1e-5 (olmoe: ppl 257.41005 vs 257.40746, 1.006e-5 apart).
             loose = name == "fp8"
@@ -169,10 +177,11 @@ def main():
                         and abs(g["ppl_quant"] - w["ppl_quant"]) <= (2e-5 if loose else 1e-5) * w["ppl_quant"]
                         and abs(g["cosine_mean"] - w["cosine_mean"]) <= (3e-6 if loose else 1e-6))
 
-            ok = (close(got, want) and close(got_w, want_w) and used > 0
-                  and want["kl_mean"] > want_w["kl_mean"] > 0)
+            ok = (close(got, want) and close(got_w, want_w) and close(got_a, want_a) and used > 0 and used_a == used
+                  and want["kl_mean"] > want_w["kl_mean"] > 0 and want_a["kl_mean"] > 0)
             line = (f"{fam:10s} {name:19s} {hooked:3d} scaled inputs ({used} hit)  KL moeq {got['kl_mean']:.6e} oracle "
                     f"{want['kl_mean']:.6e}  weights-only {got_w['kl_mean']:.6e}/{want_w['kl_mean']:.6e}  "
+                    f"activations-only {got_a['kl_mean']:.6e}/{want_a['kl_mean']:.6e}  "
                     f"top1 {got['top1']:.4f}/{want['top1']:.4f}  ppl {got['ppl_quant']:.5f}/{want['ppl_quant']:.5f}  "
                     f"cos {got['cosine_mean']:.7f}/{want['cosine_mean']:.7f}  {'ok' if ok else 'MISMATCH'}")
             print(line)
