@@ -103,7 +103,10 @@ int cmd_compare(const std::vector<std::string>& argv) {
     std::printf("\n");
   }
   if (pick.chosen >= 0) {
-    if (pick.by_output)
+    if (pick.by_output && pick.none_fits)
+      std::printf("pick: no variant has mean KL <= %g nats; the lowest KL: %s (raise --max-kl or try larger formats)\n",
+                  o.max_kl, r.variants[pick.chosen].name.c_str());
+    else if (pick.by_output)
       std::printf("pick (smallest with mean KL <= %g nats): %s\n", o.max_kl, r.variants[pick.chosen].name.c_str());
     else
       std::printf("pick (within %.1f dB of the best): %s\n", o.within_db, r.variants[pick.chosen].name.c_str());

@@ -188,6 +188,7 @@ Pick pick_by_output(const CompareResult& r, double within_db, double max_kl) {
                             (vs[i].expected_bytes == vs[p.chosen].expected_bytes && kl(i) < kl(p.chosen))))
       p.chosen = i;
   const bool none_fits = p.chosen < 0;
+  p.none_fits = none_fits;
   if (none_fits) p.chosen = p.best;
   for (int i : measured) {
     bool dominated = false;
@@ -325,6 +326,7 @@ json pick_json(const CompareResult& r, const Pick& pick) {
              {"metric", pick.by_output ? "kl_mean (output error)" : "mean_sqnr_db over quantized sites"},
              {"text", pick.text}};
   if (pick.by_output) pj["max_kl"] = pick.max_kl;
+  if (pick.by_output) pj["none_within_max_kl"] = pick.none_fits;
   pj["best"] = pick.best >= 0 ? json(r.variants[pick.best].name) : json(nullptr);
   pj["chosen"] = pick.chosen >= 0 ? json(r.variants[pick.chosen].name) : json(nullptr);
   pj["pareto"] = json::array();

@@ -21,6 +21,7 @@ namespace moeq {
 struct Pick {
   double within_db = 3.0, max_kl = 0.01;
   bool by_output = false;  // the rule used the output error
+  bool none_fits = false;  // by_output and no variant within max_kl: `chosen` is the lowest KL
   int best = -1, chosen = -1;  // variant indices, -1 when nothing was measured
   std::vector<int> pareto;     // by expected size, smallest first
   std::string text;            // the paragraph, with the numbers
