@@ -121,3 +121,26 @@ TEST_CASE("awq shared search: one scale for all experts, s = 1 candidate, token 
   CHECK(r.loss.min().item<double>() == r.loss[r.best].item<double>());
   REQUIRE_ERROR_MENTIONS(awq_shared_search(W, H, at::zeros({E}, at::kLong), 16, fq, 0.25), "no expert");
 }
+
+TEST_CASE("awq fold: a family that declares no fold is refused, naming it", "[awq][tiny]") {
+  Model m = open_model(test::tiny_dir() + "/qwen3_moe/model");
+  Architecture arch = *m.plugin;
+  const auto decoder = arch.decoder;
+  arch.decoder = [decoder](const ModelConfig& c) {
+    DecoderSpec s = decoder(c);
+    s.ffn.expert_input = NormFold{};  // what a plugin that says nothing gets
+    s.ffn.expert_input.why_not = "a v_norm-like step between the norm and the experts";
+    return s;
+  };
+  m.plugin = &arch;
+  REQUIRE_ERROR_MENTIONS(awq_norm_fold(m, 0), "layer 0", "no exact fold", "v_norm-like", "inputs: [down]");
+  arch.decoder = nullptr;
+  REQUIRE_ERROR_MENTIONS(awq_norm_fold(m, 0), "no decoder spec", "inputs: [down]");
+  // A declared norm the checkpoint lacks.
+  arch.decoder = [decoder](const ModelConfig& c) {
+    DecoderSpec s = decoder(c);
+    s.ffn.expert_input.norm = "no_such_norm.weight";
+    return s;
+  };
+  REQUIRE_ERROR_MENTIONS(awq_norm_fold(m, 1), "no_such_norm.weight");
+}
