@@ -55,6 +55,9 @@ struct ForwardOptions {
   // Optional: replaces a linear weight (already on the device, [out, in]) before use, e.g.
   // by quantize-dequantize for compare's fake-quantized model.
   std::function<at::Tensor(const Site&, const at::Tensor&)> weight_transform;
+  // Optional: replaces an aux tensor (a norm weight, ...; by its stored name, on the device)
+  // before use, e.g. by compare's AWQ-folded norm (calib/calibrators/awq_fold.h). Must keep the shape.
+  std::function<at::Tensor(const std::string& tensor, const at::Tensor&)> aux_transform;
   // Optional: replace the input of a linear before it is multiplied, e.g. by compare's
   // activation fake quantization (W4A4 / W8A8). Unset: the inputs are used as they are, at
   // no cost. Called after the observer saw the unchanged input; must return x's shape.

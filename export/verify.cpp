@@ -92,9 +92,6 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
 
   std::shared_ptr<Checkpoint> src;
   // moeq's AWQ exports (calib/calibrators/awq_job.h) keep the folded scales beside the weights.
-  const std::shared_ptr<const AwqScales> awq = read_awq_scales(dir);
-  if (awq) res.notes.push_back(std::string(kAwqScalesFile) + ": AWQ down_proj scales (folded into down and up); with --source the "
-                               "source weights are compared folded");
   std::map<std::string, const Site*> src_sites;
   Model source;
   const SiteMap& src_map = source.sites;
@@ -102,6 +99,24 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
     source = open_model(source_dir);
     src = source.checkpoint;
     for (const auto& s : src_map.sites) src_sites[s.name] = &s;
+  }
+  const std::shared_ptr<const AwqScales> awq = read_awq_scales(dir, src ? &source : nullptr);
+  if (awq) res.notes.push_back(std::string(kAwqScalesFile) + ": AWQ expert input scales (down's folded into down and up, gate_up's "
+                               "into the norm before the MoE and its readers); with --source the source weights are compared folded");
+  if (awq && src) {
+    // The tensors the fold changes that the export copies (norms, an unquantized router or
+    // shared expert): byte-equal to the folded source, cast to its dtype.
+    size_t checked = 0;
+    for (const auto& [name, t] : awq_folded_tensors(*awq, *src, src_map)) {
+      if (!ck->has(name)) continue;
+      const TensorInfo& b = ck->info(name);
+      if (b.nbytes() != static_cast<uint64_t>(t.nbytes()) || dtype_name(b.dtype) != dtype_name(src->info(name).dtype)) continue;  // quantized
+      checked++;
+      if (std::memcmp(ck->data(name), t.data_ptr(), b.nbytes()) != 0)
+        res.problems.push_back("tensor '" + name + "': differs from the AWQ-folded source (" + std::string(kAwqScalesFile) +
+                               " gate_up scales): copied unfolded?");
+    }
+    if (checked) res.notes.push_back(std::to_string(checked) + " copied tensors (norms, routers) match the AWQ-folded source");
   }
 
   // Experts expected: the source's expert sites, or config.num_experts per layer with a router.

@@ -74,7 +74,19 @@ DecoderSpec llama_decoder(const ModelConfig& c, const std::string& family) {
   k.rope.dim = c.head_dim;
   s.ffn.act = config_string(c, "hidden_act", "silu");
   s.ffn.router.top_k = c.num_experts_per_tok;
+  // pre-norm: post_attention_layernorm feeds the router and the routed experts only.
+  s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight");
   return s;
+}
+
+NormFold moe_input_fold(const std::string& norm, const std::vector<std::string>& extra, bool one_plus) {
+  NormFold f;
+  f.norm = norm;
+  f.one_plus = one_plus;
+  f.readers = {"experts.gate", "experts.up", "router"};
+  f.readers.insert(f.readers.end(), extra.begin(), extra.end());
+  f.why_not.clear();
+  return f;
 }
 
 LayerKind& uniform_layers(DecoderSpec& s) { return s.kinds[DecoderSpec::kUniformLayers]; }

@@ -41,6 +41,9 @@ void as_mtp(Rules& r, Rules inner, int64_t trunk_layers);
 // RoPE (rope theta over head_dim; any other rope type throws), hidden_act, and a softmax top-k
 // router of num_experts_per_tok. The family sets the rest.
 DecoderSpec llama_decoder(const ModelConfig& c, const std::string& family);
+// AWQ's fold of the routed experts' gate/up input (model/decoder_spec.h NormFold): the norm
+// `norm` (relative to the layer) feeds the experts, the router and `extra` readers only.
+NormFold moe_input_fold(const std::string& norm, const std::vector<std::string>& extra = {}, bool one_plus = false);
 // The layer kind of a decoder whose layers all attend alike (llama_decoder's).
 LayerKind& uniform_layers(DecoderSpec& s);
 // DeepSeek-V3 / GLM-4's sigmoid router: n_group, topk_group, norm_topk_prob (default true),

@@ -53,6 +53,8 @@ DecoderSpec deepseek_v3_decoder(const ModelConfig& c) {
   k.rope.kind = RopeSpec::Kind::FromConfig;
   k.rope.dim = a.rope_dim;
   s.ffn.router = sigmoid_group_router(c);
+  // e_score_correction_bias is added to the router's sigmoid scores, after the matmul: unchanged.
+  s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight", {"shared_experts.gate", "shared_experts.up"});
   return s;
 }
 }  // namespace

@@ -97,6 +97,11 @@ DecoderSpec gemma4_decoder(const ModelConfig& c) {
   s.logit_softcap = config_double(c, "final_logit_softcapping", 0);
   s.ffn.router.top_k = c.num_experts_per_tok;
   s.ffn.router.renormalize = true;
+  // The experts alone read pre_feedforward_layernorm_2 (the router reads a scale-free norm of h
+  // and the dense MLP pre_feedforward_layernorm): no other reader to compensate.
+  s.ffn.expert_input.norm = "pre_feedforward_layernorm_2.weight";
+  s.ffn.expert_input.readers = {"experts.gate", "experts.up"};
+  s.ffn.expert_input.why_not.clear();
   if (!c.text.contains("layer_types") || !c.text["layer_types"].is_array())
     throw Error("config '" + c.path + "': layer_types (sliding_attention / full_attention per layer) is missing");
   for (const auto& t : c.text["layer_types"]) s.layer_types.push_back(t.get<std::string>());

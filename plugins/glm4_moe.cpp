@@ -37,6 +37,7 @@ DecoderSpec glm4_moe_decoder(const ModelConfig& c) {
   k.attn.rotary_dim = rotary_dim;
   k.rope.dim = rotary_dim;
   s.ffn.router = sigmoid_group_router(c);
+  s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight", {"shared_experts.gate", "shared_experts.up"});
   return s;
 }
 }  // namespace

@@ -47,6 +47,9 @@ DecoderSpec gpt_oss_decoder(const ModelConfig& c) {
   s.ffn.router.kind = RouterKind::TopkThenSoftmax;
   s.ffn.router.top_k = c.num_experts_per_tok;
   s.ffn.swiglu_limit = config_double(c, "swiglu_limit", 7.0);
+  // The clamp acts on gate/up's outputs: their inputs' scales fold (router and expert biases
+  // are added after the matmul). down_proj's do not (calib/calibrators/awq_job.cpp refuses).
+  s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight");
   const int64_t window = static_cast<int64_t>(config_double(c, "sliding_window", 0));
   if (!c.text.contains("layer_types") || !c.text["layer_types"].is_array())
     throw Error("config '" + c.path + "': layer_types (sliding_attention / full_attention per layer) is missing");

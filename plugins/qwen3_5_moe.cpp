@@ -75,6 +75,9 @@ DecoderSpec qwen3_5_moe_decoder(const ModelConfig& c) {
   s.ffn.router.top_k = c.num_experts_per_tok;
   s.ffn.router.renormalize = true;
   s.ffn.router.round_weights_to_dtype = true;
+  // (1 + w) norm, read by the router, the experts, the shared expert and its sigmoid gate.
+  s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight",
+                                      {"shared_experts.gate", "shared_experts.up", "shared_expert_gate"}, /*one_plus=*/true);
   LayerKind& full = s.kinds["full_attention"];
   full.attention = AttentionKind::GatedSelf;
   full.attn.heads = c.num_heads;

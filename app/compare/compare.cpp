@@ -100,7 +100,7 @@ std::vector<SiteError> measure(const Checkpoint& ck, const Plan& plan, const at:
     for (const SiteBatch& b : job) stacks.push_back(load_stack(ck, b, dev));
     const std::vector<QuantizedTensor> qs = quantize_job(ck, job, stacks);
     // AWQ: the error against the folded source (the function the quantized weights approximate).
-    const std::vector<at::Tensor> refs = job[0].sites[0]->calibrator.is_awq() ? awq_fold_stacks(job, stacks) : stacks;
+    const std::vector<at::Tensor> refs = job[0].sites[0]->calibrator.awq ? awq_fold_stacks(job, stacks) : stacks;
     for (size_t j = 0; j < job.size(); ++j) {
       const SiteBatch& b = job[j];
       const SitePlan& first = *b.sites[0];
@@ -381,6 +381,7 @@ Variant activations_only_twin(const Variant& v, const InputTransforms& inputs, c
 // One forward pass per variant of the output error: its weight and input transforms.
 struct EvalPasses {
   std::vector<WeightTransform> weights;
+  std::vector<AuxTransform> aux;  // AWQ's folded norms (null: none)
   std::vector<InputTransforms> inputs;
 };
 
@@ -395,14 +396,16 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
     Variant v = evaluate(recipes[k], plans[k], model.sites, *model.checkpoint, dev, opt);
     if (eval) {
       passes.weights.push_back(plan_weight_transform(model.checkpoint, plans[k], dev));
+      passes.aux.push_back(plan_aux_transform(model, plans[k]));
       passes.inputs.push_back(inputs[k]);
     }
     std::shared_ptr<const AwqScales> awq;
     for (const auto& sp : plans[k].sites)
       if (sp.calibrator.awq) awq = sp.calibrator.awq;
     if (awq) {
-      v.warnings.push_back("weights by AWQ: down_proj input scales from the Hessians in " + hessians[k]->path() +
-                           ", folded into up_proj (weight errors are against the folded source)");
+      v.warnings.push_back("weights by AWQ: expert input scales from the Hessians in " + hessians[k]->path() +
+                           " (down_proj's folded into up_proj, gate_up's into the norm before the MoE and its other readers; "
+                           "weight errors are against the folded source)");
       for (const auto& line : awq->fallbacks) v.warnings.push_back("awq fallback: " + line);
     } else if (hessians[k]) {
       v.warnings.push_back("weights by GPTQ with the Hessians (routed experts, and the linears the recipe runs GPTQ on) from " + hessians[k]->path());
@@ -430,6 +433,7 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
     res.variants.push_back(std::move(v));
     res.variants.push_back(std::move(twin));
     passes.weights.push_back(plan_weight_transform(model.checkpoint, plans[k], dev));
+    passes.aux.push_back(plan_aux_transform(model, plans[k]));
     passes.inputs.push_back(InputTransforms{});
     if (act) {
       res.variants.push_back(std::move(*act));
@@ -448,6 +452,7 @@ void add_export_variants(bool eval, std::vector<ExportEval>& evals, EvalPasses& 
     Variant v = x.variant;
     if (eval) {
       passes.weights.push_back(x.weights);
+      passes.aux.push_back(nullptr);
       passes.inputs.push_back(x.inputs);
     }
     res.variants.push_back(v);
@@ -461,6 +466,7 @@ void add_export_variants(bool eval, std::vector<ExportEval>& evals, EvalPasses& 
     res.variants.push_back(std::move(t));
     if (eval) {
       passes.weights.push_back(x.weights);
+      passes.aux.push_back(nullptr);
       passes.inputs.push_back(InputTransforms{});
     }
   }
@@ -476,6 +482,7 @@ void measure_outputs(const CompareOptions& opt, const Model& model, const EvalPa
   eo.dtype = info.dtype == "float32" ? at::kFloat : at::kBFloat16;
   eo.chunk_samples = opt.eval_chunk_samples;
   eo.ref_budget_bytes = opt.eval_ref_mib << 20;
+  eo.aux = passes.aux;
   const EvalResult er = evaluate_outputs(model, passes.weights, eo, passes.inputs);
   for (size_t k = 0; k < er.variants.size(); ++k) res.variants[k].output = er.variants[k];
   info.measured = true;
@@ -513,7 +520,7 @@ CompareResult run_compare(const CompareOptions& opt) {
   std::vector<std::shared_ptr<const HessianFile>> hessians;
   for (auto& p : plans) hessians.push_back(attach_hessians_for(p, opt.calib, model));
   // AWQ recipes: the down_proj scales, before the input scales (the scaled input's amax).
-  for (auto& p : plans) attach_awq_scales(p, *model.checkpoint, model.config, dev);
+  for (auto& p : plans) attach_awq_scales(p, model, dev);
   const std::vector<InputTransforms> inputs = calib_inputs(opt, model, plans, ids, info);
   // Exports are read (and their weight error measured) before the recipes' weight pass: an export
   // moeq cannot read fails fast.

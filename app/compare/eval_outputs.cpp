@@ -9,6 +9,9 @@
 #include "core/error.h"
 #include "formats/format.h"
 #include "app/run/batches.h"
+#include "calib/calibrators/awq_fold.h"
+#include "calib/calibrators/awq_job.h"
+#include "tensor/aten_view.h"
 
 namespace moeq {
 namespace {
@@ -22,6 +25,7 @@ struct PlanDequant {
   std::map<size_t, std::vector<at::Tensor>> cache;                   // job -> dequantized stacks
   std::map<size_t, size_t> left;                                     // job -> sites not served yet
   at::Device device = at::kCPU;
+  std::shared_ptr<const AwqScales> awq;  // the plan's, if any
 
   // The job's stacks, quantized and dequantized as in moeq quantize (quantize.cpp step 3).
   std::vector<at::Tensor> dequantize_job(size_t k, at::ScalarType dtype) const {
@@ -37,7 +41,10 @@ struct PlanDequant {
 
   at::Tensor operator()(const Site& s, const at::Tensor& w) {
     auto it = where.find(s.name);
-    if (it == where.end()) return w;  // not quantized by this plan: exact
+    if (it == where.end()) {  // not quantized by this plan: exact, or AWQ-folded as exported
+      if (!awq || !awq_input_scales(*awq, s).defined()) return w;
+      return awq_fold_weight(*awq, s, w).to(site_dtype(*ckpt, s)).to(w.scalar_type());
+    }
     const auto [k, j, i] = it->second;
     auto c = cache.find(k);
     if (c == cache.end()) {
@@ -63,6 +70,8 @@ WeightTransform plan_weight_transform(std::shared_ptr<Checkpoint> ckpt, const Pl
   st->plan = plan;
   st->device = device;
   st->jobs = plan_jobs(st->plan);
+  for (const auto& sp : st->plan.sites)
+    if (sp.calibrator.awq) st->awq = sp.calibrator.awq;
   for (size_t k = 0; k < st->jobs.size(); ++k)
     for (size_t j = 0; j < st->jobs[k].size(); ++j) {
       const SiteBatch& b = st->jobs[k][j];
@@ -70,6 +79,19 @@ WeightTransform plan_weight_transform(std::shared_ptr<Checkpoint> ckpt, const Pl
         st->where[b.sites[i]->site->name] = std::make_tuple(k, j, b.sites.size() == 1 ? int64_t(-1) : static_cast<int64_t>(i));
     }
   return [st](const Site& s, const at::Tensor& w) { return (*st)(s, w); };
+}
+
+AuxTransform plan_aux_transform(const Model& model, const Plan& plan) {
+  std::shared_ptr<const AwqScales> awq;
+  for (const auto& sp : plan.sites)
+    if (sp.calibrator.awq) awq = sp.calibrator.awq;
+  if (!awq) return nullptr;
+  auto folded = std::make_shared<std::map<std::string, at::Tensor>>(awq_folded_tensors(*awq, *model.checkpoint, model.sites));
+  if (folded->empty()) return nullptr;
+  return [folded](const std::string& name, const at::Tensor& t) {
+    auto it = folded->find(name);
+    return it == folded->end() ? t : it->second.to(t.device()).to(t.scalar_type());
+  };
 }
 
 EvalResult evaluate_outputs(std::shared_ptr<Checkpoint> ckpt, const ModelConfig& cfg,
@@ -106,6 +128,7 @@ EvalResult evaluate_outputs(const Model& model, const std::vector<WeightTransfor
     at::Tensor ref;
     {
       fo.weight_transform = nullptr;
+      fo.aux_transform = nullptr;
       fo.input_transform = nullptr;
       fo.expert_input_transform = nullptr;
       auto f = make_forward(model, fo);
@@ -117,6 +140,7 @@ EvalResult evaluate_outputs(const Model& model, const std::vector<WeightTransfor
     }
     for (size_t k = 0; k < transforms.size(); ++k) {
       fo.weight_transform = transforms[k];
+      fo.aux_transform = opt.aux.empty() ? nullptr : opt.aux.at(k);
       fo.input_transform = inputs.empty() ? nullptr : inputs[k].linear;
       fo.expert_input_transform = inputs.empty() ? nullptr : inputs[k].experts;
       auto f = make_forward(model, fo);

@@ -32,7 +32,14 @@ using WeightTransform = std::function<at::Tensor(const Site&, const at::Tensor&)
 // per-tensor amax, the same format kernel on `device`); a site the plan leaves unquantized
 // keeps the forward's own weight, unchanged. The dequantized stacks of one job are cached
 // until all their sites were served (the forward loads one layer at a time).
+// With AWQ (calib/calibrators/awq_fold.h), the unquantized readers of a folded norm (router,
+// shared experts) get their folded weight, cast to the source dtype as the export holds it.
 WeightTransform plan_weight_transform(std::shared_ptr<Checkpoint> ckpt, const Plan& plan, const at::Device& device);
+
+using AuxTransform = std::function<at::Tensor(const std::string& tensor, const at::Tensor&)>;
+// The forward's aux_transform for a plan: AWQ's folded norms as the export holds them (source
+// dtype); null when the plan folds no norm.
+AuxTransform plan_aux_transform(const Model& model, const Plan& plan);
 
 struct EvalOptions {
   at::Tensor ids;                        // [N, S] int64
@@ -40,6 +47,7 @@ struct EvalOptions {
   at::ScalarType dtype = at::kBFloat16;  // the forward's compute dtype
   int64_t chunk_samples = 8;
   int64_t ref_budget_bytes = int64_t(4) << 30;
+  std::vector<AuxTransform> aux;  // empty, or one per weight transform (null entries: none)
 };
 
 struct EvalResult {

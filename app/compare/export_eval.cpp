@@ -1,5 +1,7 @@
 #include "app/compare/export_eval.h"
 
+#include "calib/calibrators/awq_job.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -55,6 +57,13 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
   if (plugin.family != source.plugin->family)
     throw Error(dir + "/config.json: an export of a " + plugin.family + " model, but the source " + source.dir + " is " +
                 source.plugin->family);
+  // An AWQ export whose gate_up scales folded into its norms: the forward here takes the norms
+  // from the source (only linears are replaced), so it would not evaluate the export.
+  if (const auto awq = read_awq_scales(dir))
+    for (const auto& [layer, l] : awq->layers)
+      if (l.gate_up.defined() && !(l.gate_up == 1).all().item<bool>())
+        throw Error(dir + "/" + kAwqScalesFile + ": layer " + std::to_string(layer) + " has AWQ gate_up scales folded into its norm, "
+                    "which compare --exports does not evaluate (it takes norms from the source); compare the recipe with --recipes");
   auto ck = Checkpoint::open(dir);
   auto opened = open_export_reader(dir, cfg, ck);
   const ExportLayout& layout = *opened.first;

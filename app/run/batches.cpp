@@ -31,7 +31,8 @@ std::string calibrator_key(const WeightCalibrator& c) {
   }
   if (c.is_awq()) {
     char a[96];
-    std::snprintf(a, sizeof a, "awq:%.17g:%lld", c.awq_alpha_step, static_cast<long long>(c.gptq_min_tokens));
+    std::snprintf(a, sizeof a, "awq:%.17g:%lld:%d%d", c.awq_alpha_step, static_cast<long long>(c.gptq_min_tokens), c.awq_down ? 1 : 0,
+                  c.awq_gate_up ? 1 : 0);
     return a;
   }
   if (!c.is_mse()) return c.method;
@@ -216,8 +217,32 @@ std::optional<at::Tensor> shared_amax(const std::vector<SiteBatch>& job, const s
 namespace moeq {
 
 namespace {
-std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+// The stacks as given (AWQ folded by quantize_stacks): the calibrator's path.
+std::vector<QuantizedTensor> quantize_prepared(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+                                               const Checkpoint* source, SourceConversionCounts* counts, bool folded);
+
+std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& source_stacks,
                                              const Checkpoint* source, SourceConversionCounts* counts) {
+  const SitePlan& first = *job[0].sites[0];
+  const QuantFormat& fmt = format_by_name(first.format);
+  const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
+  std::vector<QuantizedTensor> out;
+  // AWQ: the awq sites and the readers of a folded norm (router, shared experts, whatever their
+  // calibrator) are quantized folded (calib/calibrators/awq_job.h); the export keeps the dtype.
+  bool folded = false;
+  for (const SiteBatch& b : job)
+    for (const SitePlan* sp : b.sites) folded = folded || sp->calibrator.awq != nullptr;
+  const std::vector<at::Tensor> stacks = folded ? awq_fold_stacks(job, source_stacks) : source_stacks;
+  if (folded) {
+    std::vector<QuantizedTensor> q = quantize_prepared(job, stacks, nullptr, nullptr, /*folded=*/true);
+    for (size_t j = 0; j < q.size(); ++j) q[j].orig_dtype = source_stacks[j].scalar_type();
+    return q;
+  }
+  return quantize_prepared(job, stacks, source, counts, false);
+}
+
+std::vector<QuantizedTensor> quantize_prepared(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
+                                               const Checkpoint* source, SourceConversionCounts* counts, bool folded) {
   const SitePlan& first = *job[0].sites[0];
   const QuantFormat& fmt = format_by_name(first.format);
   const WeightCalibrator& cal = first.calibrator;  // one per job: the batch key holds it
@@ -232,19 +257,13 @@ std::vector<QuantizedTensor> quantize_stacks(const std::vector<SiteBatch>& job, 
       }
       return out;
     }
-  if (cal.is_awq()) {
-    // The scales folded in (down columns x s, up rows / s), then the format's max path; gate and
-    // up share the global amax of the folded weights.
-    const std::vector<at::Tensor> folded = awq_fold_stacks(job, stacks);
-    const std::optional<at::Tensor> a = shared_amax(job, folded);
-    for (size_t j = 0; j < job.size(); ++j) {
-      out.push_back(fmt.quantize(folded[j], first.params, a));
-      out.back().orig_dtype = stacks[j].scalar_type();
-    }
-    return out;
-  }
   std::optional<at::Tensor> amax = shared_amax(job, stacks);
-  if (cal.is_gptq()) return gptq_quantize_job(job, stacks, amax);
+  if (cal.is_gptq()) {
+    if (folded) throw Error(first.site->name + ": gptq on AWQ-folded weights (internal error: attach_awq_scales refuses it)");
+    return gptq_quantize_job(job, stacks, amax);
+  }
+  // AWQ: the scales are folded in (by the caller); then the format's max path, gate and up
+  // sharing the global amax of the folded weights.
   if (!cal.is_mse()) {
     for (size_t j = 0; j < job.size(); ++j) out.push_back(fmt.quantize(stacks[j], first.params, amax));
     return out;

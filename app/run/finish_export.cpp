@@ -34,10 +34,20 @@ void note_conversions_and_gptq(const RunPlan& run, const SourceConversionCounts&
   if (run.awq) {
     size_t awq_sites = 0, searched = 0;
     for (const auto& sp : run.plan.sites) awq_sites += sp.quantize && sp.calibrator.is_awq();
-    for (const auto& [layer, l] : run.awq->layers) searched += (l.alpha >= 0).sum().item<int64_t>();
+    size_t norms = 0;
+    std::string alphas;
+    for (const auto& [layer, l] : run.awq->layers) {
+      if (l.alpha.defined()) searched += (l.alpha >= 0).sum().item<int64_t>();
+      if (!l.gate_up.defined()) continue;
+      norms += l.gate_up_alpha >= 0;
+      char a[64];
+      std::snprintf(a, sizeof a, "%s%lld: %g", alphas.empty() ? "" : ", ", static_cast<long long>(layer), l.gate_up_alpha);
+      alphas += a;
+    }
     for (const auto& line : run.awq->fallbacks) report.warnings.push_back("awq fallback: " + line);
-    std::printf("awq: %zu expert sites; down_proj scales searched for %zu experts, folded into up_proj; %zu kept s = 1 "
-                "(report.md lists them)\n", awq_sites, searched, run.awq->fallbacks.size());
+    std::printf("awq: %zu expert sites; down_proj scales searched for %zu experts, folded into up_proj; gate_up scales for %zu "
+                "layers, folded into the norm before the MoE (alpha by layer: %s); %zu kept s = 1 (report.md lists them)\n",
+                awq_sites, searched, norms, alphas.empty() ? "none" : alphas.c_str(), run.awq->fallbacks.size());
     return;
   }
   if (!run.hessians) return;

@@ -132,9 +132,20 @@ void quantize_checkpoint(const QuantizeOptions& opt) {
   const ExportOrder order = export_order(ck, run.plan);
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"producer", "moeq"}, {"recipe", run.recipe.name}};
   const std::string buffered_why = open_shards(opt, ck, run, order, meta, sw);
+  // AWQ's gate_up fold changes tensors that are otherwise copied through (the norm before the
+  // MoE, an unquantized router or shared expert): their folded bytes, in the source dtype.
+  const std::map<std::string, at::Tensor> folded = run.awq ? awq_folded_tensors(*run.awq, ck, model.sites) : std::map<std::string, at::Tensor>{};
   auto write_copy_through = [&] {
     for (const auto& name : order.copy_through) {
       const TensorInfo& info = ck.info(name);
+      if (auto f = folded.find(name); f != folded.end()) {
+        if (static_cast<uint64_t>(f->second.nbytes()) != info.nbytes())
+          throw Error(name + ": the AWQ-folded tensor has " + std::to_string(f->second.nbytes()) + " bytes, the source " +
+                      std::to_string(info.nbytes()) + " (internal error)");
+        sw.add_raw(name, dtype_name(info.dtype), info.shape, static_cast<const uint8_t*>(f->second.data_ptr()), info.nbytes());
+        progress.advance(info.nbytes());
+        continue;
+      }
       sw.add_raw(name, dtype_name(info.dtype), info.shape, ck.data(name), info.nbytes());
       progress.advance(info.nbytes());
     }

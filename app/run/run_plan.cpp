@@ -42,7 +42,7 @@ void check_plan(const QuantizeOptions& opt, const RunPlan& r, const std::string&
 // Activation scales from calibration, for the model it was made for only; GPTQ's Hessians.
 void load_calibration(const QuantizeOptions& opt, const Model& model, RunPlan& r) {
   r.hessians = attach_hessians_for(r.plan, opt.calib, model);
-  r.awq = attach_awq_scales(r.plan, *model.checkpoint, model.config, r.device);  // before the input scales: x / s at down
+  r.awq = attach_awq_scales(r.plan, model, r.device);  // before the input scales: x / s at down
   if (opt.calib.empty()) return;
   r.calib = read_calib_for(opt.calib, model);
   r.in_scales = input_scales(r.plan, r.calib, opt.calib);

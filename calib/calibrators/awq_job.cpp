@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "calib/calibrators/awq.h"
+#include "calib/calibrators/awq_norm.h"
 #include "calib/hessian_file.h"
 #include "core/error.h"
 #include "formats/format.h"
@@ -20,29 +21,102 @@ const char* const kAwqScalesFile = "moeq_awq/scales.safetensors";
 
 namespace {
 
-std::string scale_name(int64_t layer) { return "layers." + std::to_string(layer) + ".experts.down.awq_scale"; }
+std::string scale_name(int64_t layer, const std::string& input = "down") {
+  return "layers." + std::to_string(layer) + ".experts." + input + ".awq_scale";
+}
 
 const AwqScales::Layer* layer_of(const AwqScales& a, int64_t layer) {
   auto it = a.layers.find(layer);
   return it == a.layers.end() ? nullptr : &it->second;
 }
 
-// The scales of a batch's experts, [E, in] (or [in] for a batch of one), on `dev`.
-at::Tensor batch_scales(const AwqScales& a, const SiteBatch& b, const at::Device& dev) {
-  const Site& s0 = *b.sites[0]->site;
-  const AwqScales::Layer* l = layer_of(a, s0.layer);
-  if (!l) throw Error(s0.name + ": calibrator awq has no scales for layer " + std::to_string(s0.layer) + " (internal error)");
+// The block of inputs a format scales together (NVFP4 16, INT4 the group size), from one probe.
+int64_t format_block(const QuantFormat& fmt, const SitePlan& first, const at::Tensor& W) {
+  const int64_t in = W.size(-1);
+  const QuantizedTensor probe = fmt.quantize(W.narrow(0, 0, 1), first.params);
+  const auto bs = probe.parts.find("weight_scale");
+  if (bs == probe.parts.end() || bs->second.dim() < 1 || in % bs->second.size(-1) != 0)
+    throw Error(first.site->name + ": calibrator awq needs a block-scaled format (weight_scale per block of inputs), " + first.format +
+                " is not");
+  return in / bs->second.size(-1);
+}
+
+AwqFakeQuant fake_quant_of(const QuantFormat& fmt, const FormatParams& params) {
+  const bool tensor_scale = fmt.has_tensor_scale(params);
+  return [&fmt, params, tensor_scale](const at::Tensor& w) {
+    const QuantizedTensor q = tensor_scale ? fmt.quantize(w, params, w.abs().amax({1, 2})) : fmt.quantize(w, params);
+    return fmt.dequantize(q, at::kFloat);
+  };
+}
+
+// gate/up's shared input of one layer: the joint search (awq_norm.h) over the experts' gate
+// rows and up rows (the latter after down's fold: the weights the jobs quantize).
+void attach_gate_up(AwqScales& out, int64_t layer, std::vector<const SitePlan*> gates,
+                    const std::map<std::pair<int64_t, int64_t>, const SitePlan*>& up_of, const Model& model, const at::Device& dev) {
+  const Checkpoint& ck = *model.checkpoint;
+  std::sort(gates.begin(), gates.end(), [](const SitePlan* a, const SitePlan* b) { return a->site->expert < b->site->expert; });
+  const SitePlan& first = *gates[0];
+  AwqScales::Layer& L = out.layers[layer];
+  L.norm = awq_norm_fold(model, layer);
+  const int64_t E_model = static_cast<int64_t>(std::count_if(model.sites.sites.begin(), model.sites.sites.end(), [&](const Site& s) {
+    return s.layer == layer && s.role == Role::Expert && s.proj == "gate";
+  }));
+  if (static_cast<int64_t>(gates.size()) != E_model)
+    throw Error(first.site->name + ": calibrator awq on gate/up's input scales the norm output every expert of layer " +
+                std::to_string(layer) + " reads, but the rule covers " + std::to_string(gates.size()) + " of its " +
+                std::to_string(E_model) + " experts; give every expert of the layer the same awq rule");
+  const WeightCalibrator& cal = first.calibrator;
+  const QuantFormat& fmt = format_by_name(first.format);
+  const at::Tensor H_all = cal.hessians->hessian(layer, "gate_up");
+  const at::Tensor tok_all = cal.hessians->tokens(layer, "gate_up");
+  std::vector<at::Tensor> ws;
   std::vector<int64_t> experts;
-  for (const SitePlan* sp : b.sites) experts.push_back(sp->site->expert);
-  const at::Tensor s = l->scales.index_select(0, at::tensor(experts, at::kLong)).to(dev);
-  return b.sites.size() == 1 ? s.squeeze(0) : s;
+  for (const SitePlan* sp : gates) {
+    const auto up = up_of.find({layer, sp->site->expert});
+    if (up == up_of.end() || up->second->format != first.format || sp->format != first.format ||
+        sp->params.block_size != first.params.block_size || up->second->params.block_size != first.params.block_size)
+      throw Error(sp->site->name + ": calibrator awq on gate/up's input needs gate and up of every expert of the layer quantized "
+                  "with awq in one format (" + first.site->name + " is " + first.format + ")");
+    if (sp->site->expert >= H_all.size(0))
+      throw Error(cal.hessians->path() + ": layer " + std::to_string(layer) + " gate_up has Hessians for " +
+                  std::to_string(H_all.size(0)) + " experts, the plan has expert " + std::to_string(sp->site->expert));
+    const at::Tensor g = site_weight(ck, *sp->site).to(dev).to(at::kFloat);
+    at::Tensor u = site_weight(ck, *up->second->site).to(dev).to(at::kFloat);
+    if (L.scales.defined()) u = u / L.scales.select(0, sp->site->expert).to(dev).unsqueeze(-1);
+    ws.push_back(at::cat({g, u}, 0));
+    experts.push_back(sp->site->expert);
+  }
+  const at::Tensor W = at::stack(ws);  // [E, 2I, in]
+  if (W.size(2) != H_all.size(1))
+    throw Error(cal.hessians->path() + ": layer " + std::to_string(layer) + " gate_up Hessians are " + std::to_string(H_all.size(1)) +
+                " wide, the weights " + first.site->name + " have " + std::to_string(W.size(2)) + " inputs");
+  const at::Tensor idx = at::tensor(experts, at::kLong);
+  const at::Tensor H = H_all.index_select(0, idx).to(dev);
+  const at::Tensor tokens = tok_all.index_select(0, idx);
+  const AwqSharedResult r =
+      awq_shared_search(W, H, tokens, format_block(fmt, first, W), fake_quant_of(fmt, first.params), cal.awq_alpha_step);
+  const double best = r.loss[r.best].item<double>();
+  const int64_t rows = tokens.sum().item<int64_t>();
+  const std::string where = "layers." + std::to_string(layer) + ".experts.gate_up";
+  if (rows < cal.gptq_min_tokens || !(best < r.plain)) {
+    L.gate_up = at::ones({W.size(2)}, at::kFloat);
+    out.fallbacks.push_back(where + ": " +
+                            (rows < cal.gptq_min_tokens ? std::to_string(rows) + " routed calibration rows < min_tokens " +
+                                                              std::to_string(cal.gptq_min_tokens)
+                                                        : std::string("no alpha lowers the output error below s = 1")) +
+                            ": s = 1 (the norm and its readers unchanged)");
+    return;
+  }
+  L.gate_up = r.scales.contiguous();
+  L.gate_up_alpha = r.alphas[static_cast<size_t>(r.best)];
+  L.gate_up_gain = r.plain > 0 ? best / r.plain : 1.0;
 }
 
 }  // namespace
 
 at::Tensor AwqScales::expert_scales(int64_t layer, int64_t expert) const {
   const Layer* l = layer_of(*this, layer);
-  if (!l || expert < 0 || expert >= l->scales.size(0)) return at::Tensor();
+  if (!l || !l->scales.defined() || expert < 0 || expert >= l->scales.size(0)) return at::Tensor();
   return l->scales.select(0, expert);
 }
 
@@ -52,21 +126,32 @@ bool plan_uses_awq(const Plan& plan) {
   return false;
 }
 
-std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Checkpoint& ck, const ModelConfig& cfg, const at::Device& dev) {
+std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& model, const at::Device& dev) {
   if (!plan_uses_awq(plan)) return nullptr;
+  const Checkpoint& ck = *model.checkpoint;
+  const ModelConfig& cfg = model.config;
+  for (const auto& sp : plan.sites)
+    if (sp.quantize && sp.calibrator.is_awq() && (sp.site->role != Role::Expert || sp.site->expert < 0))
+      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
+                  " uses calibrator awq, which covers routed experts only; give this site's rule calibrator max or mse");
+  bool any_down = false;
+  for (const auto& sp : plan.sites) any_down = any_down || (sp.quantize && sp.calibrator.is_awq() && sp.calibrator.awq_down);
   // gpt-oss's experts (model_type gpt_oss; swiglu_limit defaults to 7 when the config omits it).
-  if (cfg.text_model_type == "gpt_oss" || (cfg.text.is_object() && cfg.text.contains("swiglu_limit")))
+  if (any_down && (cfg.text_model_type == "gpt_oss" || (cfg.text.is_object() && cfg.text.contains("swiglu_limit"))))
     throw Error(cfg.path + ": the experts' activation clamps up_proj's output (swiglu_limit: gpt-oss's (up + 1) * glu), so "
                 "down_proj's AWQ scales do not fold into up_proj exactly; calibrator awq does not apply to this model "
-                "(use gptq, mse or max)");
-  std::map<std::pair<int64_t, int64_t>, const SitePlan*> up_of;  // (layer, expert) -> up's plan
+                "(use gptq, mse or max, or awq inputs: [gate_up])");
+  std::map<std::pair<int64_t, int64_t>, const SitePlan*> up_of, gate_of;  // (layer, expert) -> up's / gate's plan
   std::map<int64_t, std::vector<const SitePlan*>> downs;         // layer -> awq down sites
+  std::map<int64_t, std::vector<const SitePlan*>> gates;         // layer -> awq gate sites (gate_up searched)
   for (const auto& sp : plan.sites) {
     if (!sp.quantize || !sp.calibrator.is_awq()) continue;
     if (!sp.calibrator.hessians)
       throw Error(sp.site->name + ": calibrator awq has no Hessians (pass --calib CALIB.h5 made by moeq calibrate --gptq-hessians)");
     if (sp.site->proj == "up") up_of[{sp.site->layer, sp.site->expert}] = &sp;
-    if (sp.site->proj == "down") downs[sp.site->layer].push_back(&sp);
+    if (sp.site->proj == "gate") gate_of[{sp.site->layer, sp.site->expert}] = &sp;
+    if (sp.site->proj == "down" && sp.calibrator.awq_down) downs[sp.site->layer].push_back(&sp);
+    if (sp.site->proj == "gate" && sp.calibrator.awq_gate_up) gates[sp.site->layer].push_back(&sp);
   }
   auto out = std::make_shared<AwqScales>();
   for (auto& [layer, sites] : downs) {
@@ -111,17 +196,8 @@ std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Checkpoint&
       const at::Tensor live_min = at::where(x_mean > 0, x_mean, at::full_like(x_mean, INFINITY)).amin(-1, true);
       x_mean = at::where(x_mean > 0, x_mean, at::where(at::isfinite(live_min), live_min, at::ones_like(live_min)));
     }
-    const bool tensor_scale = fmt.has_tensor_scale(first.params);
-    const AwqFakeQuant fq = [&](const at::Tensor& w) {
-      const QuantizedTensor q = tensor_scale ? fmt.quantize(w, first.params, w.abs().amax({1, 2})) : fmt.quantize(w, first.params);
-      return fmt.dequantize(q, at::kFloat);
-    };
-    const QuantizedTensor probe = fmt.quantize(W.narrow(0, 0, 1), first.params);
-    const auto bs = probe.parts.find("weight_scale");
-    if (bs == probe.parts.end() || bs->second.dim() < 1 || in % bs->second.size(-1) != 0)
-      throw Error(first.site->name + ": calibrator awq needs a block-scaled format (weight_scale per block of inputs), " + first.format +
-                  " is not");
-    const int64_t block = in / bs->second.size(-1);
+    const AwqFakeQuant fq = fake_quant_of(fmt, first.params);
+    const int64_t block = format_block(fmt, first, W);
     const AwqResult r = awq_search(W, H, x_mean, block, fq, cal.awq_alpha_step);
     // s = 1 (the plain path) as a candidate too, and too few tokens.
     const at::Tensor d1 = W - fq(W);
@@ -158,40 +234,47 @@ std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Checkpoint&
     }
     out->layers[layer] = std::move(L);
   }
-  for (auto& sp : plan.sites)
-    if (sp.quantize && sp.calibrator.is_awq()) {
-      if (sp.site->role != Role::Expert || sp.site->expert < 0)
-        throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
-                    " uses calibrator awq, which covers routed experts only; give this site's rule calibrator max or mse");
+  for (auto& [layer, sites] : gates) attach_gate_up(*out, layer, sites, up_of, model, dev);
+  for (auto& sp : plan.sites) {
+    if (!sp.quantize) continue;
+    if (sp.calibrator.is_awq()) {
       sp.calibrator.awq = out;
+      continue;
     }
+    // A reader of a folded norm (router, shared expert) quantized by another calibrator: its
+    // job folds its columns first.
+    if (!awq_input_scales(*out, *sp.site).defined()) continue;
+    if (sp.calibrator.is_gptq())
+      throw Error(sp.site->name + ": reads the norm whose output calibrator awq scales (layer " + std::to_string(sp.site->layer) +
+                  "), but is quantized with gptq, whose Hessian does not include the fold; use max or mse for it, "
+                  "or awq inputs: [down]");
+    sp.calibrator.awq = out;
+  }
   return out;
 }
 
 std::vector<at::Tensor> awq_fold_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks) {
   std::vector<at::Tensor> out;
   for (size_t j = 0; j < job.size(); ++j) {
-    const SitePlan& first = *job[j].sites[0];
-    const std::string& proj = first.site->proj;
-    if (!first.calibrator.is_awq() || (proj != "up" && proj != "down")) {
+    const SiteBatch& b = job[j];
+    bool folds = false;
+    for (const SitePlan* sp : b.sites) folds = folds || sp->calibrator.awq != nullptr;
+    if (!folds) {
       out.push_back(stacks[j]);
       continue;
     }
-    if (!first.calibrator.awq)
-      throw Error(first.site->name + ": calibrator awq has no scales (internal error: attach_awq_scales did not run)");
-    const at::Tensor s = batch_scales(*first.calibrator.awq, job[j], stacks[j].device());  // [E, in] or [in]
-    const at::Tensor w = stacks[j].to(at::kFloat);
-    out.push_back(proj == "up" ? w / s.unsqueeze(-1) : w * s.unsqueeze(-2));
+    auto fold = [](const SitePlan& sp, const at::Tensor& w) {
+      return (sp.calibrator.awq ? awq_fold_weight(*sp.calibrator.awq, *sp.site, w) : w).to(at::kFloat);
+    };
+    if (b.sites.size() == 1) {
+      out.push_back(fold(*b.sites[0], stacks[j]));
+      continue;
+    }
+    std::vector<at::Tensor> per;
+    for (size_t i = 0; i < b.sites.size(); ++i) per.push_back(fold(*b.sites[i], stacks[j].select(0, static_cast<int64_t>(i))));
+    out.push_back(at::stack(per));
   }
   return out;
-}
-
-at::Tensor awq_fold_weight(const AwqScales& a, const Site& site, const at::Tensor& w) {
-  if (site.role != Role::Expert || (site.proj != "up" && site.proj != "down")) return w;
-  const at::Tensor s = a.expert_scales(site.layer, site.expert);
-  if (!s.defined()) return w;
-  const at::Tensor sd = s.to(w.device());
-  return site.proj == "up" ? w.to(at::kFloat) / sd.unsqueeze(-1) : w.to(at::kFloat) * sd.unsqueeze(0);
 }
 
 void write_awq_scales(const AwqScales& a, const std::string& export_dir) {
@@ -201,14 +284,23 @@ void write_awq_scales(const AwqScales& a, const std::string& export_dir) {
   std::vector<TensorSpec> specs;
   std::vector<std::pair<std::string, at::Tensor>> data;
   for (const auto& [layer, l] : a.layers) {
-    specs.push_back({scale_name(layer), DType::F32, {l.scales.size(0), l.scales.size(1)}});
-    data.emplace_back(scale_name(layer), l.scales.contiguous());
+    if (l.scales.defined()) {
+      specs.push_back({scale_name(layer), DType::F32, {l.scales.size(0), l.scales.size(1)}});
+      data.emplace_back(scale_name(layer), l.scales.contiguous());
+    }
+    if (l.gate_up.defined()) {
+      specs.push_back({scale_name(layer, "gate_up"), DType::F32, {l.gate_up.size(0)}});
+      data.emplace_back(scale_name(layer, "gate_up"), l.gate_up.contiguous());
+    }
   }
   {
     SafetensorsWriter w(tmp, specs, ~0ull,
                         {{"format", "moeq-awq-scales"},
                          {"awq_scale", "down_proj's input channel j: the export's down weight = source x s_j (columns), "
-                                       "up weight = source / s_j (rows); consumers need nothing of it"}});
+                                       "up weight = source / s_j (rows); consumers need nothing of it"},
+                         {"gate_up_awq_scale", "gate/up's input channel j (the norm before the MoE): the export's norm weight = "
+                                               "source / s_j ((1 + w) norms: (1 + w) / s_j - 1), gate, up, router and shared "
+                                               "expert weights = source x s_j (columns)"}});
     for (const auto& [name, t] : data) w.write(name, t.data_ptr(), t.nbytes());
     w.finish();
   }
@@ -216,7 +308,7 @@ void write_awq_scales(const AwqScales& a, const std::string& export_dir) {
   std::filesystem::remove_all(tmp);
 }
 
-std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir) {
+std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir, const Model* source) {
   const std::string path = export_dir + "/" + kAwqScalesFile;
   if (!std::filesystem::exists(path)) return nullptr;
   const auto f = SafetensorsFile::open(path);
@@ -224,14 +316,24 @@ std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir) 
     throw Error(path + ": not a moeq AWQ scales file (metadata format is not moeq-awq-scales)");
   auto out = std::make_shared<AwqScales>();
   for (const auto& t : f->tensors()) {
-    const std::string pre = "layers.", post = ".experts.down.awq_scale";
-    if (t.name.rfind(pre, 0) != 0 || t.name.size() <= pre.size() + post.size() ||
-        t.name.compare(t.name.size() - post.size(), post.size(), post) != 0 || t.dtype != DType::F32 || t.shape.size() != 2)
-      throw Error(path + ": unexpected tensor " + t.name + " (expected layers.L.experts.down.awq_scale, F32 [E, in])");
+    const std::string pre = "layers.";
+    std::string input;
+    for (const char* in : {"down", "gate_up"}) {
+      const std::string post = std::string(".experts.") + in + ".awq_scale";
+      if (t.name.rfind(pre, 0) == 0 && t.name.size() > pre.size() + post.size() &&
+          t.name.compare(t.name.size() - post.size(), post.size(), post) == 0)
+        input = in;
+    }
+    const size_t dims = input == "down" ? 2 : 1;
+    if (input.empty() || t.dtype != DType::F32 || t.shape.size() != dims)
+      throw Error(path + ": unexpected tensor " + t.name +
+                  " (expected layers.L.experts.down.awq_scale F32 [E, in] or layers.L.experts.gate_up.awq_scale F32 [in])");
+    const std::string post = ".experts." + input + ".awq_scale";
     const int64_t layer = std::stoll(t.name.substr(pre.size(), t.name.size() - pre.size() - post.size()));
-    AwqScales::Layer l;
-    l.scales = at::from_blob(const_cast<uint8_t*>(f->data(t)), t.shape, at::TensorOptions().dtype(at::kFloat)).clone();
-    out->layers[layer] = std::move(l);
+    const at::Tensor v = at::from_blob(const_cast<uint8_t*>(f->data(t)), t.shape, at::TensorOptions().dtype(at::kFloat)).clone();
+    AwqScales::Layer& l = out->layers[layer];
+    (input == "down" ? l.scales : l.gate_up) = v;
+    if (input == "gate_up" && source) l.norm = awq_norm_fold(*source, layer);
   }
   return out;
 }

@@ -8,7 +8,10 @@
 // RMS of the routed inputs; the Hessian file keeps no mean |x|), then ModelOpt awq_lite's grid
 // search (calib/calibrators/awq.h) with the down format's own max-path fake quantization.
 // The jobs then fold (awq_fold_stacks) and quantize with the format's max path. gate_up's input
-// (the norm output shared by every expert and the router) is not scaled. The scales are then
+// (the norm output shared by every expert, the router and any shared expert) gets one scale per
+// layer (calib/calibrators/awq_norm.h, searched after down's, on the up rows down's fold left),
+// folded into the norm with every reader compensated (calib/calibrators/awq_fold.h). The
+// down scales are then
 // renormalised (any constant factor gives down the same error) so that the folded up keeps its
 // amax: gate and up share one NVFP4 global scale.
 // Experts with fewer than min_tokens routed rows, and experts whose best loss is not below
@@ -22,8 +25,10 @@
 #include <string>
 #include <vector>
 
+#include "calib/calibrators/awq_fold.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "recipe/recipe.h"
 #include "recipe/site_batch.h"
 
@@ -35,6 +40,10 @@ class AwqScales {
     at::Tensor scales;  // [E, in] float32 (CPU): 1 where no search ran or it did not help
     at::Tensor alpha;   // [E] float32: the chosen alpha, -1 for s = 1
     at::Tensor gain;    // [E] float32: loss(best) / loss(s = 1) (1 for s = 1)
+    // gate/up's shared input (undefined when not searched): [in] float32, 1 where it did not help.
+    at::Tensor gate_up;
+    double gate_up_alpha = -1, gate_up_gain = 1;
+    AwqNormFold norm;  // where gate_up folds (resolved from the model's plugin)
   };
   std::map<int64_t, Layer> layers;
   std::vector<std::string> fallbacks;
@@ -52,15 +61,18 @@ bool plan_uses_awq(const Plan& plan);
 // when an awq down site's up is not quantized with awq too (the fold needs both), or an awq rule
 // decided a site that is not a routed expert. Null without awq.
 // cfg: the model's config (a clamped activation, gpt-oss's swiglu_limit, is refused: no exact fold).
-std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Checkpoint& ck, const ModelConfig& cfg, const at::Device& dev);
+// Sites that only read a folded norm (router, shared experts) get the scales too, so their jobs
+// fold; a reader quantized with gptq is refused (its Hessian would need the fold too).
+std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& model, const at::Device& dev);
 
-// A job's stacks with the scales folded in (float32 for up and down; others as given).
+// A job's stacks with the scales folded in (float32 where folded; others as given).
 std::vector<at::Tensor> awq_fold_stacks(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks);
 // One site's [out, in] weight folded as the export holds it (unchanged for other sites).
 at::Tensor awq_fold_weight(const AwqScales& a, const Site& site, const at::Tensor& w);
 
 void write_awq_scales(const AwqScales& a, const std::string& export_dir);
-// The scales an export holds, or null when it has none.
-std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir);
+// The scales an export holds, or null when it has none. With `source`, the gate_up folds are
+// resolved against it (verify --source).
+std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir, const Model* source = nullptr);
 
 }  // namespace moeq

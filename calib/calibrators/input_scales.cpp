@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "calib/calibrators/awq_fold.h"
 #include "calib/calibrators/awq_job.h"
 #include "core/error.h"
 #include "formats/format.h"
@@ -15,12 +16,13 @@ namespace {
 // its members share one input (vLLM fuses them), so one input scale.
 std::string fused_key(const Site& s) { return fusion_group(s); }
 
-// An AWQ down site's input is x / s (calib/calibrators/awq_job.h): its amax is
-// max_j channel_amax_j / s_j, from the per-channel amax of calib.h5.
+// An AWQ-folded site's input is x / s (calib/calibrators/awq_fold.h: down's, and gate/up's and
+// the other readers of a folded norm): its amax is max_j channel_amax_j / s_j, from the
+// per-channel amax of calib.h5.
 float awq_input_amax(const SitePlan& sp, const CalibSite& c, const std::string& path) {
   if (!sp.calibrator.awq) return c.amax;
-  const at::Tensor s = sp.calibrator.awq->expert_scales(sp.site->layer, sp.site->expert);
-  if (!s.defined() || sp.site->proj != "down" || (s == 1).all().item<bool>()) return c.amax;
+  const at::Tensor s = awq_input_scales(*sp.calibrator.awq, *sp.site);
+  if (!s.defined() || (s == 1).all().item<bool>()) return c.amax;
   if (c.channel_amax.size() != static_cast<size_t>(s.numel()))
     throw Error(path + ": site " + sp.site->name + " (calibrator awq, input_quant) has " + std::to_string(c.channel_amax.size()) +
                 " per-channel amax values, its AWQ scales " + std::to_string(s.numel()) +
@@ -66,7 +68,7 @@ std::map<std::string, InputScale> input_scales(const Plan& plan, const CalibData
       throw Error(path + ": site " + s.name + " (" + s.module + ") has input amax " + std::to_string(c->amax) +
                   "; its input scale would not be finite and > 0. Disable input_quant for it, or calibrate with other data");
     amax_of[s.name] = awq_input_amax(sp, *c, path);
-    if (const std::string k = fused_key(s); !k.empty()) fused[k] = std::max(fused[k], c->amax);
+    if (const std::string k = fused_key(s); !k.empty()) fused[k] = std::max(fused[k], amax_of[s.name]);
   }
   std::map<std::string, InputScale> out;
   for (const auto& sp : plan.sites) {

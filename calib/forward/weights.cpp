@@ -109,6 +109,7 @@ LayerWeights WeightLoader::stage_layer(int64_t layer) const {
     const size_t pos = a.tensor.find(tensor_layer);
     if (pos == std::string::npos) continue;
     out.aux[a.tensor.substr(pos + tensor_layer.size())] = host_for(tensor_view(*ckpt_, a.tensor), copies);
+    out.aux_tensor[a.tensor.substr(pos + tensor_layer.size())] = a.tensor;
   }
   if (experts.empty()) {
     run_copies(copies);
@@ -154,7 +155,10 @@ LayerWeights WeightLoader::stage_globals(const std::vector<std::string>& site_na
         out.sites[n] = &s;
       }
   for (const auto& n : aux_names)
-    if (ckpt_->has(prefix_ + n)) out.aux[n] = host_for(tensor_view(*ckpt_, prefix_ + n), copies);
+    if (ckpt_->has(prefix_ + n)) {
+      out.aux[n] = host_for(tensor_view(*ckpt_, prefix_ + n), copies);
+      out.aux_tensor[n] = prefix_ + n;
+    }
   run_copies(copies);
   return out;
 }
@@ -173,6 +177,13 @@ LayerWeights WeightLoader::upload(const LayerWeights& staged) const {
 }
 
 void WeightLoader::transform(LayerWeights& w) const {
+  if (options_.aux_transform)
+    for (auto& [key, t] : w.aux) {
+      const at::Tensor r = options_.aux_transform(w.aux_tensor.at(key), t);
+      if (!r.defined() || r.sizes() != t.sizes())
+        throw Error("native forward: aux_transform returned a tensor of another shape for '" + w.aux_tensor.at(key) + "'");
+      t = r.to(options_.device, options_.dtype);
+    }
   if (!options_.weight_transform) return;
   auto apply = [&](const Site& s, const at::Tensor& weight) {
     return with_site_context(*ckpt_, s, [&] {

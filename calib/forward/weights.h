@@ -34,6 +34,7 @@ struct LayerWeights {
   std::map<std::string, at::Tensor> linear;
   std::map<std::string, const Site*> sites;
   std::map<std::string, at::Tensor> aux;
+  std::map<std::string, std::string> aux_tensor;  // aux key -> stored tensor name
   ExpertStack experts;
 
   // Throw moeq::Error naming the layer, the key and the keys present when missing.

@@ -91,8 +91,26 @@ struct RouterSpec {
   double scaling = 1.0;                 // SigmoidGroupTopk: routed_scaling_factor
 };
 
+// Where AWQ's per-input-channel scales fold exactly (calib/calibrators/awq_norm.h, docs/awq.md):
+// a norm whose output only `readers` consume. With the norm's weight divided by s (w / s, or for
+// a (1 + w) norm (1 + w) / s - 1) and every reader's input columns multiplied by s, the layer
+// computes the same function. Keys are relative to the layer: the norm's aux tensor
+// ("post_attention_layernorm.weight") and the readers' site keys ("router",
+// "shared_experts.gate"); "experts.gate" / "experts.up" stand for every routed expert's. A reader
+// key with no site in a layer is skipped (a family's optional shared expert). A family whose math
+// allows no exact fold leaves `norm` empty and says why in `why_not`: a plan that needs the fold
+// refuses with that line.
+struct NormFold {
+  std::string norm;
+  bool one_plus = false;
+  std::vector<std::string> readers;
+  std::string why_not = "the family declares no AWQ norm fold (model/decoder_spec.h NormFold)";
+  bool allowed() const { return !norm.empty(); }
+};
+
 struct FeedForwardSpec {
   std::string act = "silu";
+  NormFold expert_input;  // the norm the routed experts' gate/up read
   RouterSpec router;
   std::string shared_prefix;  // shared-expert sites (empty: none)
   double swiglu_limit = 0;    // gpt-oss: clamped SwiGLU with biased experts (0: act(gate) * up)

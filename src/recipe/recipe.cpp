@@ -104,7 +104,7 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
   WeightCalibrator w;
   if (n.IsMap()) {
     std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep",
-                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step", "observer"};
+                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step", "observer", "inputs"};
     if (modelopt) keys.insert(keys.end(), {"layerwise", "distributed_sync"});
     c.check_keys(n, keys, where);
     if (!n["method"]) c.fail(n, where + " needs 'method' (max, mse, gptq or awq)");
@@ -124,9 +124,21 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
     if (o != "max" && o != "mse") c.fail(n["observer"], "unknown observer '" + o + "' in " + where + " (known: max, mse)");
     w.gptq_observer_mse = o == "mse";
   }
+  if (n["inputs"] && !w.is_awq()) c.fail(n["inputs"], "'inputs' in " + where + " only applies to method awq");
   if (w.is_awq()) {
     for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep", "block_size", "dampening", "act_order"})
-      if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " does not apply to method awq (keys: alpha_step, min_tokens)");
+      if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " does not apply to method awq (keys: alpha_step, min_tokens, inputs)");
+    if (n["inputs"]) {
+      if (!n["inputs"].IsSequence() || n["inputs"].size() == 0)
+        c.fail(n["inputs"], "'inputs' in " + where + " must be a non-empty list of down, gate_up");
+      w.awq_down = w.awq_gate_up = false;
+      for (const auto& x : n["inputs"]) {
+        const std::string v = c.get<std::string>(x, "inputs");
+        if (v == "down") w.awq_down = true;
+        else if (v == "gate_up") w.awq_gate_up = true;
+        else c.fail(x, "unknown AWQ input '" + v + "' in " + where + " (known: down, gate_up)");
+      }
+    }
     if (n["alpha_step"]) w.awq_alpha_step = c.get<double>(n["alpha_step"], "alpha_step");
     if (n["min_tokens"]) w.gptq_min_tokens = c.get<int64_t>(n["min_tokens"], "min_tokens");
     if (!(w.awq_alpha_step > 0 && w.awq_alpha_step <= 1))
@@ -319,8 +331,9 @@ std::string WeightCalibrator::describe() const {
     return g;
   }
   if (is_awq()) {
-    char a[128];
-    std::snprintf(a, sizeof a, "awq (alpha_step %g, min_tokens %lld)", awq_alpha_step, static_cast<long long>(gptq_min_tokens));
+    char a[160];
+    std::snprintf(a, sizeof a, "awq (alpha_step %g, min_tokens %lld, inputs %s)", awq_alpha_step,
+                  static_cast<long long>(gptq_min_tokens), awq_down && awq_gate_up ? "gate_up, down" : awq_down ? "down" : "gate_up");
     return a;
   }
   if (!is_mse()) return method;

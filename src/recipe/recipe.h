@@ -27,7 +27,8 @@ class AwqScales;    // calib/calibrators/awq_job.h
 // GPTQ's error feedback through per-expert / per-input Hessians (moeq calibrate --gptq-hessians).
 // `awq` (routed experts; docs/awq.md) searches per-input-channel scales of down_proj
 // (s = mean|x|^a / mean|w|^(1-a), a on a grid) minimising tr(dW H dW^T) with the same
-// Hessians, folded exactly into up_proj's rows; then the format's max path.
+// Hessians, folded exactly into up_proj's rows, and one per-layer scale of gate/up's shared
+// input folded into the norm that feeds it; then the format's max path.
 struct WeightCalibrator {
   std::string method = "max";  // max | mse | gptq | awq
   double start_multiplier = 0.25, stop_multiplier = 4.0, step_size = 0.1;
@@ -38,6 +39,9 @@ struct WeightCalibrator {
   bool gptq_observer_mse = false;  // `observer: mse`: integer group scales by a shrink search first (int_mse_scales.h)
   int64_t gptq_min_tokens = 64;    // experts with fewer routed calibration tokens keep max (reported); also awq's
   double awq_alpha_step = 0.1;     // awq: the exponent grid 0, step, ..., 1 (ModelOpt awq_lite's alpha_step)
+  // awq: which expert inputs get scales: down_proj's (folded into up's rows) and gate_up's (the
+  // layer's norm output: one scale per layer folded into the norm, docs/awq.md). Default both.
+  bool awq_down = true, awq_gate_up = true;
   // The AWQ scales (computed after planning, calib/calibrators/awq_job.h; null before).
   std::shared_ptr<const AwqScales> awq;
   // The Hessians (attached after planning from the --calib file's side file; null before).

@@ -114,6 +114,9 @@ TEST_CASE("awq: the scales file round-trips", "[awq]") {
   AwqScales::Layer l;
   l.scales = at::rand({3, 8}) + 0.5;
   a.layers[2] = l;
+  AwqScales::Layer g;  // gate_up only
+  g.gate_up = at::rand({6}) + 0.5;
+  a.layers[4] = g;
   const moeq::test::TempDir tmp;
   const std::string dir = tmp.path;
   write_awq_scales(a, dir);
@@ -122,6 +125,9 @@ TEST_CASE("awq: the scales file round-trips", "[awq]") {
   CHECK(at::equal(b->layers.at(2).scales, l.scales));
   CHECK(at::equal(b->expert_scales(2, 1), l.scales.select(0, 1)));
   CHECK_FALSE(b->expert_scales(1, 0).defined());
+  CHECK(at::equal(b->layers.at(4).gate_up, g.gate_up));
+  CHECK_FALSE(b->layers.at(4).scales.defined());
+  CHECK_FALSE(b->layers.at(2).gate_up.defined());
   CHECK(read_awq_scales(dir + "/none") == nullptr);
 }
 
@@ -134,9 +140,16 @@ TEST_CASE("awq: recipe keys", "[awq]") {
   CHECK(c.needs_hessians());
   CHECK(c.awq_alpha_step == Catch::Approx(0.05));
   CHECK(c.gptq_min_tokens == 8);
-  CHECK(c.describe() == "awq (alpha_step 0.05, min_tokens 8)");
+  CHECK(c.describe() == "awq (alpha_step 0.05, min_tokens 8, inputs gate_up, down)");
+  const WeightCalibrator d = parse_recipe(
+      "recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: awq, inputs: [down]}\n", "t.yaml").rules[0].calibrator;
+  CHECK(d.awq_down);
+  CHECK_FALSE(d.awq_gate_up);
+  REQUIRE_ERROR_MENTIONS(
+      parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: awq, inputs: [q]}\n", "t.yaml"),
+      "'q'", "gate_up");
   CHECK(parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: int4\n    calibrator: awq\n", "t.yaml").rules[0].calibrator.describe() ==
-        "awq (alpha_step 0.1, min_tokens 64)");
+        "awq (alpha_step 0.1, min_tokens 64, inputs gate_up, down)");
   REQUIRE_ERROR_MENTIONS(parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: mxfp4\n    calibrator: awq\n", "t.yaml"), "t.yaml",
                          "awq", "mxfp4");
   REQUIRE_ERROR_MENTIONS(
