@@ -438,6 +438,7 @@ EvalPasses add_variants(const CompareOptions& opt, const Model& model, const std
     if (act) {
       res.variants.push_back(std::move(*act));
       passes.weights.push_back(WeightTransform{});  // the source weights, as the reference forward's
+      passes.aux.push_back(nullptr);                // and the source norms (no AWQ fold)
       passes.inputs.push_back(inputs[k]);
     }
   }
