@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The shipped recipes that need calibration with Hessians (recipes/*_gptq.yaml, *_awq.yaml:
+"""The shipped recipes that need calibration with Hessians (shipped_recipes.calibrated(): calibrator gptq or awq;
 `moeq calibrate --gptq-hessians`) on every tiny family, as a user runs them: calibrate (with
 --channel-amax, which AWQ's W4A4 input scales need), `quantize --calib`, `verify --source` OK
 with every expert quantized and decoded. For AWQ also a copy of each recipe with min_tokens 1,
@@ -27,8 +27,9 @@ sys.path.insert(0, HERE)
 from consumer_util import check, failures  # noqa: E402
 from tiny_models import FAMILIES  # noqa: E402
 
-RECIPES = sorted(glob.glob(os.path.join(HERE, "..", "..", "recipes", "*_gptq.yaml")) +
-                 glob.glob(os.path.join(HERE, "..", "..", "recipes", "*_awq.yaml")))
+from shipped_recipes import calibrated  # noqa: E402
+
+RECIPES = calibrated()  # every shipped recipe with calibrator gptq or awq (shipped_recipes.py)
 N, S = 4, 32
 
 
