@@ -24,6 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 
+def per_expert_tensors(p, E, H, I):
+    """mlp.experts.{e}.{gate,up,down}_proj.weight of one layer, one tensor per expert (OLMoE, Qwen3-MoE)."""
+    return [(p + f"mlp.experts.{e}.{n}_proj.weight", shape)
+            for e in range(E) for n, shape in (("gate", (I, H)), ("up", (I, H)), ("down", (H, I)))]
+
+
 def olmoe(L=16, E=64, H=2048, I=1024, V=50304):
     """OLMoE-1B-7B-0924: 16 layers, 64 experts, hidden 2048, moe intermediate 1024."""
     cfg = dict(architectures=["OlmoeForCausalLM"], model_type="olmoe", hidden_size=H, intermediate_size=I,
@@ -40,9 +46,7 @@ def olmoe(L=16, E=64, H=2048, I=1024, V=50304):
         t += [(p + "self_attn.q_norm.weight", (H,)), (p + "self_attn.k_norm.weight", (H,)),
               (p + "input_layernorm.weight", (H,)), (p + "post_attention_layernorm.weight", (H,)),
               (p + "mlp.gate.weight", (E, H))]
-        for e in range(E):
-            t += [(p + f"mlp.experts.{e}.gate_proj.weight", (I, H)), (p + f"mlp.experts.{e}.up_proj.weight", (I, H)),
-                  (p + f"mlp.experts.{e}.down_proj.weight", (H, I))]
+        t += per_expert_tensors(p, E, H, I)
     t += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
     return cfg, t
 
@@ -191,9 +195,7 @@ def qwen3moe(L=4, E=128, H=2048, I=768, D=6144, V=151936, heads=32, kv=4, hd=128
               (p + "self_attn.q_norm.weight", (hd,)), (p + "self_attn.k_norm.weight", (hd,)),
               (p + "input_layernorm.weight", (H,)), (p + "post_attention_layernorm.weight", (H,)),
               (p + "mlp.gate.weight", (E, H))]
-        for e in range(E):
-            t += [(p + f"mlp.experts.{e}.gate_proj.weight", (I, H)), (p + f"mlp.experts.{e}.up_proj.weight", (I, H)),
-                  (p + f"mlp.experts.{e}.down_proj.weight", (H, I))]
+        t += per_expert_tensors(p, E, H, I)
     t += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
     return cfg, t
 

@@ -3,15 +3,9 @@
 #include <string>
 
 #include "core/error.h"
+#include "formats/intq/intq_eps.h"
 
 namespace moeq {
-namespace {
-
-// The formats' replacement for a zero scale (an all-zero group): the dtype's epsilon.
-double dtype_eps(at::ScalarType t) { return t == at::kBFloat16 ? 0.0078125 : t == at::kHalf ? 0.0009765625 : 1.1920928955078125e-07; }
-
-}  // namespace
-
 at::Tensor int_mse_group_scales(const at::Tensor& w, int64_t group, double qmin, double qmax, const IntMseOptions& o) {
   if (w.dim() != 3 || group < 1 || w.size(2) % group != 0)
     throw Error("int mse scales: weights must be [E, out, in] with the group " + std::to_string(group) + " dividing in");
@@ -21,7 +15,7 @@ at::Tensor int_mse_group_scales(const at::Tensor& w, int64_t group, double qmin,
   auto constant = [&](double v) { return at::full({}, v, w.options()); };
   // As the max path: min / max in the weight's dtype, symmetric range max(|min|, max).
   const at::Tensor amax = at::maximum(x.amin(-1).clamp_max(0).neg(), x.amax(-1).clamp_min(0));
-  const at::Tensor eps = constant(dtype_eps(w.scalar_type()));
+  const at::Tensor eps = constant(intq_dtype_eps(w.scalar_type()));
   const int64_t steps = static_cast<int64_t>(o.maxshrink * o.grid);
   at::Tensor best_scale, best_err;
   int64_t no_improve = 0;

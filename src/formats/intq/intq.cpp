@@ -1,5 +1,6 @@
 // INT4 / INT8 group-wise formats "int4" and "int8" (see intq.h for the math and the parts).
 #include "formats/intq/intq.h"
+#include "formats/intq/intq_eps.h"
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -92,10 +93,6 @@ void pack_zero_points_cpu(const int8_t* zp8, int64_t experts, int64_t out, int64
       }
 }
 
-float dtype_eps(at::ScalarType t) {
-  return t == at::kBFloat16 ? 0.0078125f : t == at::kHalf ? 0.0009765625f : std::numeric_limits<float>::epsilon();
-}
-
 // Sum of disjoint bit fields (int64) -> the int32 with the same low 32 bits.
 at::Tensor to_int32_bits(const at::Tensor& v) {
   return at::where(v >= (int64_t{1} << 31), v - (int64_t{1} << 32), v).to(at::kInt);
@@ -139,7 +136,7 @@ class IntqFormat : public QuantFormat {
     const bool was_2d = w.dim() == 2;
     const at::Tensor w3 = to_3d(w);
     const WeightBatch b = as_batch(w3);
-    IntqSpec s{Bits, p.symmetric, group_of(p), dtype_eps(w.scalar_type())};
+    IntqSpec s{Bits, p.symmetric, group_of(p), intq_dtype_eps(w.scalar_type())};
     const int64_t ng = b.cols / s.group, zrows = (b.rows + kEpw - 1) / kEpw;
     const auto opts = w3.options();
     at::Tensor packed = at::empty({b.experts, b.rows, b.cols / kEpw}, opts.dtype(at::kInt));
@@ -193,7 +190,7 @@ class IntqFormat : public QuantFormat {
       zp = at::rsub(mn / scale, kQmin).clamp(kQmin, kQmax).nan_to_num(0.0).round();
     }
     check_bad(at::isfinite(scale).all().item<bool>() ? 0 : kIntqScaleOverflow, w.scalar_type());
-    scale = at::where(scale == 0, constant(dtype_eps(w.scalar_type())), scale);
+    scale = at::where(scale == 0, constant(intq_dtype_eps(w.scalar_type())), scale);
     at::Tensor v = x / scale.unsqueeze(-1);
     if (!p.symmetric) v = v + zp.to(v.scalar_type()).unsqueeze(-1);
     const at::Tensor q = v.round().clamp(kQmin, kQmax).to(at::kLong).add(kOff).view({E, out, in / kEpw, kEpw});
