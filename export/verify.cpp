@@ -101,8 +101,9 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
     for (const auto& s : src_map.sites) src_sites[s.name] = &s;
   }
   const std::shared_ptr<const AwqScales> awq = read_awq_scales(dir, src ? &source : nullptr);
-  if (awq) res.notes.push_back(std::string(kAwqScalesFile) + ": AWQ expert input scales (down's folded into down and up, gate_up's "
-                               "into the norm before the MoE and its readers); with --source the source weights are compared folded");
+  if (awq) res.notes.push_back(std::string(kAwqScalesFile) + ": AWQ input scales (experts: down's folded into down and up, gate_up's "
+                               "into the norm before the MoE and its readers; attention: qkv's into input_layernorm and its readers, "
+                               "o's into o and v_proj's rows); with --source the source weights are compared folded");
   if (awq && src) {
     // The tensors the fold changes that the export copies (norms, an unquantized router or
     // shared expert): byte-equal to the folded source, cast to its dtype.
@@ -114,9 +115,9 @@ VerifyResult verify_export(const std::string& dir, const std::string& source_dir
       checked++;
       if (std::memcmp(ck->data(name), t.data_ptr(), b.nbytes()) != 0)
         res.problems.push_back("tensor '" + name + "': differs from the AWQ-folded source (" + std::string(kAwqScalesFile) +
-                               " gate_up scales): copied unfolded?");
+                               " scales): copied unfolded?");
     }
-    if (checked) res.notes.push_back(std::to_string(checked) + " copied tensors (norms, routers) match the AWQ-folded source");
+    if (checked) res.notes.push_back(std::to_string(checked) + " copied tensors (norms, routers, biases) match the AWQ-folded source");
   }
 
   // Experts expected: the source's expert sites, or config.num_experts per layer with a router.

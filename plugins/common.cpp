@@ -76,7 +76,19 @@ DecoderSpec llama_decoder(const ModelConfig& c, const std::string& family) {
   s.ffn.router.top_k = c.num_experts_per_tok;
   // pre-norm: post_attention_layernorm feeds the router and the routed experts only.
   s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight");
+  llama_attention_folds(k);
   return s;
+}
+
+void llama_attention_folds(LayerKind& k, bool one_plus) {
+  k.attn_input.norm = "input_layernorm.weight";
+  k.attn_input.one_plus = one_plus;
+  k.attn_input.readers = {"attn.q", "attn.k", "attn.v"};
+  k.attn_input.why_not.clear();
+  k.attn_output.v = "attn.v";
+  k.attn_output.o = "attn.o";
+  k.attn_output.v_bias = "self_attn.v_proj.bias";
+  k.attn_output.why_not.clear();
 }
 
 NormFold moe_input_fold(const std::string& norm, const std::vector<std::string>& extra, bool one_plus) {

@@ -44,6 +44,10 @@ DecoderSpec llama_decoder(const ModelConfig& c, const std::string& family);
 // AWQ's fold of the routed experts' gate/up input (model/decoder_spec.h NormFold): the norm
 // `norm` (relative to the layer) feeds the experts, the router and `extra` readers only.
 NormFold moe_input_fold(const std::string& norm, const std::vector<std::string>& extra = {}, bool one_plus = false);
+// AWQ's folds of a Llama-style attention (llama_attention's sites; model/decoder_spec.h
+// NormFold, VoFold): input_layernorm feeds attn.q/k/v only, v_proj's rows (and bias) take o_proj's
+// scales. Whether the attention spec keeps the v -> o fold exact (v_norm, clip_qkv) is calib's check.
+void llama_attention_folds(LayerKind& k, bool one_plus = false);
 // The layer kind of a decoder whose layers all attend alike (llama_decoder's).
 LayerKind& uniform_layers(DecoderSpec& s);
 // DeepSeek-V3 / GLM-4's sigmoid router: n_group, topk_group, norm_topk_prob (default true),

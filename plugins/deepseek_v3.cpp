@@ -55,6 +55,12 @@ DecoderSpec deepseek_v3_decoder(const ModelConfig& c) {
   s.ffn.router = sigmoid_group_router(c);
   // e_score_correction_bias is added to the router's sigmoid scores, after the matmul: unchanged.
   s.ffn.expert_input = moe_input_fold("post_attention_layernorm.weight", {"shared_experts.gate", "shared_experts.up"});
+  // MLA: input_layernorm feeds q (or q_a) and kv_a only. o_proj reads heads that kv_b_proj makes
+  // from the kv_a_layernorm'd latent; a fold into kv_b_proj's v rows is not built.
+  k.attn_input.norm = "input_layernorm.weight";
+  k.attn_input.readers = {"attn.q", "attn.q_a", "attn.kv_a"};
+  k.attn_input.why_not.clear();
+  k.attn_output.why_not = "MLA: o_proj's input heads come from kv_b_proj's v rows, a fold moeq does not build";
   return s;
 }
 }  // namespace

@@ -124,6 +124,8 @@ DecoderSpec gemma4_decoder(const ModelConfig& c) {
     a.eps = s.eps;
     a.style = s.norm;
     s.kinds[name].rope = layer_rope(c, name, a.head_dim);
+    // input_layernorm feeds q/k/v; v_norm (and k_eq_v) leave o_proj without an exact fold.
+    llama_attention_folds(s.kinds[name]);
   }
   return s;
 }

@@ -69,7 +69,8 @@ DecoderSpec gpt_oss_decoder(const ModelConfig& c) {
     k.attn.head_dim = c.head_dim;
     k.attn.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
     k.attn.window = type == "sliding_attention" ? window : 0;
-    k.attn.sinks = true;
+    k.attn.sinks = true;  // a per-head logit in the softmax: the output stays linear in v
+    llama_attention_folds(k);
     k.rope.kind = RopeSpec::Kind::FromConfig;
     k.rope.dim = c.head_dim;
   }

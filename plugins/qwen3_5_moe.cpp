@@ -85,12 +85,23 @@ DecoderSpec qwen3_5_moe_decoder(const ModelConfig& c) {
   full.attn.head_dim = c.head_dim;
   full.rope.theta = rope_theta(c, 10000.0);
   full.rope.dim = static_cast<int64_t>(c.head_dim * partial_rotary_factor(c, 1.0));
+  // (1 + w) input_layernorm; the output gate (sigmoid of q_proj's gate rows) multiplies each
+  // channel, so o_proj's input still folds into v_proj's rows.
+  llama_attention_folds(full, /*one_plus=*/true);
   LayerKind& lin = s.kinds["linear_attention"];
   lin.attention = AttentionKind::GatedDelta;
   lin.linear.k_heads = c.get_int("linear_num_key_heads", 0);
   lin.linear.v_heads = c.get_int("linear_num_value_heads", 0);
   lin.linear.dk = c.get_int("linear_key_head_dim", 0);
   lin.linear.dv = c.get_int("linear_value_head_dim", 0);
+  // The delta net's input projections read input_layernorm alone; out_proj reads a gated
+  // RMSNorm of the delta rule's output, which a per-channel scale does not pass.
+  lin.attn_input.norm = "input_layernorm.weight";
+  lin.attn_input.one_plus = true;
+  lin.attn_input.readers = {"linear_attn.in_proj_qkv", "linear_attn.in_proj_z", "linear_attn.in_proj_a", "linear_attn.in_proj_b"};
+  lin.attn_input.why_not.clear();
+  lin.attn_output.why_not = "linear attention: out_proj reads the gated RMSNorm of the delta rule's output, which does not "
+                            "pass a per-channel scale of v through";
   // layer_types, or Qwen3-Next's full_attention_interval (ModelConfig derives the list).
   if (c.layer_types.empty())
     throw Error("config '" + c.path + "': layer_types (linear_attention / full_attention per layer) and "

@@ -42,7 +42,7 @@ struct PlanDequant {
   at::Tensor operator()(const Site& s, const at::Tensor& w) {
     auto it = where.find(s.name);
     if (it == where.end()) {  // not quantized by this plan: exact, or AWQ-folded as exported
-      if (!awq || !awq_input_scales(*awq, s).defined()) return w;
+      if (!awq || !awq_folds(*awq, s)) return w;
       return awq_fold_weight(*awq, s, w).to(site_dtype(*ckpt, s)).to(w.scalar_type());
     }
     const auto [k, j, i] = it->second;

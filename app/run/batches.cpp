@@ -25,14 +25,18 @@ namespace {
 std::string calibrator_key(const WeightCalibrator& c) {
   if (c.is_gptq()) {
     char g[160];
-    std::snprintf(g, sizeof g, "gptq:%lld:%.17g:%d:%lld", static_cast<long long>(c.gptq_block_size), c.gptq_dampening,
-                  c.gptq_act_order ? 1 : 0, static_cast<long long>(c.gptq_min_tokens));
-    return g;
+    std::snprintf(g, sizeof g, "gptq:%lld:%.17g:%d:%lld:%d", static_cast<long long>(c.gptq_block_size), c.gptq_dampening,
+                  c.gptq_act_order ? 1 : 0, static_cast<long long>(c.gptq_min_tokens), c.gptq_observer_mse ? 1 : 0);
+    if (!c.gptq_awq) return g;
+    WeightCalibrator a = c;
+    a.method = "awq";
+    a.gptq_awq = false;
+    return std::string(g) + "+" + calibrator_key(a);
   }
   if (c.is_awq()) {
     char a[96];
-    std::snprintf(a, sizeof a, "awq:%.17g:%lld:%d%d", c.awq_alpha_step, static_cast<long long>(c.gptq_min_tokens), c.awq_down ? 1 : 0,
-                  c.awq_gate_up ? 1 : 0);
+    std::snprintf(a, sizeof a, "awq:%.17g:%lld:%d%d%d%d%d", c.awq_alpha_step, static_cast<long long>(c.gptq_min_tokens), c.awq_down ? 1 : 0,
+                  c.awq_gate_up ? 1 : 0, c.awq_qkv ? 1 : 0, c.awq_o ? 1 : 0, c.awq_inputs_given ? 1 : 0);
     return a;
   }
   if (!c.is_mse()) return c.method;
@@ -258,10 +262,9 @@ std::vector<QuantizedTensor> quantize_prepared(const std::vector<SiteBatch>& job
       return out;
     }
   std::optional<at::Tensor> amax = shared_amax(job, stacks);
-  if (cal.is_gptq()) {
-    if (folded) throw Error(first.site->name + ": gptq on AWQ-folded weights (internal error: attach_awq_scales refuses it)");
-    return gptq_quantize_job(job, stacks, amax);
-  }
+  // GPTQ on AWQ-folded weights (gptq's `awq:`, or a reader of a folded norm) uses the folded
+  // Hessians (gptq_job.cpp).
+  if (cal.is_gptq()) return gptq_quantize_job(job, stacks, amax);
   // AWQ: the scales are folded in (by the caller); then the format's max path, gate and up
   // sharing the global amax of the folded weights.
   if (!cal.is_mse()) {

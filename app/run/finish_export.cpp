@@ -34,20 +34,30 @@ void note_conversions_and_gptq(const RunPlan& run, const SourceConversionCounts&
   if (run.awq) {
     size_t awq_sites = 0, searched = 0;
     for (const auto& sp : run.plan.sites) awq_sites += sp.quantize && sp.calibrator.is_awq();
-    size_t norms = 0;
-    std::string alphas;
+    size_t norms = 0, attn_in = 0, attn_o = 0;
+    std::string alphas, in_alphas, o_alphas;
+    auto note = [](std::string& list, int64_t layer, double alpha) {
+      char a[64];
+      std::snprintf(a, sizeof a, "%s%lld: %g", list.empty() ? "" : ", ", static_cast<long long>(layer), alpha);
+      list += a;
+    };
     for (const auto& [layer, l] : run.awq->layers) {
       if (l.alpha.defined()) searched += (l.alpha >= 0).sum().item<int64_t>();
+      attn_in += l.attn_in.defined();
+      attn_o += l.attn_o.defined();
+      if (l.attn_in.defined()) note(in_alphas, layer, l.attn_in_alpha);
+      if (l.attn_o.defined()) note(o_alphas, layer, l.attn_o_alpha);
       if (!l.gate_up.defined()) continue;
       norms += l.gate_up_alpha >= 0;
-      char a[64];
-      std::snprintf(a, sizeof a, "%s%lld: %g", alphas.empty() ? "" : ", ", static_cast<long long>(layer), l.gate_up_alpha);
-      alphas += a;
+      note(alphas, layer, l.gate_up_alpha);
     }
     for (const auto& line : run.awq->fallbacks) report.warnings.push_back("awq fallback: " + line);
-    std::printf("awq: %zu expert sites; down_proj scales searched for %zu experts, folded into up_proj; gate_up scales for %zu "
-                "layers, folded into the norm before the MoE (alpha by layer: %s); %zu kept s = 1 (report.md lists them)\n",
-                awq_sites, searched, norms, alphas.empty() ? "none" : alphas.c_str(), run.awq->fallbacks.size());
+    std::printf("awq: %zu sites; down_proj scales searched for %zu experts, folded into up_proj; gate_up scales for %zu "
+                "layers, folded into the norm before the MoE (alpha by layer: %s); attention: qkv scales for %zu layers "
+                "(folded into input_layernorm; alpha %s), o_proj scales for %zu (folded into v_proj; alpha %s); %zu fallbacks "
+                "(report.md lists them)\n",
+                awq_sites, searched, norms, alphas.empty() ? "none" : alphas.c_str(), attn_in, in_alphas.empty() ? "none" : in_alphas.c_str(),
+                attn_o, o_alphas.empty() ? "none" : o_alphas.c_str(), run.awq->fallbacks.size());
     return;
   }
   if (!run.hessians) return;

@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "calib/calibrators/awq.h"
+#include "calib/calibrators/awq_attn.h"
 #include "calib/calibrators/awq_norm.h"
+#include "calib/calibrators/awq_quant.h"
 #include "calib/hessian_file.h"
 #include "core/error.h"
 #include "formats/format.h"
@@ -21,32 +23,22 @@ const char* const kAwqScalesFile = "moeq_awq/scales.safetensors";
 
 namespace {
 
+// The scales file's tensor of one input: layers.L.experts.{down,gate_up}.awq_scale, layers.L.attn.{qkv,o}.awq_scale.
+const char* const kInputs[][2] = {{"experts", "down"}, {"experts", "gate_up"}, {"attn", "qkv"}, {"attn", "o"}};
+
 std::string scale_name(int64_t layer, const std::string& input = "down") {
-  return "layers." + std::to_string(layer) + ".experts." + input + ".awq_scale";
+  for (const auto& [module, name] : kInputs)
+    if (input == name) return "layers." + std::to_string(layer) + "." + module + "." + input + ".awq_scale";
+  throw Error("awq: no input " + input);
+}
+
+at::Tensor& scales_of(AwqScales::Layer& l, const std::string& input) {
+  return input == "down" ? l.scales : input == "gate_up" ? l.gate_up : input == "qkv" ? l.attn_in : l.attn_o;
 }
 
 const AwqScales::Layer* layer_of(const AwqScales& a, int64_t layer) {
   auto it = a.layers.find(layer);
   return it == a.layers.end() ? nullptr : &it->second;
-}
-
-// The block of inputs a format scales together (NVFP4 16, INT4 the group size), from one probe.
-int64_t format_block(const QuantFormat& fmt, const SitePlan& first, const at::Tensor& W) {
-  const int64_t in = W.size(-1);
-  const QuantizedTensor probe = fmt.quantize(W.narrow(0, 0, 1), first.params);
-  const auto bs = probe.parts.find("weight_scale");
-  if (bs == probe.parts.end() || bs->second.dim() < 1 || in % bs->second.size(-1) != 0)
-    throw Error(first.site->name + ": calibrator awq needs a block-scaled format (weight_scale per block of inputs), " + first.format +
-                " is not");
-  return in / bs->second.size(-1);
-}
-
-AwqFakeQuant fake_quant_of(const QuantFormat& fmt, const FormatParams& params) {
-  const bool tensor_scale = fmt.has_tensor_scale(params);
-  return [&fmt, params, tensor_scale](const at::Tensor& w) {
-    const QuantizedTensor q = tensor_scale ? fmt.quantize(w, params, w.abs().amax({1, 2})) : fmt.quantize(w, params);
-    return fmt.dequantize(q, at::kFloat);
-  };
 }
 
 // gate/up's shared input of one layer: the joint search (awq_norm.h) over the experts' gate
@@ -94,7 +86,7 @@ void attach_gate_up(AwqScales& out, int64_t layer, std::vector<const SitePlan*> 
   const at::Tensor H = H_all.index_select(0, idx).to(dev);
   const at::Tensor tokens = tok_all.index_select(0, idx);
   const AwqSharedResult r =
-      awq_shared_search(W, H, tokens, format_block(fmt, first, W), fake_quant_of(fmt, first.params), cal.awq_alpha_step);
+      awq_shared_search(W, H, tokens, awq_format_block(fmt, first, W), awq_fake_quant(fmt, first.params), cal.awq_alpha_step);
   const double best = r.loss[r.best].item<double>();
   const int64_t rows = tokens.sum().item<int64_t>();
   const std::string where = "layers." + std::to_string(layer) + ".experts.gate_up";
@@ -130,12 +122,13 @@ std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& mode
   if (!plan_uses_awq(plan)) return nullptr;
   const Checkpoint& ck = *model.checkpoint;
   const ModelConfig& cfg = model.config;
+  auto routed = [](const SitePlan& sp) { return sp.site->role == Role::Expert && sp.site->expert >= 0; };
   for (const auto& sp : plan.sites)
-    if (sp.quantize && sp.calibrator.is_awq() && (sp.site->role != Role::Expert || sp.site->expert < 0))
+    if (sp.quantize && sp.calibrator.is_awq() && !routed(sp) && !(sp.site->role == Role::Attention && sp.site->layer >= 0))
       throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + (sp.rule ? sp.rule->describe() : std::string("its rule")) +
-                  " uses calibrator awq, which covers routed experts only; give this site's rule calibrator max or mse");
+                  " uses calibrator awq, which covers routed experts and attention; give this site's rule calibrator max or mse");
   bool any_down = false;
-  for (const auto& sp : plan.sites) any_down = any_down || (sp.quantize && sp.calibrator.is_awq() && sp.calibrator.awq_down);
+  for (const auto& sp : plan.sites) any_down = any_down || (sp.quantize && sp.calibrator.is_awq() && routed(sp) && sp.calibrator.awq_down);
   // gpt-oss's experts (model_type gpt_oss; swiglu_limit defaults to 7 when the config omits it).
   if (any_down && (cfg.text_model_type == "gpt_oss" || (cfg.text.is_object() && cfg.text.contains("swiglu_limit"))))
     throw Error(cfg.path + ": the experts' activation clamps up_proj's output (swiglu_limit: gpt-oss's (up + 1) * glu), so "
@@ -144,10 +137,15 @@ std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& mode
   std::map<std::pair<int64_t, int64_t>, const SitePlan*> up_of, gate_of;  // (layer, expert) -> up's / gate's plan
   std::map<int64_t, std::vector<const SitePlan*>> downs;         // layer -> awq down sites
   std::map<int64_t, std::vector<const SitePlan*>> gates;         // layer -> awq gate sites (gate_up searched)
+  std::map<int64_t, std::vector<const SitePlan*>> attention;     // layer -> awq attention sites
   for (const auto& sp : plan.sites) {
     if (!sp.quantize || !sp.calibrator.is_awq()) continue;
     if (!sp.calibrator.hessians)
       throw Error(sp.site->name + ": calibrator awq has no Hessians (pass --calib CALIB.h5 made by moeq calibrate --gptq-hessians)");
+    if (!routed(sp)) {
+      attention[sp.site->layer].push_back(&sp);
+      continue;
+    }
     if (sp.site->proj == "up") up_of[{sp.site->layer, sp.site->expert}] = &sp;
     if (sp.site->proj == "gate") gate_of[{sp.site->layer, sp.site->expert}] = &sp;
     if (sp.site->proj == "down" && sp.calibrator.awq_down) downs[sp.site->layer].push_back(&sp);
@@ -196,8 +194,8 @@ std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& mode
       const at::Tensor live_min = at::where(x_mean > 0, x_mean, at::full_like(x_mean, INFINITY)).amin(-1, true);
       x_mean = at::where(x_mean > 0, x_mean, at::where(at::isfinite(live_min), live_min, at::ones_like(live_min)));
     }
-    const AwqFakeQuant fq = fake_quant_of(fmt, first.params);
-    const int64_t block = format_block(fmt, first, W);
+    const AwqFakeQuant fq = awq_fake_quant(fmt, first.params);
+    const int64_t block = awq_format_block(fmt, first, W);
     const AwqResult r = awq_search(W, H, x_mean, block, fq, cal.awq_alpha_step);
     // s = 1 (the plain path) as a candidate too, and too few tokens.
     const at::Tensor d1 = W - fq(W);
@@ -235,19 +233,17 @@ std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& mode
     out->layers[layer] = std::move(L);
   }
   for (auto& [layer, sites] : gates) attach_gate_up(*out, layer, sites, up_of, model, dev);
+  for (auto& [layer, sites] : attention) attach_attention_scales(*out, layer, sites, model, dev);
   for (auto& sp : plan.sites) {
     if (!sp.quantize) continue;
     if (sp.calibrator.is_awq()) {
       sp.calibrator.awq = out;
       continue;
     }
-    // A reader of a folded norm (router, shared expert) quantized by another calibrator: its
-    // job folds its columns first.
-    if (!awq_input_scales(*out, *sp.site).defined()) continue;
-    if (sp.calibrator.is_gptq())
-      throw Error(sp.site->name + ": reads the norm whose output calibrator awq scales (layer " + std::to_string(sp.site->layer) +
-                  "), but is quantized with gptq, whose Hessian does not include the fold; use max or mse for it, "
-                  "or awq inputs: [down]");
+    // A site the fold changes (a reader of a folded norm: router, shared expert, q/k/v; v_proj
+    // under o's fold) quantized by another calibrator: its job folds it first (gptq with the
+    // folded Hessian, gptq_job.cpp).
+    if (!awq_folds(*out, *sp.site)) continue;
     sp.calibrator.awq = out;
   }
   return out;
@@ -288,10 +284,11 @@ void write_awq_scales(const AwqScales& a, const std::string& export_dir) {
       specs.push_back({scale_name(layer), DType::F32, {l.scales.size(0), l.scales.size(1)}});
       data.emplace_back(scale_name(layer), l.scales.contiguous());
     }
-    if (l.gate_up.defined()) {
-      specs.push_back({scale_name(layer, "gate_up"), DType::F32, {l.gate_up.size(0)}});
-      data.emplace_back(scale_name(layer, "gate_up"), l.gate_up.contiguous());
-    }
+    for (const auto& [input, t] : {std::pair<const char*, const at::Tensor*>{"gate_up", &l.gate_up}, {"qkv", &l.attn_in}, {"o", &l.attn_o}})
+      if (t->defined()) {
+        specs.push_back({scale_name(layer, input), DType::F32, {t->size(0)}});
+        data.emplace_back(scale_name(layer, input), t->contiguous());
+      }
   }
   {
     SafetensorsWriter w(tmp, specs, ~0ull,
@@ -300,7 +297,11 @@ void write_awq_scales(const AwqScales& a, const std::string& export_dir) {
                                        "up weight = source / s_j (rows); consumers need nothing of it"},
                          {"gate_up_awq_scale", "gate/up's input channel j (the norm before the MoE): the export's norm weight = "
                                                "source / s_j ((1 + w) norms: (1 + w) / s_j - 1), gate, up, router and shared "
-                                               "expert weights = source x s_j (columns)"}});
+                                               "expert weights = source x s_j (columns)"},
+                         {"qkv_awq_scale", "the attention's input channel j (input_layernorm's output): the norm weight = source / s_j "
+                                           "((1 + w) norms: (1 + w) / s_j - 1), q/k/v (every reader's) weights = source x s_j (columns)"},
+                         {"o_awq_scale", "o_proj's input channel (h, d): o weight = source x s (columns); v_proj's row (g, d) and its "
+                                         "bias = source / s of head g * heads / kv_heads (the heads of a kv group share s)"}});
     for (const auto& [name, t] : data) w.write(name, t.data_ptr(), t.nbytes());
     w.finish();
   }
@@ -318,22 +319,28 @@ std::shared_ptr<const AwqScales> read_awq_scales(const std::string& export_dir, 
   for (const auto& t : f->tensors()) {
     const std::string pre = "layers.";
     std::string input;
-    for (const char* in : {"down", "gate_up"}) {
-      const std::string post = std::string(".experts.") + in + ".awq_scale";
+    size_t post_len = 0;
+    for (const auto& [module, name] : kInputs) {
+      const std::string post = std::string(".") + module + "." + name + ".awq_scale";
       if (t.name.rfind(pre, 0) == 0 && t.name.size() > pre.size() + post.size() &&
-          t.name.compare(t.name.size() - post.size(), post.size(), post) == 0)
-        input = in;
+          t.name.compare(t.name.size() - post.size(), post.size(), post) == 0) {
+        input = name;
+        post_len = post.size();
+      }
     }
     const size_t dims = input == "down" ? 2 : 1;
     if (input.empty() || t.dtype != DType::F32 || t.shape.size() != dims)
       throw Error(path + ": unexpected tensor " + t.name +
-                  " (expected layers.L.experts.down.awq_scale F32 [E, in] or layers.L.experts.gate_up.awq_scale F32 [in])");
-    const std::string post = ".experts." + input + ".awq_scale";
-    const int64_t layer = std::stoll(t.name.substr(pre.size(), t.name.size() - pre.size() - post.size()));
+                  " (expected layers.L.experts.down.awq_scale F32 [E, in], or layers.L.experts.gate_up / attn.qkv / attn.o"
+                  ".awq_scale F32 [in])");
+    const int64_t layer = std::stoll(t.name.substr(pre.size(), t.name.size() - pre.size() - post_len));
     const at::Tensor v = at::from_blob(const_cast<uint8_t*>(f->data(t)), t.shape, at::TensorOptions().dtype(at::kFloat)).clone();
     AwqScales::Layer& l = out->layers[layer];
-    (input == "down" ? l.scales : l.gate_up) = v;
-    if (input == "gate_up" && source) l.norm = awq_norm_fold(*source, layer);
+    scales_of(l, input) = v;
+    if (!source) continue;
+    if (input == "gate_up") l.norm = awq_norm_fold(*source, layer);
+    if (input == "qkv") l.attn_norm = awq_attn_norm_fold(*source, layer);
+    if (input == "o") l.vo = awq_vo_fold(*source, layer);
   }
   return out;
 }

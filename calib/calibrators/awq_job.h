@@ -44,6 +44,13 @@ class AwqScales {
     at::Tensor gate_up;
     double gate_up_alpha = -1, gate_up_gain = 1;
     AwqNormFold norm;  // where gate_up folds (resolved from the model's plugin)
+    // Attention (undefined when not searched; calib/calibrators/awq_attn.h): attn_in [hidden]
+    // divides the input norm's output (folded into that norm, its readers' columns x s); attn_o
+    // [heads * head_dim] divides o_proj's input (folded into v_proj's rows and bias).
+    at::Tensor attn_in, attn_o;
+    double attn_in_alpha = -1, attn_in_gain = 1, attn_o_alpha = -1, attn_o_gain = 1;
+    AwqNormFold attn_norm;  // where attn_in folds
+    AwqVoFold vo;           // where attn_o folds
   };
   std::map<int64_t, Layer> layers;
   std::vector<std::string> fallbacks;
@@ -62,7 +69,7 @@ bool plan_uses_awq(const Plan& plan);
 // decided a site that is not a routed expert. Null without awq.
 // cfg: the model's config (a clamped activation, gpt-oss's swiglu_limit, is refused: no exact fold).
 // Sites that only read a folded norm (router, shared experts) get the scales too, so their jobs
-// fold; a reader quantized with gptq is refused (its Hessian would need the fold too).
+// fold; one quantized with gptq gets the folded Hessian S^-1 H S^-1 (gptq_job.cpp).
 std::shared_ptr<const AwqScales> attach_awq_scales(Plan& plan, const Model& model, const at::Device& dev);
 
 // A job's stacks with the scales folded in (float32 where folded; others as given).

@@ -7,7 +7,7 @@
 namespace moeq {
 
 AwqSharedResult awq_shared_search(const at::Tensor& w_in, const at::Tensor& h_in, const at::Tensor& tokens_in, int64_t block,
-                                  const AwqFakeQuant& fake_quant, double alpha_step) {
+                                  const AwqFakeQuant& fake_quant, double alpha_step, const AwqTie& tie) {
   if (w_in.dim() != 3 || h_in.dim() != 3 || tokens_in.dim() != 1 || h_in.size(0) != w_in.size(0) ||
       h_in.size(1) != w_in.size(2) || h_in.size(2) != w_in.size(2) || tokens_in.size(0) != w_in.size(0))
     throw Error("awq (shared input): weights, Hessians and token counts do not fit (expected [E, out, in], [E, in, in], [E])");
@@ -24,7 +24,11 @@ AwqSharedResult awq_shared_search(const at::Tensor& w_in, const at::Tensor& h_in
     const double mn = live.any().item<bool>() ? x_mean.masked_select(live).min().item<double>() : 1.0;
     x_mean = at::where(live, x_mean, at::full_like(x_mean, mn));
   }
-  const at::Tensor w_mean = awq_weight_mean(W, block).mean(0);  // [in]
+  at::Tensor w_mean = awq_weight_mean(W, block).mean(0);  // [in]
+  if (tie) {
+    x_mean = tie(x_mean);
+    w_mean = tie(w_mean);
+  }
   const double out = static_cast<double>(W.size(1));
   auto loss_of = [&](const at::Tensor& q) {
     const at::Tensor d = W - q;

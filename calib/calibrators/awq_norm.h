@@ -10,6 +10,7 @@
 //   the mean squared gate/up output error over every routed row; the first least loss.
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <vector>
 
 #include "calib/calibrators/awq.h"
@@ -24,10 +25,14 @@ struct AwqSharedResult {
   double plain = 0;   // the loss with s = 1
 };
 
-// w [E, out, in] (an expert's gate rows then up rows), h [E, in, in], tokens [E] (n_e). Throws
-// moeq::Error on mismatched shapes or when no expert has a routed row.
+// Maps x_mean and w_mean [in] to values shared where the scales must be equal (o_proj's heads of
+// one kv group, calib/calibrators/awq_attn.h); s is a function of them, so it is shared too.
+using AwqTie = std::function<at::Tensor(const at::Tensor&)>;
+
+// w [E, out, in] (an expert's gate rows then up rows; or one linear's rows, E = 1), h [E, in, in],
+// tokens [E] (n_e). Throws moeq::Error on mismatched shapes or when no expert has a routed row.
 AwqSharedResult awq_shared_search(const at::Tensor& w, const at::Tensor& h, const at::Tensor& tokens, int64_t block,
-                                  const AwqFakeQuant& fake_quant, double alpha_step);
+                                  const AwqFakeQuant& fake_quant, double alpha_step, const AwqTie& tie = nullptr);
 
 // The norm weight that divides its output by s: w / s, or for a (1 + w) norm (1 + w) / s - 1;
 // float32 out.

@@ -4,6 +4,8 @@
 #include <map>
 #include <vector>
 
+#include "calib/calibrators/awq_fold.h"
+#include "calib/calibrators/awq_job.h"
 #include "core/error.h"
 #include "calib/calibrators/gptq.h"
 #include "calib/calibrators/int_mse_scales.h"
@@ -21,11 +23,11 @@ void attach_hessians(Plan& plan, const std::shared_ptr<const HessianFile>& hessi
     if (!sp.quantize || !sp.calibrator.needs_hessians()) continue;
     const bool expert = sp.site->role == Role::Expert && sp.site->expert >= 0;
     const std::string rule = sp.rule ? sp.rule->describe() : std::string("its rule");
-    if (!expert && sp.calibrator.is_awq())
+    if (!expert && sp.calibrator.is_awq() && sp.site->role != Role::Attention)
       throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + rule +
-                  " uses calibrator awq, which covers routed experts only; give this site's rule calibrator max, mse or gptq");
+                  " uses calibrator awq, which covers routed experts and attention; give this site's rule calibrator max, mse or gptq");
     if (!expert && hessians->version() < 2)
-      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + rule + " uses calibrator gptq, but " + hessians->path() +
+      throw Error(sp.site->name + " (" + role_name(sp.site->role) + "): " + rule + " uses calibrator " + sp.calibrator.method + ", but " + hessians->path() +
                   " (version 1) holds routed experts' Hessians only; re-run moeq calibrate --gptq-hessians");
     sp.calibrator.hessians = hessians;
   }
@@ -109,6 +111,25 @@ BatchHessians batch_hessians(const SiteBatch& b, const HessianFile& hf, int64_t 
   return r;
 }
 
+// A batch quantized AWQ-folded (gptq's `awq:`, or a reader of a folded norm) sees the input
+// x / s, whose Hessian is S^-1 H S^-1 (calib/calibrators/awq_fold.h awq_input_scales).
+at::Tensor awq_folded_hessians(const SiteBatch& b, const at::Tensor& H) {
+  std::vector<at::Tensor> per;
+  bool any = false;
+  for (size_t i = 0; i < b.sites.size(); ++i) {
+    const SitePlan& sp = *b.sites[i];
+    const at::Tensor s = sp.calibrator.awq ? awq_input_scales(*sp.calibrator.awq, *sp.site) : at::Tensor();
+    at::Tensor h = H.select(0, static_cast<int64_t>(i));
+    if (s.defined()) {
+      const at::Tensor inv = 1.0 / s.to(h.device()).to(at::kFloat);
+      h = h * inv.unsqueeze(0) * inv.unsqueeze(1);
+      any = true;
+    }
+    per.push_back(h);
+  }
+  return any ? at::stack(per) : H;
+}
+
 }  // namespace
 
 std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job, const std::vector<at::Tensor>& stacks,
@@ -138,7 +159,7 @@ std::vector<QuantizedTensor> gptq_quantize_job(const std::vector<SiteBatch>& job
     const at::Tensor w3 = was_2d ? stacks[j].unsqueeze(0) : stacks[j];
     const int64_t E = w3.size(0), in = w3.size(2);
     const BatchHessians bh = batch_hessians(b, *cal.hessians, in, layer_h);
-    const at::Tensor& H = bh.h;  // on the host; each chunk goes to the device in turn
+    const at::Tensor H = awq_folded_hessians(b, bh.h);  // on the host; each chunk goes to the device in turn
     const at::Tensor tokens = bh.tokens;
     const bool expert = s0.role == Role::Expert && s0.expert >= 0;
     // The plain path's scales, from the original weights.

@@ -19,7 +19,8 @@ namespace moeq {
 bool plan_uses_gptq(const Plan& plan);
 
 // Gives every gptq / awq site of the plan the Hessians. Throws moeq::Error naming the site when a
-// non-expert site uses awq (routed experts only) or gptq with a version 1 Hessian file (experts only).
+// non-expert site other than attention uses awq, or a non-expert site uses gptq / awq with a
+// version 1 Hessian file (experts only).
 void attach_hessians(Plan& plan, const std::shared_ptr<const HessianFile>& hessians);
 
 // For quantize / compare: when the plan uses gptq, opens CALIB.hessians.safetensors (calib_path

@@ -67,14 +67,6 @@ enum class AttentionKind {
   GatedDelta,  // Qwen3.5 linear attention: LinearAttnSpec
 };
 
-// What one kind of layer (a `layer_types` entry) attends with.
-struct LayerKind {
-  AttentionKind attention = AttentionKind::Self;
-  AttnSpec attn;
-  LatentAttnSpec latent;
-  LinearAttnSpec linear;
-  RopeSpec rope;
-};
 
 enum class RouterKind {
   SoftmaxTopk,       // softmax, top-k, optional renormalization (Qwen3, OLMoE, Mixtral)
@@ -96,7 +88,7 @@ struct RouterSpec {
 // a (1 + w) norm (1 + w) / s - 1) and every reader's input columns multiplied by s, the layer
 // computes the same function. Keys are relative to the layer: the norm's aux tensor
 // ("post_attention_layernorm.weight") and the readers' site keys ("router",
-// "shared_experts.gate"); "experts.gate" / "experts.up" stand for every routed expert's. A reader
+// "shared_experts.gate", "attn.q"); "experts.gate" / "experts.up" stand for every routed expert's. A reader
 // key with no site in a layer is skipped (a family's optional shared expert). A family whose math
 // allows no exact fold leaves `norm` empty and says why in `why_not`: a plan that needs the fold
 // refuses with that line.
@@ -106,6 +98,30 @@ struct NormFold {
   std::vector<std::string> readers;
   std::string why_not = "the family declares no AWQ norm fold (model/decoder_spec.h NormFold)";
   bool allowed() const { return !norm.empty(); }
+};
+
+// Where AWQ's scales of o_proj's input fold (docs/awq.md): o's input channel (h, d) is head h's
+// attention-weighted sum of channel d of v of its kv head g = h / (heads / kv_heads), so v_proj's
+// row (g, d) and its bias divided by s[g, d], and o_proj's columns (h, d) multiplied by s[g, d],
+// leave the layer's function unchanged, provided nothing between v_proj and that sum acts on v's
+// channels other than linearly. Keys relative to the layer: the sites `v` and `o`, v's bias
+// tensor `v_bias` (absent in the checkpoint: no bias). calib/calibrators/awq_attn.cpp also refuses
+// what the attention spec makes inexact (v_norm, k_eq_v, clip_qkv).
+struct VoFold {
+  std::string v, o, v_bias;
+  std::string why_not = "the family declares no AWQ v_proj -> o_proj fold (model/decoder_spec.h VoFold)";
+  bool allowed() const { return why_not.empty(); }
+};
+
+// What one kind of layer (a `layer_types` entry) attends with.
+struct LayerKind {
+  AttentionKind attention = AttentionKind::Self;
+  AttnSpec attn;
+  LatentAttnSpec latent;
+  LinearAttnSpec linear;
+  RopeSpec rope;
+  NormFold attn_input;  // AWQ: the norm before attention and the sites that read it ("attn.q", ...)
+  VoFold attn_output;   // AWQ: o_proj's input folded into v_proj's rows
 };
 
 struct FeedForwardSpec {

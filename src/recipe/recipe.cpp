@@ -104,7 +104,7 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
   WeightCalibrator w;
   if (n.IsMap()) {
     std::vector<std::string> keys = {"method", "step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep",
-                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step", "observer", "inputs"};
+                                     "block_size", "dampening", "act_order", "min_tokens", "alpha_step", "observer", "inputs", "awq"};
     if (modelopt) keys.insert(keys.end(), {"layerwise", "distributed_sync"});
     c.check_keys(n, keys, where);
     if (!n["method"]) c.fail(n, where + " needs 'method' (max, mse, gptq or awq)");
@@ -125,26 +125,45 @@ WeightCalibrator parse_calibrator(const Ctx& c, const YAML::Node& n, const std::
     w.gptq_observer_mse = o == "mse";
   }
   if (n["inputs"] && !w.is_awq()) c.fail(n["inputs"], "'inputs' in " + where + " only applies to method awq");
-  if (w.is_awq()) {
-    for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep", "block_size", "dampening", "act_order"})
-      if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " does not apply to method awq (keys: alpha_step, min_tokens, inputs)");
+  if (n["awq"] && !w.is_gptq())
+    c.fail(n["awq"], "'awq' in " + where + " only applies to method gptq (AWQ's scales, then GPTQ); for AWQ alone use method: awq");
+  // AWQ's keys, in a method awq mapping or a gptq mapping's `awq:` mapping.
+  auto parse_awq = [&](const YAML::Node& n) {
     if (n["inputs"]) {
       if (!n["inputs"].IsSequence() || n["inputs"].size() == 0)
-        c.fail(n["inputs"], "'inputs' in " + where + " must be a non-empty list of down, gate_up");
-      w.awq_down = w.awq_gate_up = false;
+        c.fail(n["inputs"], "'inputs' in " + where + " must be a non-empty list of down, gate_up, qkv, o");
+      w.awq_down = w.awq_gate_up = w.awq_qkv = w.awq_o = false;
+      w.awq_inputs_given = true;
       for (const auto& x : n["inputs"]) {
         const std::string v = c.get<std::string>(x, "inputs");
         if (v == "down") w.awq_down = true;
         else if (v == "gate_up") w.awq_gate_up = true;
-        else c.fail(x, "unknown AWQ input '" + v + "' in " + where + " (known: down, gate_up)");
+        else if (v == "qkv") w.awq_qkv = true;
+        else if (v == "o") w.awq_o = true;
+        else c.fail(x, "unknown AWQ input '" + v + "' in " + where + " (known: down, gate_up, qkv, o)");
       }
     }
     if (n["alpha_step"]) w.awq_alpha_step = c.get<double>(n["alpha_step"], "alpha_step");
-    if (n["min_tokens"]) w.gptq_min_tokens = c.get<int64_t>(n["min_tokens"], "min_tokens");
     if (!(w.awq_alpha_step > 0 && w.awq_alpha_step <= 1))
       c.fail(n["alpha_step"], "'alpha_step' in " + where + " must be in (0, 1] (the grid 0, step, 2 step, ..., 1 of AWQ's exponent)");
+  };
+  if (w.is_awq()) {
+    for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep", "block_size", "dampening", "act_order"})
+      if (n[k]) c.fail(n[k], std::string("'") + k + "' in " + where + " does not apply to method awq (keys: alpha_step, min_tokens, inputs)");
+    parse_awq(n);
+    if (n["min_tokens"]) w.gptq_min_tokens = c.get<int64_t>(n["min_tokens"], "min_tokens");
     if (w.gptq_min_tokens < 1) c.fail(n["min_tokens"], "'min_tokens' in " + where + " must be >= 1");
     return w;
+  }
+  if (w.is_gptq() && n["awq"]) {
+    const YAML::Node a = n["awq"];
+    if (a.IsMap()) {
+      c.check_keys(a, {"inputs", "alpha_step"}, where + " awq");
+      w.gptq_awq = true;
+      parse_awq(a);
+    } else {
+      w.gptq_awq = c.get<bool>(a, "awq");
+    }
   }
   if (w.is_gptq()) {
     for (const char* k : {"step_size", "start_multiplier", "stop_multiplier", "fp8_scale_sweep"})
@@ -328,12 +347,19 @@ std::string WeightCalibrator::describe() const {
     std::snprintf(g, sizeof g, "gptq (block %lld, dampening %g, act_order %s, min_tokens %lld%s)",
                   static_cast<long long>(gptq_block_size), gptq_dampening, gptq_act_order ? "true" : "false",
                   static_cast<long long>(gptq_min_tokens), gptq_observer_mse ? ", observer mse" : "");
-    return g;
+    if (!gptq_awq) return g;
+    WeightCalibrator a = *this;
+    a.method = "awq";
+    a.gptq_awq = false;
+    return std::string(g) + " after " + a.describe();
   }
   if (is_awq()) {
-    char a[160];
-    std::snprintf(a, sizeof a, "awq (alpha_step %g, min_tokens %lld, inputs %s)", awq_alpha_step,
-                  static_cast<long long>(gptq_min_tokens), awq_down && awq_gate_up ? "gate_up, down" : awq_down ? "down" : "gate_up");
+    std::string inputs;
+    for (const auto& [on, name] : {std::pair{awq_gate_up, "gate_up"}, {awq_down, "down"}, {awq_qkv, "qkv"}, {awq_o, "o"}})
+      if (on) inputs += (inputs.empty() ? "" : ", ") + std::string(name);
+    char a[200];
+    std::snprintf(a, sizeof a, "awq (alpha_step %g, min_tokens %lld, inputs %s%s)", awq_alpha_step,
+                  static_cast<long long>(gptq_min_tokens), inputs.c_str(), awq_inputs_given ? "" : " by default");
     return a;
   }
   if (!is_mse()) return method;

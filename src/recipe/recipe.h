@@ -25,10 +25,11 @@ class AwqScales;    // calib/calibrators/awq_job.h
 // fp8_scale_sweep every NVFP4 block scale tried among the 126 positive finite FP8 E4M3 values.
 // `gptq` (routed experts, other linears; docs/gptq.md) quantizes with the format's max scales and
 // GPTQ's error feedback through per-expert / per-input Hessians (moeq calibrate --gptq-hessians).
-// `awq` (routed experts; docs/awq.md) searches per-input-channel scales of down_proj
+// `awq` (routed experts and attention; docs/awq.md) searches per-input-channel scales of down_proj
 // (s = mean|x|^a / mean|w|^(1-a), a on a grid) minimising tr(dW H dW^T) with the same
 // Hessians, folded exactly into up_proj's rows, and one per-layer scale of gate/up's shared
-// input folded into the norm that feeds it; then the format's max path.
+// input folded into the norm that feeds it; for attention one scale of q/k/v's input (folded into
+// input_layernorm) and one of o_proj's (folded into v_proj's rows); then the format's max path.
 struct WeightCalibrator {
   std::string method = "max";  // max | mse | gptq | awq
   double start_multiplier = 0.25, stop_multiplier = 4.0, step_size = 0.1;
@@ -39,9 +40,17 @@ struct WeightCalibrator {
   bool gptq_observer_mse = false;  // `observer: mse`: integer group scales by a shrink search first (int_mse_scales.h)
   int64_t gptq_min_tokens = 64;    // experts with fewer routed calibration tokens keep max (reported); also awq's
   double awq_alpha_step = 0.1;     // awq: the exponent grid 0, step, ..., 1 (ModelOpt awq_lite's alpha_step)
-  // awq: which expert inputs get scales: down_proj's (folded into up's rows) and gate_up's (the
-  // layer's norm output: one scale per layer folded into the norm, docs/awq.md). Default both.
-  bool awq_down = true, awq_gate_up = true;
+  // awq: which inputs get scales: the experts' down_proj's (folded into up's rows) and gate_up's
+  // (the layer's norm output: one scale per layer folded into the norm, docs/awq.md), attention's
+  // qkv (the input norm's output) and o (folded into v_proj's rows). Default all. With `inputs`
+  // given, an input whose fold the family does not allow is an error; by default such a site is
+  // quantized without scales and listed (an `awq fallback:` line).
+  bool awq_down = true, awq_gate_up = true, awq_qkv = true, awq_o = true;
+  bool awq_inputs_given = false;
+  // gptq with AWQ's scales first (`awq: true` or `awq: {inputs, alpha_step}` in a gptq mapping):
+  // the awq search and fold as for method awq, then GPTQ on the folded weights through the
+  // folded Hessians (input x / s: H -> S^-1 H S^-1). is_awq() and is_gptq() both hold.
+  bool gptq_awq = false;
   // The AWQ scales (computed after planning, calib/calibrators/awq_job.h; null before).
   std::shared_ptr<const AwqScales> awq;
   // The Hessians (attached after planning from the --calib file's side file; null before).
@@ -49,7 +58,7 @@ struct WeightCalibrator {
   std::string note;            // why a ModelOpt-style `algorithm: mse` left this rule at max
   bool is_mse() const { return method == "mse"; }
   bool is_gptq() const { return method == "gptq"; }
-  bool is_awq() const { return method == "awq"; }
+  bool is_awq() const { return method == "awq" || gptq_awq; }
   bool needs_hessians() const { return is_gptq() || is_awq(); }
   // ceil((stop - start) / step) + 1, in double as ModelOpt computes it (defaults: 39).
   int64_t num_steps() const;

@@ -111,7 +111,17 @@ TEST_CASE("gptq hessians: a version 1 file holds experts only and says so", "[gp
   Plan a = make_plan(parse_recipe("recipe: t\nrules:\n  - sites: \"*\"\n    format: int4\n    params: {group_size: 32}\n    calibrator: awq\n",
                                   "t.yaml"),
                      qs, false);
-  REQUIRE_ERROR_MENTIONS(attach_hessians(a, hf), "layers.0.attn.q", "awq", "routed experts only");
+  REQUIRE_ERROR_MENTIONS(attach_hessians(a, hf), "layers.0.attn.q", "calibrator awq", "version 1");
+  // awq on a dense MLP: refused whatever the file (routed experts and attention only).
+  Site d = q;
+  d.name = "layers.0.mlp.down";
+  d.role = Role::DenseMlp;
+  d.proj = "down";
+  const std::vector<Site> ds{d};
+  Plan m = make_plan(parse_recipe("recipe: t\nrules:\n  - sites: \"*\"\n    format: int4\n    params: {group_size: 32}\n    calibrator: awq\n",
+                                  "t.yaml"),
+                     ds, false);
+  REQUIRE_ERROR_MENTIONS(attach_hessians(m, hf), "layers.0.mlp.down", "awq", "routed experts and attention");
 }
 
 TEST_CASE("gptq hessians: an attention site is quantized with its input's Hessian; one without falls back, listed", "[gptq]") {

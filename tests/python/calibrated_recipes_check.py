@@ -6,7 +6,10 @@ with every expert quantized and decoded. For AWQ also a copy of each recipe with
 so that the tiny calibration's experts get scales: the export holds moeq_awq/scales.safetensors
 with scales other than 1, verify compares against the folded source, and `compare --eval-ids`
 of the recipe runs (finite KL). Families whose experts do not fold (gpt-oss's clamped SwiGLU)
-or that vLLM does not load per expert must be refused with their reason.
+or that vLLM does not load per expert must be refused with their reason. An AWQ recipe with an
+attention rule must give every family q/k/v input scales, and o_proj scales where v -> o folds
+(else an `awq fallback:` line naming why: Gemma4's v_norm, DeepSeek-V3's MLA); naming `o` in
+`inputs` where it does not fold is an error.
 
 Usage: calibrated_recipes_check.py MOEQ TINY_DIR WORK_DIR [FAMILY ...]
 """
@@ -42,6 +45,8 @@ def refusal(fam, recipe_text):
     why = []
     if "group_size: 128" in recipe_text:  # the tiny families' widths are below 128
         why.append("do not fit int4")
+    if "recipe: awq_attention_only" in recipe_text:  # plain experts: gpt-oss too (its sinks and v bias fold)
+        return why
     if fam.startswith("gpt_oss"):
         if "consumer_checks: false" in recipe_text:  # past vLLM's refusal: AWQ's own
             return why + ["swiglu_limit"]
@@ -56,7 +61,7 @@ def run(fam, model, calib, ids, recipe, work):
     shutil.rmtree(out, ignore_errors=True)
     rc, so, se = moeq("quantize", model, "--recipe", recipe, "--calib", calib, "-o", out)
     why = refusal(fam, text)
-    if fam.startswith("gpt_oss") and "consumer_checks: false" in text:
+    if fam.startswith("gpt_oss") and "consumer_checks: false" in text and "recipe: awq_attention_only" not in text:
         if check(rc != 0 and "swiglu_limit" in se, f"{label}: expected AWQ's swiglu_limit refusal, got exit {rc}: {se.strip()[-300:]}"):
             print(f"ok   {label}: refused as designed (no exact fold)", flush=True)
         return
@@ -76,7 +81,7 @@ def run(fam, model, calib, ids, recipe, work):
     check(v["experts_quantized"] == v["experts_expected"] == rep["experts"]["total"],
           f"{label}: verify experts {v['experts_quantized']} / {v['experts_expected']}")
     scales = os.path.join(out, "moeq_awq", "scales.safetensors")
-    awq = "method: awq" in text
+    awq = "method: awq" in text or re.search(r"\bawq: (true|\{)", text) is not None  # awq, or gptq after AWQ's scales
     check(os.path.exists(scales) == awq, f"{label}: moeq_awq/scales.safetensors {'missing' if awq else 'present'}")
     extra = ""
     if awq:
@@ -87,6 +92,19 @@ def run(fam, model, calib, ids, recipe, work):
         if "min_tokens: 1}" in text:
             check(moved > 0, f"{label}: every AWQ scale is 1 with min_tokens 1")
         extra = f", {moved} of {s.numel()} AWQ scales != 1"
+        if "roles: [attention]" in text:
+            with safe_open(scales, framework="pt") as f:
+                keys = list(f.keys())
+            warn = json.load(open(os.path.join(out, "report.json")))["warnings"]
+            qkv = sum(".attn.qkv." in k for k in keys)
+            o = sum(".attn.o." in k for k in keys)
+            check(qkv > 0 or any("attn input" in w and "no alpha" in w for w in warn), f"{label}: no attention input scales: {keys}")
+            why = {"gemma4": "v_norm", "deepseek_v3": "MLA"}.get(fam)
+            if why:
+                check(o == 0 and any(why in w and "attn.o" in w for w in warn), f"{label}: expected o's fallback ({why}): {warn}")
+            else:
+                check(o > 0 or any("attn.o: no alpha" in w for w in warn), f"{label}: no o_proj scales and no fallback: {keys}")
+            extra += f", attention: {qkv} qkv / {o} o scale tensors"
         cmp = os.path.join(work, fam + "-compare")
         shutil.rmtree(cmp, ignore_errors=True)
         rc, co, ce = moeq("compare", model, "--recipes", recipe, "--calib", calib, "--eval-ids", ids, "-o", cmp,
@@ -121,6 +139,14 @@ def main():
             p2 = p.replace("_min1.yaml", "_noconsumer.yaml")
             open(p2, "w").write(t.replace("\nrules:", "\nconsumer_checks: false\nrules:", 1))
             recipes.append(p2)
+    # AWQ on attention alone, experts plain: reaches gpt-oss's attention (sinks, biased v_proj),
+    # which the shipped recipe's expert rule refuses first.
+    p = os.path.join(work, "awq_attention_only.yaml")
+    open(p, "w").write("recipe: awq_attention_only\nexport: compressed-tensors\nweight_only: true\nconsumer_checks: false\nrules:\n"
+                       "  - sites: \"*\"\n    format: int4\n    params: {group_size: 32, symmetric: true}\n"
+                       "  - roles: [attention]\n    format: int4\n    params: {group_size: 32, symmetric: true}\n"
+                       "    calibrator: {method: awq, min_tokens: 1}\n")
+    recipes.append(p)
     for fam in fams:
         model = os.path.join(tiny, fam, "model")
         cfg = json.load(open(os.path.join(model, "config.json")))
@@ -139,6 +165,17 @@ def main():
             continue
         for r in recipes:
             run(fam, model, calib, ids, r, work)
+        if fam == "gemma4":  # o named where v_norm leaves no exact fold: one line, non-zero exit
+            p = os.path.join(work, "awq_attn_o.yaml")
+            open(p, "w").write("recipe: awq_attn_o\nexport: compressed-tensors\nweight_only: true\nrules:\n"
+                               "  - sites: \"*\"\n    format: int4\n    params: {group_size: 32, symmetric: true}\n"
+                               "  - roles: [attention]\n    format: int4\n    params: {group_size: 32, symmetric: true}\n"
+                               "    calibrator: {method: awq, inputs: [qkv, o]}\n")
+            out = os.path.join(work, "gemma4-awq-o")
+            rc, so, se = moeq("quantize", model, "--recipe", p, "--calib", calib, "-o", out)
+            if check(rc != 0 and "v_norm" in se and "leave o out" in se and len(se.strip().splitlines()) == 1,
+                     f"gemma4: awq inputs [qkv, o]: expected the one-line v_norm refusal, got exit {rc}: {se.strip()[-400:]}"):
+                print("ok   gemma4 / awq inputs [qkv, o]: refused as designed (v_norm)", flush=True)
     print(f"{len(fams)} families, {len(recipes)} calibrated recipes: {len(failures)} failures")
     sys.exit(1 if failures else 0)
 

@@ -117,6 +117,10 @@ TEST_CASE("awq: the scales file round-trips", "[awq]") {
   AwqScales::Layer g;  // gate_up only
   g.gate_up = at::rand({6}) + 0.5;
   a.layers[4] = g;
+  AwqScales::Layer t;  // attention only
+  t.attn_in = at::rand({6}) + 0.5;
+  t.attn_o = at::rand({8}) + 0.5;
+  a.layers[5] = t;
   const moeq::test::TempDir tmp;
   const std::string dir = tmp.path;
   write_awq_scales(a, dir);
@@ -128,6 +132,10 @@ TEST_CASE("awq: the scales file round-trips", "[awq]") {
   CHECK(at::equal(b->layers.at(4).gate_up, g.gate_up));
   CHECK_FALSE(b->layers.at(4).scales.defined());
   CHECK_FALSE(b->layers.at(2).gate_up.defined());
+  CHECK(at::equal(b->layers.at(5).attn_in, t.attn_in));
+  CHECK(at::equal(b->layers.at(5).attn_o, t.attn_o));
+  CHECK_FALSE(b->layers.at(5).gate_up.defined());
+  CHECK_FALSE(b->layers.at(4).attn_in.defined());
   CHECK(read_awq_scales(dir + "/none") == nullptr);
 }
 
@@ -140,16 +148,45 @@ TEST_CASE("awq: recipe keys", "[awq]") {
   CHECK(c.needs_hessians());
   CHECK(c.awq_alpha_step == Catch::Approx(0.05));
   CHECK(c.gptq_min_tokens == 8);
-  CHECK(c.describe() == "awq (alpha_step 0.05, min_tokens 8, inputs gate_up, down)");
+  CHECK(c.describe() == "awq (alpha_step 0.05, min_tokens 8, inputs gate_up, down, qkv, o by default)");
+  CHECK_FALSE(c.awq_inputs_given);
   const WeightCalibrator d = parse_recipe(
       "recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: awq, inputs: [down]}\n", "t.yaml").rules[0].calibrator;
   CHECK(d.awq_down);
   CHECK_FALSE(d.awq_gate_up);
+  CHECK_FALSE(d.awq_qkv);
+  CHECK(d.awq_inputs_given);
+  CHECK(d.describe() == "awq (alpha_step 0.1, min_tokens 64, inputs down)");
+  const WeightCalibrator at = parse_recipe(
+      "recipe: t\nrules:\n  - roles: [attention]\n    format: int4\n    calibrator: {method: awq, inputs: [qkv, o]}\n", "t.yaml").rules[0].calibrator;
+  CHECK(at.awq_qkv);
+  CHECK(at.awq_o);
+  CHECK_FALSE(at.awq_down);
+  // gptq after AWQ's scales: both hold, and the description says so.
+  const WeightCalibrator ga = parse_recipe(
+      "recipe: t\nrules:\n  - roles: [attention]\n    format: int4\n    calibrator: {method: gptq, act_order: true, awq: {inputs: [o]}}\n",
+      "t.yaml").rules[0].calibrator;
+  CHECK(ga.is_gptq());
+  CHECK(ga.is_awq());
+  CHECK(ga.gptq_act_order);
+  CHECK(ga.awq_o);
+  CHECK_FALSE(ga.awq_qkv);
+  CHECK(ga.describe() == "gptq (block 128, dampening 0.01, act_order true, min_tokens 64) after awq (alpha_step 0.1, min_tokens 64, inputs o)");
+  CHECK(parse_recipe("recipe: t\nrules:\n  - roles: [attention]\n    format: int4\n    calibrator: {method: gptq, awq: true}\n", "t.yaml")
+            .rules[0].calibrator.is_awq());
+  CHECK_FALSE(parse_recipe("recipe: t\nrules:\n  - roles: [attention]\n    format: int4\n    calibrator: {method: gptq, awq: false}\n", "t.yaml")
+                  .rules[0].calibrator.is_awq());
+  REQUIRE_ERROR_MENTIONS(
+      parse_recipe("recipe: t\nrules:\n  - roles: [attention]\n    format: int4\n    calibrator: {method: mse, awq: true}\n", "t.yaml"),
+      "'awq'", "only applies to method gptq");
+  REQUIRE_ERROR_MENTIONS(
+      parse_recipe("recipe: t\nrules:\n  - roles: [attention]\n    format: int4\n    calibrator: {method: gptq, awq: {dampening: 1}}\n", "t.yaml"),
+      "dampening");
   REQUIRE_ERROR_MENTIONS(
       parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: nvfp4\n    calibrator: {method: awq, inputs: [q]}\n", "t.yaml"),
-      "'q'", "gate_up");
+      "'q'", "gate_up", "qkv");
   CHECK(parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: int4\n    calibrator: awq\n", "t.yaml").rules[0].calibrator.describe() ==
-        "awq (alpha_step 0.1, min_tokens 64, inputs gate_up, down)");
+        "awq (alpha_step 0.1, min_tokens 64, inputs gate_up, down, qkv, o by default)");
   REQUIRE_ERROR_MENTIONS(parse_recipe("recipe: t\nrules:\n  - roles: [experts]\n    format: mxfp4\n    calibrator: awq\n", "t.yaml"), "t.yaml",
                          "awq", "mxfp4");
   REQUIRE_ERROR_MENTIONS(
