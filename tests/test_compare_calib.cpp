@@ -16,6 +16,7 @@
 #include "io/checkpoint.h"
 #include "model/plugin.h"
 #include "calib/calibrators/input_scales.h"
+#include "core/format_util.h"
 #include "recipe/recipe.h"
 #include "test_util.h"
 
@@ -241,6 +242,31 @@ TEST_CASE("compare --activations-only: the source weights with the recipe's acti
   CHECK(j["variants"][2]["quantized_sites"] == 0);
   CHECK(j["pick"]["chosen"].get<std::string>().find("activations only") == std::string::npos);
   CHECK(test::read_file(t.path + "/rep/report.md").find("Rows marked (activations only)") != std::string::npos);
+  // The row quantizes no weight: its weight columns say so (no NaN SQNR, no 0 bits/weight), in
+  // every output; report.json has nulls, not NaN or 0.
+  const auto& ja = j["variants"][2];
+  CHECK(ja["bits_per_weight"].is_null());
+  CHECK(ja["summary"]["mean_sqnr_db"].is_null());
+  CHECK(ja["summary"]["min_sqnr_db"].is_null());
+  CHECK(ja["formats"].empty());
+  CHECK(ja["export_aux"].is_null());
+  const std::string md = test::read_file(t.path + "/rep/report.md");
+  const std::string row = "| nvfp4_experts_only (activations only) | source weights | 0 / " + std::to_string(a4.sites_total) +
+                          " | " + human_bytes(a4.source_bytes) + " | 1.00x | source weights | \u2014 | \u2014 | \u2014 | \u2014 |\n";
+  CHECK(md.find(row) != std::string::npos);
+  CHECK(md.find("| " + human_bytes(a4.source_bytes) + " | source weights | " + kl_text(a4.output.kl_mean) + " |") !=
+        std::string::npos);  // the output-error table's bits/weight column
+  const std::string html = test::read_file(t.path + "/rep/report.html");
+  CHECK(html.find("<td>source weights</td>") != std::string::npos);
+  CHECK(html.find("<td class=n>source weights</td>") != std::string::npos);
+  for (const std::string& text : {md, html}) CHECK(text.find("nan") == std::string::npos);
+  const std::string line = variant_lines(a4);
+  INFO(line);
+  CHECK(line.find("source weights (none quantized)") != std::string::npos);
+  CHECK(line.find("bits/weight") == std::string::npos);
+  CHECK(line.find("nan") == std::string::npos);
+  CHECK(line.find("KL " + kl_text(a4.output.kl_mean)) != std::string::npos);
+  CHECK(variant_lines(w4a4).find(" bits/weight  mean SQNR ") != std::string::npos);
 
   // Without --calib there is nothing to add: refused.
   CompareOptions no_calib = tiny_options(model, "");

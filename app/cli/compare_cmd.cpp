@@ -63,7 +63,8 @@ int cmd_compare(const std::vector<std::string>& argv) {
   c.option("--exports", exports,
            "existing exports of MODEL_DIR, NAME=DIR each (every argument up to the next option): decoded by moeq's verify "
            "readers (ModelOpt NVFP4/FP8, compressed-tensors NVFP4/INT4/FP8, bitsandbytes 4-bit) and run by the same "
-           "forward; W4A4 / W8A8 exports quantize activations with their own input scales")
+           "forward with the export's own norms and biases (AWQ-folded ones included); W4A4 / W8A8 exports quantize "
+           "activations with their own input scales")
       ->expected(1, -1);
   c.option("--formats", formats, "formats applied to every linear but routers, embeddings and lm_head (comma list, or all)");
   c.option("-o,--output", out, "directory for report.json, report.md and report.html")->required();
@@ -94,14 +95,7 @@ int cmd_compare(const std::vector<std::string>& argv) {
   const CompareResult r = run_compare(o);
   write_compare_report(out, r, o.within_db, o.max_kl);
   const Pick pick = pick_variant(r, o.within_db, o.max_kl);
-  for (const auto& v : r.variants) {
-    std::printf("%-32s %10.2f MiB  %6.3f bits/weight  mean SQNR %7.2f dB", v.name.c_str(),
-                static_cast<double>(v.expected_bytes) / (1024.0 * 1024.0), v.bits_per_weight, headline_sqnr(v));
-    if (v.output.measured)
-      std::printf("  KL %s  top-1 %6.2f%%  ppl %.3f -> %.3f (%+.4f)  activations: %s", kl_text(v.output.kl_mean).c_str(),
-                  100.0 * v.output.top1, v.output.ppl_ref, v.output.ppl_quant, v.output.ppl_delta, v.activations.c_str());
-    std::printf("\n");
-  }
+  for (const auto& v : r.variants) std::printf("%s", variant_lines(v).c_str());
   if (pick.chosen >= 0) {
     if (pick.by_output && pick.none_fits)
       std::printf("pick: no variant has mean KL <= %g nats; the lowest KL: %s (raise --max-kl or try larger formats)\n",

@@ -371,6 +371,7 @@ Variant activations_only_twin(const Variant& v, const InputTransforms& inputs, c
   a.warnings = {"activations only: " + std::to_string(inputs.sites) + " input_quant sites fake-quantized as in " +
                 v.name + ", every weight as stored in the source"};
   a.sites.clear();
+  a.formats.clear();  // no weight quantized (the activation format is in `activations`)
   a.quantized_weights = 0;
   a.expected_bytes = a.source_bytes;
   a.bits_per_weight = 0;
@@ -453,7 +454,7 @@ void add_export_variants(bool eval, std::vector<ExportEval>& evals, EvalPasses& 
     Variant v = x.variant;
     if (eval) {
       passes.weights.push_back(x.weights);
-      passes.aux.push_back(nullptr);
+      passes.aux.push_back(x.aux);  // the export's norms, biases, ...
       passes.inputs.push_back(x.inputs);
     }
     res.variants.push_back(v);
@@ -467,7 +468,7 @@ void add_export_variants(bool eval, std::vector<ExportEval>& evals, EvalPasses& 
     res.variants.push_back(std::move(t));
     if (eval) {
       passes.weights.push_back(x.weights);
-      passes.aux.push_back(nullptr);
+      passes.aux.push_back(x.aux);
       passes.inputs.push_back(InputTransforms{});
     }
   }

@@ -74,6 +74,16 @@ struct ExpertError {
   double worst_proj_sqnr_db = 0;
 };
 
+// compare --exports: the aux tensors (norms, biases, ...: the source's SiteMap::aux) the forward
+// took from the export, and those whose values differ from the source's (AWQ's folded norms, say).
+struct ExportAux {
+  bool from_export = false;  // false: a recipe's row (the forward reads the source's, or the plan's fold)
+  int64_t tensors = 0;       // taken from the export
+  int64_t differing = 0;     // of those, values other than the source's (compared in float32)
+  int64_t other_dtype = 0;   // of those, stored in another dtype than the source's
+  std::vector<std::string> differing_tensors;  // their stored names, in the source's order
+};
+
 struct Variant {
   std::string name;    // recipe name, or the format for --formats
   std::string source;  // recipe path, or "--formats"
@@ -102,6 +112,7 @@ struct Variant {
   bool activations_only_twin = false;
   bool reference_row() const { return weights_only_twin || activations_only_twin; }
   std::string activations = "none (weight-only recipe)";
+  ExportAux aux;
 };
 
 // How the output error was measured (eval.measured false: no eval ids given).

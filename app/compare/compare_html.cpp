@@ -46,17 +46,16 @@ std::string summary_table(const CompareResult& r) {
        "<th>bits/weight</th><th>mean SQNR dB</th><th>worst SQNR dB</th><th>worst site</th><th>mean rel. error</th></tr>";
   for (size_t k = 0; k < r.variants.size(); ++k) {
     const Variant& v = r.variants[k];
-    std::string fmts;
-    for (const auto& f : v.formats) fmts += (fmts.empty() ? "" : ", ") + f;
     const bool any = v.all.quantized > v.all.exact;
+    const std::string none = no_weight_text(v);
     const double ratio = static_cast<double>(v.source_bytes) / static_cast<double>(std::max<uint64_t>(1, v.expected_bytes));
     o << "<tr><td><span style=\"color:" << svg::palette(k) << "\">&#9632;</span> " << escape(v.name) << "</td><td>"
-      << escape(fmts.empty() ? "-" : fmts) << "</td><td class=n>" << v.all.quantized << " / " << v.sites_total
+      << escape(formats_cell(v)) << "</td><td class=n>" << v.all.quantized << " / " << v.sites_total
       << "</td><td class=n>" << human_bytes(v.expected_bytes) << "</td><td class=n>" << svg::number(ratio, 2)
-      << "x</td><td class=n>" << (v.all.quantized ? svg::number(v.bits_per_weight, 3) : "-") << "</td><td class=n>"
-      << (any ? db(v.all.mean_sqnr_db) : "-") << "</td><td class=n>" << (any ? db(v.all.min_sqnr_db) : "-")
-      << "</td><td>" << escape(any ? v.all.worst_site : "-") << "</td><td class=n>"
-      << (any ? svg::number(v.all.mean_rel_err, 4) : "-") << "</td></tr>";
+      << "x</td><td class=n>" << escape(weight_bits_cell(v)) << "</td><td class=n>"
+      << escape(any ? db(v.all.mean_sqnr_db) : none) << "</td><td class=n>" << escape(any ? db(v.all.min_sqnr_db) : none)
+      << "</td><td>" << escape(any ? v.all.worst_site : none) << "</td><td class=n>"
+      << escape(any ? svg::number(v.all.mean_rel_err, 4) : none) << "</td></tr>";
   }
   o << "</table>";
   return o.str();
@@ -76,11 +75,11 @@ std::string role_table(const CompareResult& r) {
     o << "<tr><td>" << escape(v.name) << "</td>";
     for (const auto& role : roles) {
       auto it = v.per_role.find(role);
-      std::string cell = "-";
+      std::string cell = no_weight_text(v);
       if (it != v.per_role.end() && it->second.quantized)
         cell = it->second.quantized == it->second.exact ? "exact"
                                                         : db(it->second.mean_sqnr_db) + " / " + db(it->second.min_sqnr_db);
-      o << "<td class=n>" << cell << "</td>";
+      o << "<td class=n>" << escape(cell) << "</td>";
     }
     o << "</tr>";
   }

@@ -44,8 +44,9 @@ std::string output_error_note(const CompareResult& r) {
     << (e.exports == 0
             ? std::string()
             : ". Variants read from --exports (" + std::to_string(e.exports) +
-                  ") run the same forward with the export's own weights, decoded from its stored tensors (its other tensors equal the "
-                  "source's); their W4A4 / W8A8 rows fake-quantize each input-quantized "
+                  ") run the same forward with the export's own weights, decoded from its stored tensors, and the export's own "
+                  "norms, biases and other tensors (each variant's warnings say how many differ from the source's, e.g. "
+                  "AWQ-folded norms); their W4A4 / W8A8 rows fake-quantize each input-quantized "
                   "linear's input with the export's own input scale (per expert), and their size is the export's "
                   "stored tensors")
     << ". Reference perplexity " << svg::number(e.ppl_ref, 4) << ". Reference "
@@ -92,8 +93,48 @@ double ratio(const Variant& v) {
 
 }  // namespace
 
+std::string no_weight_text(const Variant& v) { return v.activations_only_twin ? "\u2014" : "-"; }
+
+std::string formats_cell(const Variant& v) {
+  if (v.activations_only_twin) return "source weights";
+  std::string fmts;
+  for (const auto& f : v.formats) fmts += (fmts.empty() ? "" : ", ") + f;
+  return fmts.empty() ? "-" : fmts;
+}
+
+std::string weight_bits_cell(const Variant& v) {
+  if (v.activations_only_twin) return "source weights";
+  return v.all.quantized ? svg::number(v.bits_per_weight, 3) : "-";
+}
+
 double headline_sqnr(const Variant& v) {
   return v.all.quantized > v.all.exact ? v.all.mean_sqnr_db : NAN;
+}
+
+std::string variant_lines(const Variant& v) {
+  const double mib = static_cast<double>(v.expected_bytes) / (1024.0 * 1024.0);
+  char weights[64], buf[512];
+  if (v.all.quantized == 0)  // --activations-only rows (or a recipe that quantizes nothing): no weight error
+    std::snprintf(weights, sizeof weights, "%-40s", "source weights (none quantized)");
+  else if (v.all.quantized == v.all.exact)
+    std::snprintf(weights, sizeof weights, "%6.3f bits/weight  mean SQNR   exact   ", v.bits_per_weight);
+  else
+    std::snprintf(weights, sizeof weights, "%6.3f bits/weight  mean SQNR %7.2f dB", v.bits_per_weight, headline_sqnr(v));
+  std::snprintf(buf, sizeof buf, "%-32s %10.2f MiB  %s", v.name.c_str(), mib, weights);
+  std::string out = buf;
+  if (v.output.measured) {
+    std::snprintf(buf, sizeof buf, "  KL %s  top-1 %6.2f%%  ppl %.3f -> %.3f (%+.4f)  activations: ", kl_text(v.output.kl_mean).c_str(),
+                  100.0 * v.output.top1, v.output.ppl_ref, v.output.ppl_quant, v.output.ppl_delta);
+    out += buf + v.activations;
+  }
+  out += "\n";
+  if (v.aux.from_export && !v.weights_only_twin) {
+    std::snprintf(buf, sizeof buf, "%-32s aux tensors from the export: %lld (norms, biases, ...), %lld differ from the source's%s\n",
+                  "", static_cast<long long>(v.aux.tensors), static_cast<long long>(v.aux.differing),
+                  v.aux.differing ? " (the forward uses the export's)" : "");
+    out += buf;
+  }
+  return out;
 }
 
 namespace {
@@ -316,6 +357,13 @@ json variant_json(const Variant& v) {
                           {"proj", e.proj}, {"format", e.format}, {"block_size", e.block_size},
                           {"shape", {e.rows, e.cols}}, {"bits_per_weight", e.bits_per_weight},
                           {"sqnr_db", num(e.sqnr_db)}, {"rel_err", num(e.rel_err)}});
+  if (v.aux.from_export)
+    x["export_aux"] = {{"tensors", v.aux.tensors},
+                       {"differing", v.aux.differing},
+                       {"other_dtype", v.aux.other_dtype},
+                       {"differing_tensors", v.aux.differing_tensors}};
+  else
+    x["export_aux"] = nullptr;
   x["skipped_by_reason"] = v.skipped;
   x["warnings"] = v.warnings;
   return x;
@@ -342,7 +390,7 @@ void md_output_error(std::ostringstream& md, const CompareResult& r) {
     for (const auto& v : r.variants) {
       const OutputError& o = v.output;
       md << "| " << v.name << " | " << v.activations << " | " << human_bytes(v.expected_bytes) << " | "
-         << (v.all.quantized ? svg::number(v.bits_per_weight, 3) : "-") << " | " << kl_text(o.kl_mean) << " | "
+         << weight_bits_cell(v) << " | " << kl_text(o.kl_mean) << " | "
          << kl_text(o.kl_max) << " | " << svg::number(100.0 * o.top1, 2) << "% | " << svg::number(o.cosine_mean, 6)
          << " | " << svg::number(o.ppl_quant, 4) << " | " << (o.ppl_delta >= 0 ? "+" : "") << svg::number(o.ppl_delta, 4)
          << " |\n";
@@ -356,14 +404,12 @@ void md_size_and_error(std::ostringstream& md, const CompareResult& r) {
   md << "| variant | formats | quantized sites | expected size | smaller by | bits/weight | mean SQNR dB | worst SQNR dB "
         "| worst site | mean rel. error |\n|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n";
   for (const auto& v : r.variants) {
-    std::string fmts;
-    for (const auto& f : v.formats) fmts += (fmts.empty() ? "" : ", ") + f;
     const bool any = v.all.quantized > v.all.exact;
-    md << "| " << v.name << " | " << (fmts.empty() ? "-" : fmts) << " | " << v.all.quantized << " / " << v.sites_total
-       << " | " << human_bytes(v.expected_bytes) << " | " << svg::number(ratio(v), 2) << "x | "
-       << (v.all.quantized ? svg::number(v.bits_per_weight, 3) : "-") << " | " << (any ? db(v.all.mean_sqnr_db) : "-")
-       << " | " << (any ? db(v.all.min_sqnr_db) : "-") << " | " << (any ? v.all.worst_site : "-") << " | "
-       << (any ? svg::number(v.all.mean_rel_err, 4) : "-") << " |\n";
+    const std::string none = no_weight_text(v);  // "-", or the activations-only row's dash
+    md << "| " << v.name << " | " << formats_cell(v) << " | " << v.all.quantized << " / " << v.sites_total
+       << " | " << human_bytes(v.expected_bytes) << " | " << svg::number(ratio(v), 2) << "x | " << weight_bits_cell(v)
+       << " | " << (any ? db(v.all.mean_sqnr_db) : none) << " | " << (any ? db(v.all.min_sqnr_db) : none) << " | "
+       << (any ? v.all.worst_site : none) << " | " << (any ? svg::number(v.all.mean_rel_err, 4) : none) << " |\n";
   }
 }
 
@@ -383,7 +429,7 @@ void md_roles(std::ostringstream& md, const CompareResult& r) {
     md << "| " << v.name << " |";
     for (const auto& role : roles) {
       auto it = v.per_role.find(role);
-      md << " " << (it == v.per_role.end() ? "-" : stats_cell(it->second)) << " |";
+      md << " " << (it == v.per_role.end() || v.activations_only_twin ? no_weight_text(v) : stats_cell(it->second)) << " |";
     }
     md << "\n";
   }
@@ -450,7 +496,9 @@ nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick) {
       {"mean_sqnr_db", "mean of the per-site SQNR in dB over quantized sites with a non-zero error"},
       {"expert_sqnr_db", "SQNR of one expert over all its quantized projections (energies summed)"},
       {"expected_bytes", "every stored tensor at its stored size, quantized sites at the format's bits_per_weight"},
-      {"bits_per_weight", "over quantized sites, scales included"},
+      {"bits_per_weight", "over quantized sites, scales included; null when the variant quantizes no weight"},
+      {"export_aux", "--exports rows: the aux tensors (norms, biases, ...) the forward took from the export, how many "
+                     "differ from the source's values (AWQ-folded norms, say) or dtype; null for recipe rows"},
       {"activations", "whether the output error fake-quantized the inputs of the recipe's input_quant linears (--calib: "
                       "input scales from calib.h5, as the export carries them); weights_only_twin: the same recipe "
                       "with activations unquantized, a reference row that is never picked; activations_only_twin "

@@ -31,6 +31,18 @@ Pick pick_variant(const CompareResult& r, double within_db, double max_kl = 0.01
 // Mean SQNR over the variant's quantized sites, NaN when it has none.
 double headline_sqnr(const Variant& v);
 
+// Table cells of the weight columns, the same in report.md and report.html. An activations-only
+// row (--activations-only: no weight quantized) shows "source weights" for its formats and
+// bits/weight and an em dash for its weight error; other rows without a value show "-".
+std::string formats_cell(const Variant& v);
+std::string weight_bits_cell(const Variant& v);
+std::string no_weight_text(const Variant& v);
+
+// What `moeq compare` prints per variant: one line with its size, weight error (an activations-only
+// row: "source weights", no bits/weight or SQNR) and output error, and for an --exports row a second
+// line counting the aux tensors taken from the export and those that differ from the source's.
+std::string variant_lines(const Variant& v);
+
 nlohmann::ordered_json compare_json(const CompareResult& r, const Pick& pick);
 std::string compare_markdown(const CompareResult& r, const Pick& pick);
 std::string compare_html(const CompareResult& r, const Pick& pick);

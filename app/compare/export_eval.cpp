@@ -57,13 +57,10 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
   if (plugin.family != source.plugin->family)
     throw Error(dir + "/config.json: an export of a " + plugin.family + " model, but the source " + source.dir + " is " +
                 source.plugin->family);
-  // An AWQ export whose gate_up scales folded into its norms: the forward here takes the norms
-  // from the source (only linears are replaced), so it would not evaluate the export.
-  if (const auto awq = read_awq_scales(dir))
-    for (const auto& [layer, l] : awq->layers)
-      if (l.gate_up.defined() && !(l.gate_up == 1).all().item<bool>())
-        throw Error(dir + "/" + kAwqScalesFile + ": layer " + std::to_string(layer) + " has AWQ gate_up scales folded into its norm, "
-                    "which compare --exports does not evaluate (it takes norms from the source); compare the recipe with --recipes");
+  // moeq's AWQ exports hold the folded weights: their weight error is against the folded source
+  // (as compare --recipes and verify --source measure it). The forward needs nothing from the
+  // scales: the folded norms and biases are the export's aux tensors, taken below.
+  const std::shared_ptr<const AwqScales> awq = read_awq_scales(dir, &source);
   auto ck = Checkpoint::open(dir);
   auto opened = open_export_reader(dir, cfg, ck);
   const ExportLayout& layout = *opened.first;
@@ -131,7 +128,9 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
 
     // Weight error against the source, as compare measures it (float32 on the host, double sums).
     const at::Tensor deq = format_by_name(rs.format).dequantize(l.q, at::kFloat).to(at::kCPU).contiguous();
-    const at::Tensor ref = site_weight(src, ss).to(at::kFloat).contiguous();
+    at::Tensor ref = site_weight(src, ss).to(at::kFloat);
+    if (awq) ref = awq_fold_weight(*awq, ss, ref);
+    ref = ref.contiguous();
     if (deq.dim() != 2 || deq.sizes() != ref.sizes()) throw shape_error(deq.size(0), deq.dim() > 1 ? deq.size(-1) : 1);
     std::vector<double> sig, noi;
     site_energies(ref, deq, &sig, &noi);
@@ -171,24 +170,47 @@ ExportEval open_export_eval(const Model& source, const std::string& name, const 
       throw Error(dir + ": the export has no tensor for site " + s.name + " (the source's '" + s.view.tensor +
                   "'); " + what + " runs only what the export holds");
 
-  // Aux tensors (norms, biases, ...): the forward reads the source's; the export must hold each
-  // with the same values (any dtype), else the export changed them (AWQ folding a scale into a
-  // norm, say) and this forward would not run the export: an error.
-  std::set<std::string> src_aux;
+  // Aux tensors (norms, biases, ...): the forward takes every one from the export, which must hold
+  // each under the source's name and shape (any dtype: the forward casts to its compute dtype).
+  // Counted: how many differ from the source's values (AWQ folding a scale into a norm or a bias).
+  ExportAux& xa = v.aux;
+  xa.from_export = true;
+  auto aux_names = std::make_shared<std::set<std::string>>();
   for (const AuxTensor& a : source.sites.aux) {
-    src_aux.insert(a.tensor);
     if (!ck->has(a.tensor))
       throw Error(dir + ": the export lacks the source's " + a.what + " '" + a.tensor + "' (" + source.dir + ")");
     if (ck->info(a.tensor).shape != src.info(a.tensor).shape)
-      throw Error(where(*ck, a.tensor) + " has another shape than the source's");
-    if (!at::equal(tensor_view(*ck, a.tensor).to(at::kFloat), tensor_view(src, a.tensor).to(at::kFloat)))
-      throw Error(where(*ck, a.tensor) + " (" + a.what + ") holds other values than the source's; " + what +
-                  " runs the source's non-linear tensors and cannot evaluate an export that changed them");
+      throw Error(where(*ck, a.tensor) + " (" + a.what + ") has another shape than the source's");
+    aux_names->insert(a.tensor);
+    xa.tensors++;
+    if (ck->info(a.tensor).dtype != src.info(a.tensor).dtype) xa.other_dtype++;
+    if (!at::equal(tensor_view(*ck, a.tensor).to(at::kFloat), tensor_view(src, a.tensor).to(at::kFloat))) {
+      xa.differing++;
+      xa.differing_tensors.push_back(a.tensor);
+    }
   }
   for (const AuxTensor& a : map.aux)
-    if (!src_aux.count(a.tensor))
+    if (!aux_names->count(a.tensor))
       throw Error(where(*ck, a.tensor) + " (" + a.what + ") is not in the source " + source.dir +
                   "; the source's forward would ignore it");
+  {
+    std::string w = std::to_string(xa.tensors) + " aux tensors (norms, biases, ...) taken from the export, " +
+                    std::to_string(xa.differing) + " with values other than the source's";
+    for (size_t k = 0; k < xa.differing_tensors.size() && k < 3; ++k) w += (k ? ", " : ": ") + xa.differing_tensors[k];
+    if (xa.differing_tensors.size() > 3) w += ", ...";
+    if (xa.other_dtype) w += "; " + std::to_string(xa.other_dtype) + " stored in another dtype than the source's";
+    v.warnings.push_back(w);
+  }
+  if (awq)
+    v.warnings.push_back(std::string("AWQ export (") + kAwqScalesFile +
+                         "): weight errors are against the source folded with its scales; the forward runs the export's "
+                         "folded weights and aux tensors");
+  out.aux = [ck, aux_names](const std::string& name, const at::Tensor& t) {
+    if (!aux_names->count(name))
+      throw Error(ck->dir() + ": the forward reads '" + name + "', which is not one of the source's aux tensors that " +
+                  "compare --exports checked in the export");
+    return tensor_view(*ck, name).to(t.device()).to(t.scalar_type());
+  };
   out.weights = [weights](const Site& s, const at::Tensor& w) { return (*weights)(s, w); };
 
   // Input quantization from the export's scales; gate and up share one input: the larger scale.

@@ -5,8 +5,13 @@
 // runs the source's config with
 //   - every linear the export holds: decoded by the moeq format that reads it (quantized) or its
 //     stored weight (unquantized), in place of the source's;
-//   - the source's other tensors (norms, biases, ...): the export must store each with the same
-//     values (any dtype; an export that changed them, e.g. AWQ folded into a norm, is refused);
+//   - every other tensor the forward reads (the source's aux tensors: norms, biases, ...) from
+//     the export too: the export must store each under the source's name and shape (any dtype),
+//     and its values are the ones used, so an export that changed them (AWQ's scales folded into
+//     a norm, a bias divided by a scale) is evaluated as it is; the variant counts how many were
+//     taken and how many differ from the source's (ExportAux, a warning and report.json);
+//   - weight errors of a moeq AWQ export (moeq_awq/scales.safetensors) against the source folded
+//     with those scales, as compare --recipes and verify --source measure them;
 //   - for linears whose input the export quantizes (W4A4 / W8A8), the input fake-quantized with
 //     the export's own static input scale, per expert (app/compare/act_fake_quant.h math):
 //     ModelOpt `input_scale`, compressed-tensors `input_scale` (FP8) or 1 / `input_global_scale`
@@ -29,6 +34,7 @@ namespace moeq {
 struct ExportEval {
   Variant variant;           // name, source (the directory), layout, formats, sizes, per-site weight error
   WeightTransform weights;   // every linear from the export (decoded on the forward's device)
+  AuxTransform aux;          // every aux tensor (norm, bias, ...) from the export
   InputTransforms inputs;    // the export's input quantization (empty: weights only)
 };
 
